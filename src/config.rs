@@ -1,0 +1,825 @@
+//! One typed [`Config`], built once at start from the Go backend's YAML file (`--conf`) and
+//! `HAMI_WEBUI__<SECTION>__<KEY>` environment overrides, validated before anything starts.
+//!
+//! The file format is the Go backend's (both the 8f42445 and the 2.0 generation), so an
+//! operator's existing ConfigMap loads unchanged. Loading happens in two steps: the `config`
+//! crate merges file and environment into [`RawConfig`] (every value optional, durations as
+//! text), then [`Config::from_raw`] applies defaults and validates, naming the exact key of
+//! any bad value. Keys we do not know are collected, not rejected, so the caller can warn once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::device::Vendor;
+use crate::duration::parse_go_duration;
+use crate::selector::parse_selector;
+
+/// The environment prefix; `HAMI_WEBUI__SERVER__HTTP__ADDR` overrides `server.http.addr`.
+pub const ENV_PREFIX: &str = "HAMI_WEBUI";
+
+/// Why the configuration cannot be used. Every variant names the key (or file) at fault so
+/// the one line printed at exit tells the operator what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is missing, unreadable or not YAML of the expected shape.
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: config::ConfigError,
+    },
+    /// A key holds a value of the wrong type (a map where a string belongs, …).
+    #[error("{0}")]
+    Shape(String),
+    /// A key holds a value of the right type that we cannot use.
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Everything the process is configured with, after defaults and validation.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub prometheus: PrometheusConfig,
+    pub exporter: ExporterConfig,
+    /// Vendor → label selector for the nodes whose devices we inventory. Vendors the Go
+    /// backend knew and that are absent here match every node, as in Go; see
+    /// [`NodeSelectors`].
+    pub node_selectors: NodeSelectors,
+    pub scheduling: SchedulingConfig,
+    pub device_config: DeviceConfigRef,
+    pub ascend: AscendConfig,
+    pub kubernetes: KubernetesConfig,
+    /// Keys present in the sources that no part of the server reads, for one warning.
+    pub unknown_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub http: HttpConfig,
+    /// Whether the file configured gRPC, which we accept but do not serve (upstream 2.0
+    /// dropped it too); used only for one log line.
+    pub grpc_configured: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Listen address of the internal listener (`/v1/*`, `/metrics`, `/readyz`, `/livez`).
+    pub addr: String,
+    /// Per-request deadline, as Go's kratos server applied it.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrometheusConfig {
+    pub address: String,
+    /// Default deadline of one upstream query.
+    pub timeout: Duration,
+    /// Deprecated upstream: sent verbatim as the `Authorization` header when set.
+    pub auth: Option<String>,
+    pub tls: TlsConfig,
+    pub authorization: Option<AuthorizationConfig>,
+    pub basic_auth: Option<BasicAuthConfig>,
+    /// Upper bound on requests in flight to the upstream at once: the guard against the
+    /// seed's vmselect OOM.
+    pub max_concurrency: usize,
+    /// Callers waiting for a slot beyond this get `Overloaded` at once instead of queueing.
+    pub max_queue: usize,
+    /// Responses larger than this are refused while streaming, never buffered whole.
+    pub max_response_bytes: usize,
+    /// Path inserted before `/api/v1/…`, e.g. `/select/0/prometheus` for a VictoriaMetrics
+    /// cluster.
+    pub path_prefix: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    /// Off unless the operator asks: the 8f42445 backend never verified certificates.
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthorizationConfig {
+    /// Scheme sent before the credentials (`Bearer` when unset, as Prometheus does).
+    pub scheme: String,
+    /// Read at each use (cached by modification time), so rotated tokens are picked up.
+    pub credentials_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct BasicAuthConfig {
+    pub username_file: PathBuf,
+    pub password_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExporterConfig {
+    /// Time between the starts of two metrics refresh cycles.
+    pub interval: Duration,
+    /// Deadline of one refresh cycle.
+    pub timeout: Duration,
+    /// Cycles a family keeps its last good values after its query failed.
+    pub stale_cycles: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SchedulingConfig {
+    /// Exact resource names that mark a pending pod as asking for a GPU; empty = HAMi's.
+    pub resource_names: Vec<String>,
+}
+
+/// Where HAMi's device ConfigMap lives (upstream 2.0's `device_config`).
+#[derive(Debug, Clone)]
+pub struct DeviceConfigRef {
+    pub enabled: bool,
+    pub namespace: String,
+    pub name: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnotationlessPodMode {
+    Unknown,
+    Node,
+    Template,
+}
+
+#[derive(Debug, Clone)]
+pub struct AscendConfig {
+    pub annotationless_pod_mode: AnnotationlessPodMode,
+}
+
+#[derive(Debug, Clone)]
+pub struct KubernetesConfig {
+    /// How long a watcher may keep failing before `/readyz` reports it; below this the last
+    /// known state is served as if nothing happened.
+    pub unready_after: Duration,
+}
+
+/// The parsed `node_selectors`: which vendors' decoders run on which nodes.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSelectors {
+    /// Vendors with an explicit or default selector, in `Vendor::ALL` order.
+    pub by_vendor: Vec<(Vendor, kube::core::Selector)>,
+    /// The configured text per vendor, for logs and the readiness page.
+    pub text: BTreeMap<Vendor, String>,
+}
+
+impl NodeSelectors {
+    /// The selector for `vendor`, or `None` when the vendor is only detected by its
+    /// annotations (vendors the Go backend never knew and that the file does not name).
+    pub fn get(&self, vendor: Vendor) -> Option<&kube::core::Selector> {
+        self.by_vendor
+            .iter()
+            .find(|(v, _)| *v == vendor)
+            .map(|(_, s)| s)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw, as merged by the `config` crate.
+
+/// The sources as written: every field optional, durations as text. Only this shape is
+/// deserialized by serde; meaning is given by [`Config::from_raw`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawConfig {
+    server: RawServer,
+    prometheus: RawPrometheus,
+    exporter: RawExporter,
+    node_selectors: BTreeMap<String, Option<String>>,
+    scheduling: RawScheduling,
+    device_config: RawDeviceConfig,
+    ascend: RawAscend,
+    kubernetes: RawKubernetes,
+    /// Keys of an unmerged upstream pull request that appear in some published files;
+    /// accepted and ignored so those files load without a warning.
+    exporter_concurrency_limit: Option<serde::de::IgnoredAny>,
+    metrics_generate_interval: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawServer {
+    http: RawListener,
+    grpc: Option<RawListener>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawListener {
+    network: Option<String>,
+    addr: Option<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawPrometheus {
+    address: Option<String>,
+    timeout: Option<String>,
+    auth: Option<String>,
+    tls: RawTls,
+    authorization: RawAuthorization,
+    basic_auth: RawBasicAuth,
+    max_concurrency: Option<i64>,
+    max_queue: Option<i64>,
+    max_response_bytes: Option<i64>,
+    path_prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawTls {
+    ca_file: Option<String>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    server_name: Option<String>,
+    insecure_skip_verify: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawAuthorization {
+    #[serde(rename = "type")]
+    scheme: Option<String>,
+    credentials_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawBasicAuth {
+    username_file: Option<String>,
+    password_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawExporter {
+    interval: Option<String>,
+    timeout: Option<String>,
+    stale_cycles: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawScheduling {
+    resource_names: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawDeviceConfig {
+    enabled: Option<bool>,
+    namespace: Option<String>,
+    name: Option<String>,
+    key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawAscend {
+    annotationless_pod_mode: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawKubernetes {
+    unready_after: Option<String>,
+}
+
+/// Keys of an unmerged upstream pull request found in some published config files;
+/// accepted silently.
+const LEGACY_IGNORED: [&str; 2] = ["exporter_concurrency_limit", "metrics_generate_interval"];
+
+/// Upstream 2.0 caps `scheduling.resource_names` at this many entries.
+const MAX_RESOURCE_NAMES: usize = 64;
+
+impl Config {
+    /// Loads `path` (YAML) with the process environment's overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly so tests do not race on
+    /// the process environment.
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        let merged = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Yaml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("scheduling.resource_names")
+                    // Needed for the list key above; scalars convert back to text where a
+                    // string is expected.
+                    .try_parsing(true)
+                    .source(Some(env)),
+            )
+            .build()
+            .map_err(|source| ConfigError::File {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let mut unknown = Vec::new();
+        let raw: RawConfig = serde_ignored::deserialize(merged, |key| {
+            let key = key.to_string();
+            if !LEGACY_IGNORED.iter().any(|legacy| key.starts_with(legacy)) {
+                unknown.push(key);
+            }
+        })
+        .map_err(|e: config::ConfigError| ConfigError::Shape(e.to_string()))?;
+        let mut config = Config::from_raw(raw)?;
+        config.unknown_keys = unknown;
+        Ok(config)
+    }
+
+    /// Applies defaults and validates; every error names its key.
+    pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        let duration = |key: &str, value: Option<String>, default: Duration| match value {
+            None => Ok(default),
+            Some(text) if text.trim().is_empty() => Ok(default),
+            Some(text) => parse_go_duration(text.trim()).map_err(|e| ConfigError::invalid(key, e)),
+        };
+        // Go treats an unset or non-positive exporter duration as "use the default".
+        let positive = |key: &str, value: Option<String>, default: Duration| {
+            duration(key, value, default).map(|d| if d.is_zero() { default } else { d })
+        };
+        let count = |key: &str, value: Option<i64>, default: usize, min: i64| match value {
+            None => Ok(default),
+            Some(n) if n >= min => usize::try_from(n).map_err(|e| ConfigError::invalid(key, e)),
+            Some(n) => Err(ConfigError::invalid(
+                key,
+                format!("must be at least {min}, got {n}"),
+            )),
+        };
+
+        let addr = non_empty(raw.server.http.addr).unwrap_or_else(|| "0.0.0.0:8000".into());
+        validate_listen_addr("server.http.addr", &addr)?;
+        if let Some(network) = non_empty(raw.server.http.network) {
+            if !network.starts_with("tcp") {
+                return Err(ConfigError::invalid(
+                    "server.http.network",
+                    format!("unsupported network {network:?} (only tcp)"),
+                ));
+            }
+        }
+        let server = ServerConfig {
+            http: HttpConfig {
+                addr,
+                timeout: positive(
+                    "server.http.timeout",
+                    raw.server.http.timeout,
+                    Duration::from_secs(60),
+                )?,
+            },
+            grpc_configured: raw.server.grpc.is_some(),
+        };
+
+        let p = raw.prometheus;
+        let address = non_empty(p.address).unwrap_or_else(|| "http://localhost:9090".into());
+        validate_upstream_url("prometheus.address", &address)?;
+        let authorization = match non_empty(p.authorization.credentials_file) {
+            Some(file) => Some(AuthorizationConfig {
+                scheme: non_empty(p.authorization.scheme).unwrap_or_else(|| "Bearer".into()),
+                credentials_file: PathBuf::from(file),
+            }),
+            None if p.authorization.scheme.is_some() => {
+                return Err(ConfigError::invalid(
+                    "prometheus.authorization.credentials_file",
+                    "required when prometheus.authorization.type is set",
+                ))
+            }
+            None => None,
+        };
+        let basic_auth = match (
+            non_empty(p.basic_auth.username_file),
+            non_empty(p.basic_auth.password_file),
+        ) {
+            (Some(u), Some(pw)) => Some(BasicAuthConfig {
+                username_file: PathBuf::from(u),
+                password_file: PathBuf::from(pw),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "prometheus.basic_auth.password_file",
+                    "required with username_file",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "prometheus.basic_auth.username_file",
+                    "required with password_file",
+                ))
+            }
+        };
+        if authorization.is_some() && basic_auth.is_some() {
+            return Err(ConfigError::invalid(
+                "prometheus.basic_auth",
+                "cannot be combined with prometheus.authorization",
+            ));
+        }
+        let tls = TlsConfig {
+            ca_file: non_empty(p.tls.ca_file).map(PathBuf::from),
+            cert_file: non_empty(p.tls.cert_file).map(PathBuf::from),
+            key_file: non_empty(p.tls.key_file).map(PathBuf::from),
+            server_name: non_empty(p.tls.server_name),
+            insecure_skip_verify: p.tls.insecure_skip_verify.unwrap_or(false),
+        };
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err(ConfigError::invalid(
+                "prometheus.tls.key_file",
+                "cert_file and key_file go together",
+            ));
+        }
+        let path_prefix = non_empty(p.path_prefix).unwrap_or_default();
+        if !path_prefix.is_empty() && !path_prefix.starts_with('/') {
+            return Err(ConfigError::invalid(
+                "prometheus.path_prefix",
+                format!("must start with '/', got {path_prefix:?}"),
+            ));
+        }
+        let prometheus = PrometheusConfig {
+            address,
+            timeout: positive("prometheus.timeout", p.timeout, Duration::from_secs(60))?,
+            auth: p.auth.filter(|a| !a.is_empty()),
+            tls,
+            authorization,
+            basic_auth,
+            max_concurrency: count("prometheus.max_concurrency", p.max_concurrency, 8, 1)?,
+            max_queue: count("prometheus.max_queue", p.max_queue, 256, 0)?,
+            max_response_bytes: count(
+                "prometheus.max_response_bytes",
+                p.max_response_bytes,
+                64 << 20,
+                1024,
+            )?,
+            path_prefix: path_prefix.trim_end_matches('/').to_string(),
+        };
+
+        let exporter = ExporterConfig {
+            interval: positive(
+                "exporter.interval",
+                raw.exporter.interval,
+                Duration::from_secs(30),
+            )?,
+            timeout: positive(
+                "exporter.timeout",
+                raw.exporter.timeout,
+                Duration::from_secs(60),
+            )?,
+            stale_cycles: u32::try_from(count(
+                "exporter.stale_cycles",
+                raw.exporter.stale_cycles,
+                3,
+                0,
+            )?)
+            .map_err(|e| ConfigError::invalid("exporter.stale_cycles", e))?,
+        };
+
+        let node_selectors = node_selectors(raw.node_selectors)?;
+
+        let resource_names: Vec<String> = raw
+            .scheduling
+            .resource_names
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if resource_names.len() > MAX_RESOURCE_NAMES {
+            return Err(ConfigError::invalid(
+                "scheduling.resource_names",
+                format!(
+                    "at most {MAX_RESOURCE_NAMES} names, got {}",
+                    resource_names.len()
+                ),
+            ));
+        }
+
+        let dc = raw.device_config;
+        let device_config = DeviceConfigRef {
+            enabled: dc.enabled.unwrap_or(true),
+            namespace: non_empty(dc.namespace).unwrap_or_else(|| "kube-system".into()),
+            name: non_empty(dc.name).unwrap_or_else(|| "hami-scheduler-device".into()),
+            key: non_empty(dc.key).unwrap_or_else(|| "device-config.yaml".into()),
+        };
+
+        let annotationless_pod_mode = match non_empty(raw.ascend.annotationless_pod_mode)
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("unknown") => AnnotationlessPodMode::Unknown,
+            Some("node") => AnnotationlessPodMode::Node,
+            Some("template") => AnnotationlessPodMode::Template,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "ascend.annotationless_pod_mode",
+                    format!("invalid value {other:?} (want unknown, node or template)"),
+                ))
+            }
+        };
+
+        Ok(Config {
+            server,
+            prometheus,
+            exporter,
+            node_selectors,
+            scheduling: SchedulingConfig { resource_names },
+            device_config,
+            ascend: AscendConfig {
+                annotationless_pod_mode,
+            },
+            kubernetes: KubernetesConfig {
+                unready_after: positive(
+                    "kubernetes.unready_after",
+                    raw.kubernetes.unready_after,
+                    Duration::from_secs(300),
+                )?,
+            },
+            unknown_keys: Vec::new(),
+        })
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Builds the per-vendor selectors. Go semantics for the vendors it knew: a missing key or
+/// an empty value selects every node. Upstream 2.0 gave HCU and AMD defaults. Vendors the
+/// Go backend never knew get a selector only when the file names them; otherwise they are
+/// detected from their own annotations, so that enabling them adds no empty nodes to lists.
+fn node_selectors(raw: BTreeMap<String, Option<String>>) -> Result<NodeSelectors, ConfigError> {
+    let mut configured: BTreeMap<Vendor, String> = BTreeMap::new();
+    for (key, value) in raw {
+        let vendor = Vendor::from_provider(&key).ok_or_else(|| {
+            ConfigError::invalid(
+                format!("node_selectors.{key}"),
+                format!(
+                    "unknown vendor {key:?} (known: {})",
+                    Vendor::ALL.map(Vendor::provider).join(", ")
+                ),
+            )
+        })?;
+        configured.insert(vendor, value.unwrap_or_default());
+    }
+    let mut selectors = NodeSelectors::default();
+    for vendor in Vendor::ALL {
+        let text = match configured.remove(&vendor) {
+            Some(text) => text,
+            None if vendor.known_to_go_backend() => vendor
+                .default_node_selector()
+                .map(str::to_string)
+                .unwrap_or_default(),
+            None => continue,
+        };
+        let selector = parse_selector(&text).map_err(|e| {
+            ConfigError::invalid(format!("node_selectors.{}", vendor.provider()), e)
+        })?;
+        selectors.by_vendor.push((vendor, selector));
+        selectors.text.insert(vendor, text);
+    }
+    Ok(selectors)
+}
+
+fn validate_listen_addr(key: &str, addr: &str) -> Result<(), ConfigError> {
+    let (host, port) = addr.rsplit_once(':').ok_or_else(|| {
+        ConfigError::invalid(key, format!("invalid address {addr:?} (want host:port)"))
+    })?;
+    port.parse::<u16>()
+        .map_err(|_| ConfigError::invalid(key, format!("invalid port in {addr:?}")))?;
+    if host.contains(char::is_whitespace) {
+        return Err(ConfigError::invalid(
+            key,
+            format!("invalid host in {addr:?}"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_upstream_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                key,
+                format!("invalid URL {url:?} (want http:// or https://)"),
+            )
+        })?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || url.contains(char::is_whitespace) {
+        return Err(ConfigError::invalid(key, format!("invalid URL {url:?}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        file.write_all(yaml.as_bytes()).unwrap();
+        Config::load_with_env(
+            file.path(),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    /// The config file the 8f42445 Go backend ships.
+    const GO_1X: &str = "server:\n  http:\n    addr: 0.0.0.0:8000\n    timeout: 60s\n  grpc:\n    addr: 0.0.0.0:9000\n    timeout: 60s\nprometheus:\n  address: http://localhost:9090\n  timeout: 1m\nexporter:\n  interval: 30s\n  timeout: 60s\nnode_selectors:\n  NVIDIA: gpu=on\n  Ascend: ascend=on\n  DCU: dcu=on\n  MLU: mlu=on\n  Metax: metax-tech.com/gpu.installed=true\n";
+
+    #[test]
+    fn go_backend_file_loads_without_unknown_keys() {
+        let config = load(GO_1X, &[]).unwrap();
+        assert_eq!(config.server.http.addr, "0.0.0.0:8000");
+        assert_eq!(config.server.http.timeout, Duration::from_secs(60));
+        assert!(config.server.grpc_configured);
+        assert_eq!(config.prometheus.timeout, Duration::from_secs(60));
+        assert_eq!(config.exporter.interval, Duration::from_secs(30));
+        assert_eq!(config.node_selectors.text[&Vendor::Nvidia], "gpu=on");
+        assert!(config.unknown_keys.is_empty(), "{:?}", config.unknown_keys);
+    }
+
+    #[test]
+    fn upstream_2_0_file_loads() {
+        let yaml = r#"
+server:
+  http: {network: tcp, addr: "0.0.0.0:8000", timeout: 60s}
+prometheus:
+  address: https://prom.example:9090
+  timeout: 1m
+  tls: {ca_file: /etc/ca.pem, server_name: prom, insecure_skip_verify: false}
+  authorization: {type: Bearer, credentials_file: /etc/token}
+exporter: {interval: 30s, timeout: 60s}
+node_selectors: {NVIDIA: gpu=on, HCU: hcu=on, AMD: amd.com/gpu.family}
+scheduling: {resource_names: [nvidia.com/gpu, nvidia.com/gpumem]}
+device_config: {enabled: true, namespace: kube-system, name: hami-scheduler-device, key: device-config.yaml}
+ascend: {annotationless_pod_mode: template}
+"#;
+        let config = load(yaml, &[]).unwrap();
+        let auth = config.prometheus.authorization.unwrap();
+        assert_eq!(auth.scheme, "Bearer");
+        assert_eq!(config.prometheus.tls.server_name.as_deref(), Some("prom"));
+        assert_eq!(config.scheduling.resource_names.len(), 2);
+        assert_eq!(
+            config.ascend.annotationless_pod_mode,
+            AnnotationlessPodMode::Template
+        );
+        assert!(config.unknown_keys.is_empty(), "{:?}", config.unknown_keys);
+    }
+
+    #[test]
+    fn defaults_apply_to_an_empty_file() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.server.http.addr, "0.0.0.0:8000");
+        assert_eq!(config.server.http.timeout, Duration::from_secs(60));
+        assert_eq!(config.prometheus.timeout, Duration::from_secs(60));
+        assert_eq!(config.exporter.interval, Duration::from_secs(30));
+        assert_eq!(config.exporter.timeout, Duration::from_secs(60));
+        assert_eq!(config.prometheus.max_concurrency, 8);
+        assert_eq!(config.prometheus.max_queue, 256);
+        assert_eq!(config.prometheus.max_response_bytes, 64 << 20);
+        assert!(!config.prometheus.tls.insecure_skip_verify);
+        assert_eq!(config.kubernetes.unready_after, Duration::from_secs(300));
+        // Go vendors without a key match every node; HCU/AMD get upstream 2.0 defaults.
+        assert_eq!(config.node_selectors.text[&Vendor::Nvidia], "gpu=on");
+        assert_eq!(config.node_selectors.text[&Vendor::Hcu], "hcu=on");
+        assert!(config.node_selectors.get(Vendor::Biren).is_none());
+    }
+
+    #[test]
+    fn bad_duration_names_the_key_in_file_and_env() {
+        let err = load("exporter:\n  interval: abc\n", &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "exporter.interval: invalid duration \"abc\""
+        );
+        let err = load("", &[("HAMI_WEBUI__EXPORTER__INTERVAL", "abc")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "exporter.interval: invalid duration \"abc\""
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let config = load(
+            GO_1X,
+            &[
+                ("HAMI_WEBUI__SERVER__HTTP__ADDR", "127.0.0.1:8080"),
+                ("HAMI_WEBUI__PROMETHEUS__ADDRESS", "http://vm:8428"),
+                ("HAMI_WEBUI__PROMETHEUS__MAX_CONCURRENCY", "3"),
+                ("HAMI_WEBUI__NODE_SELECTORS__NVIDIA", "nvidia=yes"),
+                ("HAMI_WEBUI__SCHEDULING__RESOURCE_NAMES", "a/b,c/d"),
+                ("OTHER__SERVER__HTTP__ADDR", "ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.server.http.addr, "127.0.0.1:8080");
+        assert_eq!(config.prometheus.address, "http://vm:8428");
+        assert_eq!(config.prometheus.max_concurrency, 3);
+        assert_eq!(config.node_selectors.text[&Vendor::Nvidia], "nvidia=yes");
+        assert_eq!(config.scheduling.resource_names, ["a/b", "c/d"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_not_rejected() {
+        let config = load(
+            "server:\n  http:\n    adr: x\nfoo: 1\nexporter_concurrency_limit: 16\n",
+            &[],
+        )
+        .unwrap();
+        let mut keys = config.unknown_keys.clone();
+        keys.sort();
+        assert_eq!(keys, ["foo", "server.http.adr"]);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let cases = [
+            ("server:\n  http:\n    addr: nonsense\n", "server.http.addr"),
+            (
+                "prometheus:\n  address: localhost:9090\n",
+                "prometheus.address",
+            ),
+            (
+                "prometheus:\n  max_concurrency: 0\n",
+                "prometheus.max_concurrency",
+            ),
+            (
+                "node_selectors:\n  NVIDIA: \"gpu in (a\"\n",
+                "node_selectors.NVIDIA",
+            ),
+            (
+                "node_selectors:\n  Nvidiaa: gpu=on\n",
+                "node_selectors.Nvidiaa",
+            ),
+            (
+                "ascend:\n  annotationless_pod_mode: maybe\n",
+                "ascend.annotationless_pod_mode",
+            ),
+            (
+                "prometheus:\n  basic_auth:\n    username_file: /u\n",
+                "prometheus.basic_auth.password_file",
+            ),
+            (
+                "prometheus:\n  tls:\n    cert_file: /c\n",
+                "prometheus.tls.key_file",
+            ),
+        ];
+        for (yaml, key) in cases {
+            let err = load(yaml, &[]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{key}: ")),
+                "{yaml:?} gave {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unreadable_file_is_an_error_naming_it() {
+        let err = Config::load_with_env(Path::new("/nonexistent/config.yaml"), Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/config.yaml"), "{err}");
+    }
+
+    #[test]
+    fn wrong_shape_is_an_error_not_a_panic() {
+        assert!(load("server: 5\n", &[]).is_err());
+        assert!(load("prometheus:\n  max_queue: [1]\n", &[]).is_err());
+        assert!(load(": : :\n", &[]).is_err());
+    }
+}

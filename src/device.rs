@@ -1,0 +1,215 @@
+//! The plain device model every other part of the crate speaks: accelerators found on nodes
+//! ([`Device`]), slices of them held by containers ([`DeviceAllocation`]) and the vendors
+//! HAMi knows ([`Vendor`]). Pure data; the decoders that fill it live in [`crate::vendor`].
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// An accelerator family HAMi can share. The provider string doubles as the `node_selectors`
+/// config key and the `provider` label of exported metrics, so it must never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Vendor {
+    Nvidia,
+    Mlu,
+    Ascend,
+    Dcu,
+    Hcu,
+    Metax,
+    Amd,
+    Iluvatar,
+    Enflame,
+    Mthreads,
+    Kunlunxin,
+    AwsNeuron,
+    Biren,
+    Vastai,
+}
+
+impl Vendor {
+    /// Every vendor, in the order the Go backend walked its providers (NVIDIA, MLU, Ascend,
+    /// DCU, Metax), then the two upstream 2.0 added (HCU, AMD), then the rest. Inventory and
+    /// per-container allocation lists follow this order so output is deterministic.
+    pub const ALL: [Vendor; 14] = [
+        Vendor::Nvidia,
+        Vendor::Mlu,
+        Vendor::Ascend,
+        Vendor::Dcu,
+        Vendor::Metax,
+        Vendor::Hcu,
+        Vendor::Amd,
+        Vendor::Iluvatar,
+        Vendor::Enflame,
+        Vendor::Mthreads,
+        Vendor::Kunlunxin,
+        Vendor::AwsNeuron,
+        Vendor::Biren,
+        Vendor::Vastai,
+    ];
+
+    /// The name operators and dashboards already use for this vendor.
+    pub fn provider(self) -> &'static str {
+        match self {
+            Vendor::Nvidia => "NVIDIA",
+            Vendor::Mlu => "MLU",
+            Vendor::Ascend => "Ascend",
+            Vendor::Dcu => "DCU",
+            Vendor::Hcu => "HCU",
+            Vendor::Metax => "Metax",
+            Vendor::Amd => "AMD",
+            Vendor::Iluvatar => "Iluvatar",
+            Vendor::Enflame => "Enflame",
+            Vendor::Mthreads => "Mthreads",
+            Vendor::Kunlunxin => "Kunlunxin",
+            Vendor::AwsNeuron => "AWSNeuron",
+            Vendor::Biren => "Biren",
+            Vendor::Vastai => "Vastai",
+        }
+    }
+
+    /// Parses a provider string; case-insensitive because config files are hand-written.
+    pub fn from_provider(name: &str) -> Option<Vendor> {
+        Vendor::ALL
+            .into_iter()
+            .find(|v| v.provider().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The label selector used when the config names no selector for a vendor the Go backend
+    /// (or upstream 2.0) had a default for; `None` for vendors without a well-known node label.
+    pub fn default_node_selector(self) -> Option<&'static str> {
+        match self {
+            Vendor::Nvidia => Some("gpu=on"),
+            Vendor::Mlu => Some("mlu=on"),
+            Vendor::Ascend => Some("ascend=on"),
+            Vendor::Dcu => Some("dcu=on"),
+            Vendor::Metax => Some("metax-tech.com/gpu.installed=true"),
+            Vendor::Hcu => Some("hcu=on"),
+            Vendor::Amd => Some("amd.com/gpu.family"),
+            _ => None,
+        }
+    }
+
+    /// Whether the Go backend (including upstream 2.0's HCU and AMD) inventories this vendor;
+    /// config defaults and compatibility behaviour differ for the others.
+    pub fn known_to_go_backend(self) -> bool {
+        matches!(
+            self,
+            Vendor::Nvidia
+                | Vendor::Mlu
+                | Vendor::Ascend
+                | Vendor::Dcu
+                | Vendor::Metax
+                | Vendor::Hcu
+                | Vendor::Amd
+        )
+    }
+}
+
+impl fmt::Display for Vendor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.provider())
+    }
+}
+
+/// Serialized as the provider string, the form every API and metric uses.
+impl Serialize for Vendor {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.provider())
+    }
+}
+
+/// One physical (or vendor-partitioned) accelerator on one node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Device {
+    /// Identity shown to users as the card `uuid` and joined against telemetry.
+    pub id: String,
+    /// Key pod allocation annotations use for this device; allocations are matched against
+    /// it, not against `id`, because several vendors allocate by a node-local name.
+    pub alias_id: String,
+    /// Node the device sits on, so card lists can link back to nodes.
+    pub node_name: String,
+    /// UID of that node; the API's node pages are keyed by UID.
+    pub node_uid: String,
+    /// Model name as registered (e.g. `NVIDIA A100-SXM4-80GB`); drives type filters.
+    pub device_type: String,
+    /// How many tasks may share the device at once (HAMi's split count).
+    pub count: i32,
+    /// Schedulable device memory in MiB.
+    pub devmem: i32,
+    /// Schedulable compute, usually a percentage (100 = whole device).
+    pub devcore: i32,
+    /// Health as registered by the device plugin.
+    pub health: bool,
+    /// Sharing mode (`hami-core`, `mig`, or empty when the vendor has none).
+    pub mode: String,
+    /// Which vendor decoder produced the device; becomes the `provider` field and label.
+    pub vendor: Vendor,
+    /// Device index on the node as registered; shown in the UI and used by telemetry joins.
+    pub index: i32,
+    /// NUMA node, for topology display.
+    pub numa: i32,
+    /// Driver version when a source provides it (Prometheus enrichment), else empty.
+    pub driver: String,
+}
+
+/// One device slice held by one container, as HAMi's scheduler recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceAllocation {
+    /// Device key the scheduler wrote; matched against [`Device::alias_id`].
+    pub uuid: String,
+    /// HAMi device type of the allocation (`NVIDIA`, `Ascend910B`, `MLU`, ...).
+    pub alloc_type: String,
+    /// Device memory reserved, in MiB.
+    pub usedmem: i32,
+    /// Compute reserved, in the same unit as the device's `devcore`.
+    pub usedcores: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_go_providers_first_then_upstream_additions() {
+        let names: Vec<_> = Vendor::ALL.iter().map(|v| v.provider()).collect();
+        assert_eq!(
+            &names[..7],
+            ["NVIDIA", "MLU", "Ascend", "DCU", "Metax", "HCU", "AMD"]
+        );
+        assert_eq!(names.len(), 14);
+    }
+
+    #[test]
+    fn from_provider_round_trips_and_ignores_case() {
+        for v in Vendor::ALL {
+            assert_eq!(Vendor::from_provider(v.provider()), Some(v));
+            assert_eq!(Vendor::from_provider(&v.provider().to_lowercase()), Some(v));
+        }
+        assert_eq!(Vendor::from_provider("awsneuron"), Some(Vendor::AwsNeuron));
+        assert_eq!(Vendor::from_provider("tpu"), None);
+    }
+
+    #[test]
+    fn go_vendors_have_default_selectors_and_others_do_not() {
+        for v in Vendor::ALL {
+            assert_eq!(
+                v.known_to_go_backend(),
+                v.default_node_selector().is_some(),
+                "{v}"
+            );
+        }
+        assert_eq!(
+            Vendor::Amd.default_node_selector(),
+            Some("amd.com/gpu.family")
+        );
+        assert_eq!(Vendor::Hcu.default_node_selector(), Some("hcu=on"));
+    }
+
+    #[test]
+    fn vendor_serializes_as_provider_string() {
+        assert_eq!(
+            serde_json::to_string(&Vendor::AwsNeuron).unwrap(),
+            "\"AWSNeuron\""
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! hami-webui-server: a drop-in Rust backend for HAMi-WebUI.
+//!
+//! Map of the crate:
+//! - [`cli`], [`config`]: flags and one typed `Config` from the `--conf` YAML file and
+//!   `HAMI_WEBUI__*` overrides; [`duration`] and [`selector`] parse the Go-syntax values in it.
+//! - [`device`]: the plain device model (devices, allocations, vendors) every other part speaks.
+//! - [`vendor`]: pure decoders, one module per vendor, from Kubernetes objects to the device model.
+//! - [`http`]: the actix-web layer (routes, health, `/metrics`); [`error`] is its single
+//!   error-to-HTTP mapping.
+//! - [`readiness`]: what `/readyz` waits for; [`telemetry`]: self-metrics and logging.
+//! - [`snapshot`]: `ClusterSnapshot`, the immutable view every reader gets; built by the
+//!   actors [`node_cache`] (inventory) and [`pod_cache`] (pods, usage), fed through [`watch`]
+//!   by kube-rs watchers or by a [`snapshot_file`].
+//! - [`kubernetes`]: the API client; [`server`]: wiring of all of the above.
+
+pub mod cli;
+pub mod config;
+pub mod device;
+pub mod duration;
+pub mod error;
+pub mod http;
+pub mod kubernetes;
+pub mod node_cache;
+pub mod pod_cache;
+pub mod readiness;
+pub mod selector;
+pub mod server;
+pub mod snapshot;
+pub mod snapshot_file;
+pub mod telemetry;
+pub mod vendor;
+pub mod watch;

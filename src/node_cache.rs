@@ -1,0 +1,291 @@
+//! `NodeCache`: the actor that owns the device inventory.
+//!
+//! Fed by one watcher on every node of the cluster (selected or not: the name → UID map a
+//! pod's node UID comes from covers every node, and vendors found by their own annotations
+//! can only be seen on the full objects). Each event re-decodes only the node it carries
+//! (pure [`node_entry`]); a changed state is published as a new immutable
+//! `Arc<Inventory>` — at most once per [`PUBLISH_DELAY`] under a burst of events — to its
+//! subscribers (the `PodCache`, which combines it with the pods). Messages: [`GetInventory`],
+//! [`Subscribe`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+
+use crate::config::NodeSelectors;
+use crate::device::Vendor;
+use crate::readiness::ReadinessBoard;
+use crate::snapshot::{Inventory, NodeRecord};
+use crate::telemetry::SelfMetrics;
+use crate::vendor::{decode_node_devices, DecodeError};
+use crate::watch::{self, KeyedStore, StoreChange, WatchHealth, WatchItem};
+
+/// Readiness source and metrics `resource` label of this cache.
+pub const SOURCE: &str = "nodes";
+
+/// Longest a change waits before it is published: coalesces bursts of node events into one
+/// rebuild of the indexes.
+pub const PUBLISH_DELAY: Duration = Duration::from_millis(100);
+
+/// What the cache keeps per node: its name (for the UID map) and, when some vendor selects
+/// it, its decoded record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeEntry {
+    pub name: String,
+    pub uid: String,
+    pub record: Option<Arc<NodeRecord>>,
+}
+
+/// Decodes one node: which vendors select it and their devices. A vendor with a configured
+/// (or default) selector selects the node when the selector matches, devices or not, as Go
+/// did; a vendor without one selects it only when its own annotations yield devices. A
+/// vendor's malformed annotation is returned as an error and costs only that vendor's
+/// devices.
+pub fn node_entry(
+    node: &Node,
+    selectors: &NodeSelectors,
+) -> (NodeEntry, Vec<(Vendor, DecodeError)>) {
+    use kube::core::SelectorExt;
+    let meta = &node.metadata;
+    let name = meta.name.clone().unwrap_or_default();
+    let uid = meta.uid.clone().unwrap_or_default();
+    let empty = Default::default();
+    let labels = meta.labels.as_ref().unwrap_or(&empty);
+    let mut selected = false;
+    let mut devices = Vec::new();
+    let mut errors = Vec::new();
+    for vendor in Vendor::ALL {
+        let by_selector = match selectors.get(vendor) {
+            Some(selector) if selector.matches(labels) => true,
+            Some(_) => continue,
+            None => false,
+        };
+        match decode_node_devices(vendor, node) {
+            Ok(found) => {
+                selected |= by_selector || !found.is_empty();
+                devices.extend(found);
+            }
+            Err(error) => {
+                selected |= by_selector;
+                errors.push((vendor, error));
+            }
+        }
+    }
+    let record = selected.then(|| Arc::new(node_record(node, name.clone(), uid.clone(), devices)));
+    (NodeEntry { name, uid, record }, errors)
+}
+
+fn node_record(
+    node: &Node,
+    name: String,
+    uid: String,
+    devices: Vec<crate::device::Device>,
+) -> NodeRecord {
+    let status = node.status.as_ref();
+    let info = status.and_then(|s| s.node_info.as_ref());
+    let field = |f: fn(&k8s_openapi::api::core::v1::NodeSystemInfo) -> &String| {
+        info.map(|i| f(i).clone()).unwrap_or_default()
+    };
+    let ip = status
+        .and_then(|s| s.addresses.as_ref())
+        .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+        .map(|a| a.address.clone())
+        .unwrap_or_default();
+    let is_ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .map(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        .unwrap_or(false);
+    NodeRecord {
+        uid,
+        name,
+        ip,
+        is_schedulable: !node
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false),
+        is_ready,
+        os_image: field(|i| &i.os_image),
+        kernel_version: field(|i| &i.kernel_version),
+        container_runtime_version: field(|i| &i.container_runtime_version),
+        kubelet_version: field(|i| &i.kubelet_version),
+        kube_proxy_version: field(|i| &i.kube_proxy_version),
+        operating_system: field(|i| &i.operating_system),
+        architecture: field(|i| &i.architecture),
+        creation_timestamp: node.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        devices,
+    }
+}
+
+/// Builds the published inventory from the cache's entries.
+pub fn build_inventory<'a>(entries: impl Iterator<Item = &'a NodeEntry>) -> Inventory {
+    let mut records = Vec::new();
+    let mut uids = HashMap::new();
+    for entry in entries {
+        uids.insert(entry.name.clone(), entry.uid.clone());
+        if let Some(record) = &entry.record {
+            records.push(Arc::clone(record));
+        }
+    }
+    Inventory::build(records, uids)
+}
+
+/// The current inventory; never waits for a watcher.
+#[derive(Message)]
+#[rtype(result = "Arc<Inventory>")]
+pub struct GetInventory;
+
+/// A new inventory was published.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct InventoryChanged(pub Arc<Inventory>);
+
+/// Receive every future [`InventoryChanged`], starting with the current one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub Recipient<InventoryChanged>);
+
+pub struct NodeCache {
+    selectors: NodeSelectors,
+    metrics: SelfMetrics,
+    /// Taken in `started`.
+    events: Option<futures::stream::BoxStream<'static, WatchItem<Node>>>,
+    /// For the recovery probe after watch errors; `None` in snapshot mode.
+    api: Option<Api<Node>>,
+    store: KeyedStore<NodeEntry>,
+    published: Arc<Inventory>,
+    subscribers: Vec<Recipient<InventoryChanged>>,
+    dirty: bool,
+    publish_scheduled: bool,
+    health: WatchHealth,
+}
+
+impl NodeCache {
+    pub fn new(
+        selectors: NodeSelectors,
+        metrics: SelfMetrics,
+        board: Arc<ReadinessBoard>,
+        events: futures::stream::BoxStream<'static, WatchItem<Node>>,
+        api: Option<Api<Node>>,
+    ) -> Self {
+        Self {
+            selectors,
+            metrics: metrics.clone(),
+            events: Some(events),
+            api,
+            store: KeyedStore::default(),
+            published: Arc::new(Inventory::default()),
+            subscribers: Vec::new(),
+            dirty: false,
+            publish_scheduled: false,
+            health: WatchHealth::new(SOURCE, board, metrics),
+        }
+    }
+
+    fn publish(&mut self) {
+        self.publish_scheduled = false;
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let inventory = Arc::new(build_inventory(self.store.values()));
+        self.metrics
+            .cache_objects
+            .with_label_values(&["nodes"])
+            .set(inventory.nodes.len() as i64);
+        self.metrics
+            .cache_objects
+            .with_label_values(&["devices"])
+            .set(inventory.device_count() as i64);
+        self.metrics.mark_cache_change(SOURCE);
+        self.published = Arc::clone(&inventory);
+        self.subscribers.retain(|s| s.connected());
+        for subscriber in &self.subscribers {
+            subscriber.do_send(InventoryChanged(Arc::clone(&inventory)));
+        }
+    }
+
+    fn schedule_publish(&mut self, ctx: &mut Context<Self>) {
+        self.dirty = true;
+        if !self.publish_scheduled {
+            self.publish_scheduled = true;
+            ctx.run_later(PUBLISH_DELAY, |act, _| act.publish());
+        }
+    }
+
+    fn decode(&self, node: &Node) -> (String, Option<NodeEntry>) {
+        let (entry, errors) = node_entry(node, &self.selectors);
+        for (vendor, error) in errors {
+            self.metrics.count_decode_error(vendor, error.kind());
+            tracing::debug!(node = %entry.name, vendor = vendor.provider(), %error, "node annotation not decoded");
+        }
+        (watch::object_key(node), Some(entry))
+    }
+}
+
+impl Actor for NodeCache {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(events) = self.events.take() {
+            ctx.add_stream(events);
+        }
+    }
+}
+
+impl StreamHandler<WatchItem<Node>> for NodeCache {
+    fn handle(&mut self, item: WatchItem<Node>, ctx: &mut Context<Self>) {
+        let event = match item {
+            Ok(event) => event,
+            Err(error) => {
+                if self.health.on_error(&error) {
+                    if let Some(api) = self.api.clone() {
+                        ctx.spawn(
+                            watch::until_listable(api)
+                                .into_actor(self)
+                                .map(|_, act, _| act.health.restored()),
+                        );
+                    }
+                }
+                return;
+            }
+        };
+        self.health.on_event(&event);
+        // Taken out for the call so the decoder may borrow the rest of `self`.
+        let mut store = std::mem::take(&mut self.store);
+        let change = store.apply(event, |object| self.decode(object), watch::object_key);
+        self.store = store;
+        match change {
+            StoreChange::Changed => self.schedule_publish(ctx),
+            StoreChange::RelistDone => {
+                self.dirty = true;
+                self.publish();
+                self.health.on_synced(self.store.len());
+            }
+            StoreChange::RelistStarted | StoreChange::Unchanged => {}
+        }
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        tracing::warn!(resource = SOURCE, "node watch stream ended");
+    }
+}
+
+impl Handler<GetInventory> for NodeCache {
+    type Result = Arc<Inventory>;
+    fn handle(&mut self, _: GetInventory, _: &mut Context<Self>) -> Self::Result {
+        Arc::clone(&self.published)
+    }
+}
+
+impl Handler<Subscribe> for NodeCache {
+    type Result = ();
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
+        msg.0.do_send(InventoryChanged(Arc::clone(&self.published)));
+        self.subscribers.push(msg.0);
+    }
+}

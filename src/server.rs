@@ -1,0 +1,148 @@
+//! Wiring: builds the shared handles, starts the actors and the HTTP listener, and runs until
+//! a stop signal. `main` only parses flags, configuration and the snapshot file, then calls
+//! [`run`].
+//!
+//! The listener is bound before any cluster contact, so `/livez` answers at once and
+//! `/readyz` can say what we are waiting for.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+use kube::api::Api;
+use tracing_actix_web::TracingLogger;
+
+use crate::config::Config;
+use crate::http;
+use crate::http::logging::RequestLog;
+use crate::node_cache::{self, NodeCache};
+use crate::pod_cache::{self, PodCache};
+use crate::readiness::ReadinessBoard;
+use crate::snapshot_file::ClusterExport;
+use crate::telemetry::SelfMetrics;
+use crate::watch;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("server.http.addr: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("self-metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("http server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where the cluster state comes from.
+pub enum ClusterSource {
+    /// Watch the API server found by in-cluster config or kubeconfig.
+    Kubernetes,
+    /// Watch through a client built by the caller (tests build one from a kubeconfig file
+    /// without touching the process environment).
+    Client(kube::Client),
+    /// Serve a file loaded at start (`--snapshot`); no Kubernetes contact at all.
+    Snapshot(ClusterExport),
+}
+
+/// The running cluster caches.
+#[derive(Clone)]
+pub struct Caches {
+    pub nodes: Addr<NodeCache>,
+    pub pods: Addr<PodCache>,
+}
+
+/// Readiness sources: one per watcher.
+pub const SOURCES: [&str; 2] = [node_cache::SOURCE, pod_cache::SOURCE];
+
+/// Starts the node and pod caches on the current actix system. With a Kubernetes source
+/// whose client cannot be built, the caches start empty and never sync; the error is logged.
+pub async fn start_caches(
+    config: &Config,
+    metrics: &SelfMetrics,
+    board: &Arc<ReadinessBoard>,
+    source: ClusterSource,
+) -> Caches {
+    let (node_events, pod_events, node_api, pod_api) = match source {
+        ClusterSource::Snapshot(export) => (
+            watch::replay(export.nodes),
+            watch::replay(export.pods),
+            None,
+            None,
+        ),
+        ClusterSource::Kubernetes | ClusterSource::Client(_) => match client_for(source).await {
+            Ok(client) => {
+                let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+                let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::all(client);
+                (
+                    watch::live(nodes.clone()),
+                    watch::live(pods.clone()),
+                    Some(nodes),
+                    Some(pods),
+                )
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot reach Kubernetes; serving an empty cluster");
+                (
+                    futures::StreamExt::boxed(futures::stream::pending()),
+                    futures::StreamExt::boxed(futures::stream::pending()),
+                    None,
+                    None,
+                )
+            }
+        },
+    };
+    let pods = PodCache::new(metrics.clone(), Arc::clone(board), pod_events, pod_api).start();
+    let nodes = NodeCache::new(
+        config.node_selectors.clone(),
+        metrics.clone(),
+        Arc::clone(board),
+        node_events,
+        node_api,
+    )
+    .start();
+    nodes.do_send(node_cache::Subscribe(pods.clone().recipient()));
+    Caches { nodes, pods }
+}
+
+async fn client_for(
+    source: ClusterSource,
+) -> Result<kube::Client, crate::kubernetes::KubeClientError> {
+    match source {
+        ClusterSource::Client(client) => Ok(client),
+        _ => crate::kubernetes::client().await,
+    }
+}
+
+pub async fn run(config: Config, source: ClusterSource) -> Result<(), ServeError> {
+    let self_metrics = SelfMetrics::new()?;
+    let board = ReadinessBoard::new(&SOURCES, config.kubernetes.unready_after);
+
+    let addr = config.server.http.addr.clone();
+    let metrics_data = web::Data::new(self_metrics.clone());
+    let board_data = web::Data::from(Arc::clone(&board));
+    let listener = std::net::TcpListener::bind(&addr).map_err(|source| ServeError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    let caches = start_caches(&config, &self_metrics, &board, source).await;
+    let caches_data = web::Data::new(caches);
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(TracingLogger::<RequestLog>::new())
+            .app_data(metrics_data.clone())
+            .app_data(board_data.clone())
+            .app_data(caches_data.clone())
+            .configure(http::configure)
+            .default_service(web::to(http::fallback::not_found))
+    })
+    .listen(listener)?
+    .run();
+    tracing::info!(%addr, "listening");
+    server.await?;
+    tracing::info!("stopped");
+    Ok(())
+}
