@@ -72,6 +72,12 @@ pub struct ServerConfig {
     /// Whether the file configured gRPC, which we accept but do not serve (upstream 2.0
     /// dropped it too); used only for one log line.
     pub grpc_configured: bool,
+    /// Zone in which times are rendered and range-query times parsed. The Go backend used
+    /// the process's local zone (the chart sets `TZ`); so does the default here.
+    pub timezone: jiff::tz::TimeZone,
+    /// How long in-flight requests may run after SIGTERM before the process exits anyway;
+    /// below Kubernetes' default 30 s grace period.
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +225,8 @@ pub struct RawConfig {
 struct RawServer {
     http: RawListener,
     grpc: Option<RawListener>,
+    timezone: Option<String>,
+    shutdown_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -398,6 +406,17 @@ impl Config {
                 )?,
             },
             grpc_configured: raw.server.grpc.is_some(),
+            timezone: match non_empty(raw.server.timezone) {
+                None => jiff::tz::TimeZone::system(),
+                Some(name) => jiff::tz::TimeZone::get(&name).map_err(|_| {
+                    ConfigError::invalid("server.timezone", format!("unknown time zone {name:?}"))
+                })?,
+            },
+            shutdown_timeout: duration(
+                "server.shutdown_timeout",
+                raw.server.shutdown_timeout,
+                Duration::from_secs(25),
+            )?,
         };
 
         let p = raw.prometheus;
@@ -677,6 +696,7 @@ mod tests {
         let yaml = r#"
 server:
   http: {network: tcp, addr: "0.0.0.0:8000", timeout: 60s}
+  timezone: Asia/Shanghai
 prometheus:
   address: https://prom.example:9090
   timeout: 1m
@@ -692,6 +712,7 @@ ascend: {annotationless_pod_mode: template}
         let auth = config.prometheus.authorization.unwrap();
         assert_eq!(auth.scheme, "Bearer");
         assert_eq!(config.prometheus.tls.server_name.as_deref(), Some("prom"));
+
         assert_eq!(config.scheduling.resource_names.len(), 2);
         assert_eq!(
             config.ascend.annotationless_pod_mode,
@@ -713,6 +734,7 @@ ascend: {annotationless_pod_mode: template}
         assert_eq!(config.prometheus.max_response_bytes, 64 << 20);
         assert!(!config.prometheus.tls.insecure_skip_verify);
         assert_eq!(config.kubernetes.unready_after, Duration::from_secs(300));
+        assert_eq!(config.server.shutdown_timeout, Duration::from_secs(25));
         // Go vendors without a key match every node; HCU/AMD get upstream 2.0 defaults.
         assert_eq!(config.node_selectors.text[&Vendor::Nvidia], "gpu=on");
         assert_eq!(config.node_selectors.text[&Vendor::Hcu], "hcu=on");

@@ -7,10 +7,12 @@
 //! - [`vendor`]: pure decoders, one module per vendor, from Kubernetes objects to the device model.
 //! - [`http`]: the actix-web layer (routes, health, `/metrics`); [`error`] is its single
 //!   error-to-HTTP mapping.
+//! - [`reply`]: pure builders of the REST replies from a snapshot (JSON as the Go backend renders it).
 //! - [`readiness`]: what `/readyz` waits for; [`telemetry`]: self-metrics and logging.
 //! - [`snapshot`]: `ClusterSnapshot`, the immutable view every reader gets; built by the
 //!   actors [`node_cache`] (inventory) and [`pod_cache`] (pods, usage), fed through [`watch`]
 //!   by kube-rs watchers or by a [`snapshot_file`].
+//! - [`query_client`]: the one actor that talks to Prometheus / VictoriaMetrics.
 //! - [`kubernetes`]: the API client; [`server`]: wiring of all of the above.
 
 pub mod cli;
@@ -22,7 +24,9 @@ pub mod http;
 pub mod kubernetes;
 pub mod node_cache;
 pub mod pod_cache;
+pub mod query_client;
 pub mod readiness;
+pub mod reply;
 pub mod selector;
 pub mod server;
 pub mod snapshot;

@@ -5,10 +5,16 @@
 //! the self-metrics and, in later parts, the actors' addresses; ask; and shape the reply.
 //! Errors go through [`crate::error::ApiError`] and nowhere else.
 
+pub mod cards;
+pub mod containers;
 pub mod fallback;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod monitor;
+pub mod nodes;
+pub mod openapi;
+pub mod summary;
 
 use actix_web::web;
 
@@ -26,6 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(fallback::resource("/livez").route(web::get().to(health::livez)))
         .service(web::resource("/readyz").to(health::readyz))
         .service(web::resource("/metrics").to(metrics::metrics));
+    // REST routes of the frontend (cards, nodes, containers, summary) are registered here.
+    // PromQL pass-through routes (monitor) are registered here.
 }
 
 /// JSON bodies: size limit and decode failures mapped to the contract's errors. The
