@@ -19,6 +19,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let source = match &cli.snapshot {
+        None => ClusterSource::Kubernetes,
+        Some(path) => match hami_webui_server::snapshot_file::load(path) {
+            Ok(export) => ClusterSource::Snapshot(export),
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     telemetry::init_logging(cli.log_format);
     tracing::info!(version = VERSION, revision = REVISION, conf = %cli.conf.display(), "starting");
     if !config.unknown_keys.is_empty() {
@@ -27,22 +37,12 @@ fn main() -> ExitCode {
     if config.server.grpc_configured {
         tracing::info!("server.grpc is configured but gRPC is not served (only HTTP)");
     }
-    let source = match &cli.snapshot {
-        None => ClusterSource::Kubernetes,
-        Some(path) => match hami_webui_server::snapshot_file::load(path) {
-            Ok(export) => {
-                tracing::info!(
-                    file = %path.display(), nodes = export.nodes.len(), pods = export.pods.len(),
-                    "serving a cluster snapshot; no Kubernetes contact"
-                );
-                ClusterSource::Snapshot(export)
-            }
-            Err(error) => {
-                eprintln!("{error}");
-                return ExitCode::from(2);
-            }
-        },
-    };
+    if let (Some(path), ClusterSource::Snapshot(export)) = (&cli.snapshot, &source) {
+        tracing::info!(
+            file = %path.display(), nodes = export.nodes.len(), pods = export.pods.len(),
+            "serving a cluster snapshot; no Kubernetes contact"
+        );
+    }
     match actix_rt::System::new().block_on(hami_webui_server::server::run(config, source)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
