@@ -140,9 +140,41 @@ pub async fn run(config: Config, source: ClusterSource) -> Result<(), ServeError
             .default_service(web::to(http::fallback::not_found))
     })
     .listen(listener)?
+    // Signals are ours: readiness must turn 503 before the listener closes.
+    .disable_signals()
+    .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1))
     .run();
     tracing::info!(%addr, "listening");
+    actix_rt::spawn(stop_on_signal(server.handle(), Arc::clone(&board)));
     server.await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// On SIGTERM or SIGINT: `/readyz` answers 503 from this moment, the listener stops
+/// accepting, and in-flight requests get up to `server.shutdown_timeout` to finish. The
+/// actors stop with the actix system when `run` returns.
+async fn stop_on_signal(handle: actix_web::dev::ServerHandle, board: Arc<ReadinessBoard>) {
+    let signal = wait_for_stop_signal().await;
+    board.begin_shutdown();
+    tracing::info!(signal, "stopping: finishing in-flight requests");
+    handle.stop(true).await;
+}
+
+async fn wait_for_stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            // Without signal handlers the process can still be killed; never stop on our own.
+            tracing::error!("cannot install signal handlers");
+            futures::future::pending().await
+        }
+    }
 }
