@@ -4,6 +4,8 @@
 //! - [`cli`], [`config`]: flags and one typed `Config` from the `--conf` YAML file and
 //!   `HAMI_WEBUI__*` overrides; [`duration`] and [`selector`] parse the Go-syntax values in it.
 //! - [`device`]: the plain device model (devices, allocations, vendors) every other part speaks.
+//! - [`device_metrics`]: pure: a snapshot plus one cycle's batched query results → the
+//!   `/metrics` device and container families.
 //! - [`vendor`]: pure decoders, one module per vendor, from Kubernetes objects to the device model.
 //! - [`http`]: the actix-web layer (routes, health, `/metrics`); [`error`] is its single
 //!   error-to-HTTP mapping.
@@ -12,16 +14,19 @@
 //! - [`snapshot`]: `ClusterSnapshot`, the immutable view every reader gets; built by the
 //!   actors [`node_cache`] (inventory) and [`pod_cache`] (pods, usage), fed through [`watch`]
 //!   by kube-rs watchers or by a [`snapshot_file`].
+//! - [`metrics_refresher`]: the actor running refresh cycles and publishing `/metrics`.
 //! - [`query_client`]: the one actor that talks to Prometheus / VictoriaMetrics.
 //! - [`kubernetes`]: the API client; [`server`]: wiring of all of the above.
 
 pub mod cli;
 pub mod config;
 pub mod device;
+pub mod device_metrics;
 pub mod duration;
 pub mod error;
 pub mod http;
 pub mod kubernetes;
+pub mod metrics_refresher;
 pub mod node_cache;
 pub mod pod_cache;
 pub mod query_client;
