@@ -19,6 +19,7 @@ use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts}
 use crate::config::ExporterConfig;
 use crate::device::Vendor;
 use crate::device_metrics::{self, CycleQuery, CycleState, QueryResults};
+use crate::node_cache::{IdentityMap, SetIdentities};
 use crate::pod_cache::{GetSnapshot, PodCache};
 use crate::query_client::{Lane, Query, QueryData, RunQuery};
 use crate::readiness::{Readiness, ReadinessBoard};
@@ -159,6 +160,8 @@ pub struct MetricsRefresher {
     config: ExporterConfig,
     pods: Addr<PodCache>,
     queries: Recipient<RunQuery>,
+    /// Where exporter identities learnt in a cycle go (the node cache).
+    identities: Recipient<SetIdentities>,
     board: Arc<ReadinessBoard>,
     metrics: RefreshMetrics,
     /// The last published cycle's state, the reference for carried-over families.
@@ -173,6 +176,7 @@ impl MetricsRefresher {
         config: ExporterConfig,
         pods: Addr<PodCache>,
         queries: Recipient<RunQuery>,
+        identities: Recipient<SetIdentities>,
         board: Arc<ReadinessBoard>,
         self_metrics: &SelfMetrics,
     ) -> Result<Self, prometheus::Error> {
@@ -180,6 +184,7 @@ impl MetricsRefresher {
             config,
             pods,
             queries,
+            identities,
             board,
             metrics: RefreshMetrics::register(self_metrics)?,
             state: Arc::new(CycleState::default()),
@@ -233,6 +238,9 @@ impl MetricsRefresher {
     }
 
     fn publish(&mut self, cycle: FinishedCycle) {
+        if let Some(identities) = cycle.identities {
+            self.identities.do_send(SetIdentities(identities));
+        }
         self.metrics.queries.set(cycle.queries as i64);
         self.metrics
             .published_series
@@ -276,6 +284,7 @@ struct FinishedCycle {
     exposition: Arc<Exposition>,
     queries: usize,
     failed_queries: usize,
+    identities: Option<IdentityMap>,
 }
 
 /// One cycle: snapshot, queries (concurrently, each bounded by the cycle deadline), build and
@@ -331,6 +340,7 @@ async fn run_cycle(
     let failed = results.values().filter(|r| r.is_err()).count();
     let built = tokio::task::spawn_blocking(move || {
         let state = device_metrics::build_cycle(&snapshot, &results, &previous, stale_cycles);
+        let identities = device_metrics::identity_overrides(&snapshot, &results);
         let text = state.render();
         let gzip = gzip(text.as_bytes());
         let series = state.series_count();
@@ -341,6 +351,7 @@ async fn run_cycle(
                 gzip,
                 series,
             },
+            identities,
         )
     })
     .await
@@ -350,6 +361,7 @@ async fn run_cycle(
         exposition: Arc::new(built.1),
         queries: count,
         failed_queries: failed,
+        identities: built.2,
     })
 }
 

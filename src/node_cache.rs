@@ -123,16 +123,51 @@ fn node_record(
 
 /// Builds the published inventory from the cache's entries.
 pub fn build_inventory<'a>(entries: impl Iterator<Item = &'a NodeEntry>) -> Inventory {
+    build_identified_inventory(entries, &IdentityMap::new())
+}
+
+/// Exporter identities learnt by the refresher: `(node, alias id)` → `(id, device type)`.
+/// The Go backend showed Ascend devices under their `vdie_id`, DCU under the exporter's
+/// `device_id`, MLU and Metax full GPUs under the exporter's `uuid` and model; applying the
+/// same ids here keeps the REST lists, `/metrics` labels and the frontend's PromQL in step.
+pub type IdentityMap = HashMap<(String, String), (String, String)>;
+
+/// As [`build_inventory`], with exporter identities applied to the devices they name.
+pub fn build_identified_inventory<'a>(
+    entries: impl Iterator<Item = &'a NodeEntry>,
+    identities: &IdentityMap,
+) -> Inventory {
     let mut records = Vec::new();
     let mut uids = HashMap::new();
     for entry in entries {
         uids.insert(entry.name.clone(), entry.uid.clone());
-        if let Some(record) = &entry.record {
+        let Some(record) = &entry.record else {
+            continue;
+        };
+        let renamed =
+            |d: &crate::device::Device| identities.get(&(d.node_name.clone(), d.alias_id.clone()));
+        if identities.is_empty() || !record.devices.iter().any(|d| renamed(d).is_some()) {
             records.push(Arc::clone(record));
+            continue;
         }
+        let mut record = NodeRecord::clone(record);
+        for device in &mut record.devices {
+            if let Some((id, device_type)) = renamed(device) {
+                device.id.clone_from(id);
+                if !device_type.is_empty() {
+                    device.device_type.clone_from(device_type);
+                }
+            }
+        }
+        records.push(Arc::new(record));
     }
     Inventory::build(records, uids)
 }
+
+/// The refresher learnt new exporter identities (replaces the previous map).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetIdentities(pub IdentityMap);
 
 /// The current inventory; never waits for a watcher.
 #[derive(Message)]
@@ -157,6 +192,7 @@ pub struct NodeCache {
     /// For the recovery probe after watch errors; `None` in snapshot mode.
     api: Option<Api<Node>>,
     store: KeyedStore<NodeEntry>,
+    identities: IdentityMap,
     published: Arc<Inventory>,
     subscribers: Vec<Recipient<InventoryChanged>>,
     dirty: bool,
@@ -178,6 +214,7 @@ impl NodeCache {
             events: Some(events),
             api,
             store: KeyedStore::default(),
+            identities: IdentityMap::new(),
             published: Arc::new(Inventory::default()),
             subscribers: Vec::new(),
             dirty: false,
@@ -192,7 +229,10 @@ impl NodeCache {
             return;
         }
         self.dirty = false;
-        let inventory = Arc::new(build_inventory(self.store.values()));
+        let inventory = Arc::new(build_identified_inventory(
+            self.store.values(),
+            &self.identities,
+        ));
         self.metrics
             .cache_objects
             .with_label_values(&["nodes"])
@@ -279,6 +319,16 @@ impl Handler<GetInventory> for NodeCache {
     type Result = Arc<Inventory>;
     fn handle(&mut self, _: GetInventory, _: &mut Context<Self>) -> Self::Result {
         Arc::clone(&self.published)
+    }
+}
+
+impl Handler<SetIdentities> for NodeCache {
+    type Result = ();
+    fn handle(&mut self, msg: SetIdentities, ctx: &mut Context<Self>) {
+        if msg.0 != self.identities {
+            self.identities = msg.0;
+            self.schedule_publish(ctx);
+        }
     }
 }
 

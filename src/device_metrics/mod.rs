@@ -75,6 +75,8 @@ struct DeviceIdentity {
     device_type: String,
     /// Metax `deviceId` (sGPU usage is keyed by it); the registered index otherwise.
     index: String,
+    /// Whether an exporter identity series named this device.
+    matched: bool,
 }
 
 /// Resolves exporter identities: Ascend `vdie_id` by array position on the node, DCU
@@ -112,6 +114,7 @@ fn identities(snapshot: &ClusterSnapshot, results: &QueryResults) -> Vec<DeviceI
                 uuid: String::new(),
                 device_type: String::new(),
                 index: String::new(),
+                matched: false,
             });
             continue;
         };
@@ -119,6 +122,7 @@ fn identities(snapshot: &ClusterSnapshot, results: &QueryResults) -> Vec<DeviceI
             uuid: device.id.clone(),
             device_type: device.device_type.clone(),
             index: device.index.to_string(),
+            matched: false,
         };
         let node = device.node_name.clone();
         let card = |marker: &str| {
@@ -134,18 +138,21 @@ fn identities(snapshot: &ClusterSnapshot, results: &QueryResults) -> Vec<DeviceI
                     .or_insert(0);
                 if let Some(s) = ascend.get(&(node, position.to_string())) {
                     identity.uuid = label(s, "vdie_id");
+                    identity.matched = true;
                 }
                 *position += 1;
             }
             Vendor::Dcu => {
                 if let Some(s) = card("-dcu-").and_then(|c| dcu.get(&(node, c))) {
                     identity.uuid = label(s, "device_id");
+                    identity.matched = true;
                 }
             }
             Vendor::Mlu => {
                 if let Some(s) = card("-cambricon-mlu-").and_then(|c| mlu.get(&(node, c))) {
                     identity.uuid = label(s, "uuid");
                     identity.device_type = label(s, "model");
+                    identity.matched = true;
                 }
             }
             Vendor::Metax => {
@@ -156,6 +163,7 @@ fn identities(snapshot: &ClusterSnapshot, results: &QueryResults) -> Vec<DeviceI
                     identity.uuid = label(s, "uuid");
                     identity.device_type = label(s, "modelName");
                     identity.index = label(s, "deviceId");
+                    identity.matched = true;
                 }
             }
             _ => {}
@@ -166,6 +174,36 @@ fn identities(snapshot: &ClusterSnapshot, results: &QueryResults) -> Vec<DeviceI
         out.push(identity);
     }
     out
+}
+
+/// The exporter identities of this cycle, for the node
+/// cache (`(node, alias)` → `(id, device type)`); `None` when no identity query succeeded,
+/// so a failing cycle does not erase what an earlier one learnt.
+pub fn identity_overrides(
+    snapshot: &ClusterSnapshot,
+    results: &QueryResults,
+) -> Option<crate::node_cache::IdentityMap> {
+    let any_ok = results
+        .iter()
+        .any(|(q, r)| matches!(q, CycleQuery::Identity(_)) && r.is_ok());
+    if !any_ok {
+        return None;
+    }
+    let mut map = crate::node_cache::IdentityMap::new();
+    for (flat, identity) in identities(snapshot, results).into_iter().enumerate() {
+        let Some(device) = snapshot.inventory.device(flat) else {
+            continue;
+        };
+        // Every matched device, not only changed ones: once applied, the snapshot already
+        // carries the exporter id, and the map must keep saying so.
+        if identity.matched && !identity.uuid.is_empty() {
+            map.insert(
+                (device.node_name.clone(), device.alias_id.clone()),
+                (identity.uuid, identity.device_type),
+            );
+        }
+    }
+    Some(map)
 }
 
 /// Device quantities of one vendor's device query: `(metric, id) → value` as float32, the
@@ -1113,5 +1151,42 @@ mod tests {
         let text = build_cycle(&snap, &results, &CycleState::default(), 3).render();
         assert!(text.contains("hami_core_util{node=\"a1\",provider=\"Ascend\",device_type=\"Ascend910B\",device_uuid=\"V1\",driver_version=\"暂无\",device_no=\"ascend-1\"} 77"), "{text}");
         assert!(text.contains("device_uuid=\"V0\""), "{text}");
+    }
+
+    #[test]
+    fn learnt_identities_are_stable_once_applied() {
+        let node_json = json!({"metadata": {"name": "d1", "uid": "ud", "labels": {"dcu": "on"},
+            "annotations": {"hami.io/node-dcu-register": "DCU-0,4,65520,100,DCU,0,true,0,hami-core:"}}});
+        let snap = snapshot(vec![node_json.clone()], vec![]);
+        let results = QueryResults::from([(
+            CycleQuery::Identity(Vendor::Dcu),
+            Ok(vec![sample(
+                &[
+                    ("node", "d1"),
+                    ("minor_number", "0"),
+                    ("device_id", "serial-9"),
+                ],
+                1.0,
+            )]),
+        )]);
+        let map = identity_overrides(&snap, &results).unwrap();
+        assert_eq!(
+            map.get(&("d1".to_string(), "d1-dcu-0".to_string()))
+                .map(|(id, _)| id.as_str()),
+            Some("serial-9")
+        );
+        let config = Config::from_raw(Default::default()).unwrap();
+        let node = serde_json::from_value(node_json).unwrap();
+        let entry = crate::node_cache::node_entry(&node, &config.node_selectors).0;
+        let inventory = crate::node_cache::build_identified_inventory([&entry].into_iter(), &map);
+        assert_eq!(inventory.iter_devices().next().unwrap().id, "serial-9");
+        let enriched = crate::pod_cache::build_snapshot(2, Arc::new(inventory), std::iter::empty());
+        assert_eq!(identity_overrides(&enriched, &results), Some(map));
+        let failed = QueryResults::from([(CycleQuery::Identity(Vendor::Dcu), Err(()))]);
+        assert_eq!(
+            identity_overrides(&enriched, &failed),
+            None,
+            "failure keeps what was learnt"
+        );
     }
 }
