@@ -16,6 +16,7 @@
 //!   by kube-rs watchers or by a [`snapshot_file`].
 //! - [`metrics_refresher`]: the actor running refresh cycles and publishing `/metrics`.
 //! - [`query_client`]: the one actor that talks to Prometheus / VictoriaMetrics.
+//! - [`synthetic`]: generated clusters and exporter data for tests, benchmarks and demos.
 //! - [`kubernetes`]: the API client; [`server`]: wiring of all of the above.
 
 pub mod cli;
@@ -36,6 +37,7 @@ pub mod selector;
 pub mod server;
 pub mod snapshot;
 pub mod snapshot_file;
+pub mod synthetic;
 pub mod telemetry;
 pub mod vendor;
 pub mod watch;
