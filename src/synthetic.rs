@@ -24,6 +24,9 @@ pub struct ClusterShape {
 /// Devices per node.
 pub const DEVICES_PER_NODE: usize = 8;
 
+/// One generated pod: its node and its allocations `(device, memory MiB, cores)`.
+pub type PodLayout = (usize, Vec<(usize, u32, u32)>);
+
 impl ClusterShape {
     pub fn gpus(nodes: usize) -> Self {
         Self {
@@ -141,7 +144,7 @@ impl ClusterShape {
 
     /// Pods as `(node, [(device, memory MiB, cores)])`: 1–4 allocations each on one node,
     /// until every device holds `allocations_per_device` on average.
-    pub fn pod_layout(&self) -> Vec<(usize, Vec<(usize, u32, u32)>)> {
+    pub fn pod_layout(&self) -> Vec<PodLayout> {
         let mut pods = Vec::new();
         for node in 0..self.nodes {
             let target = DEVICES_PER_NODE * self.allocations_per_device;
@@ -171,7 +174,7 @@ impl ClusterShape {
         format!("job-{i:06}")
     }
 
-    fn pod(&self, i: usize, (node, allocations): &(usize, Vec<(usize, u32, u32)>)) -> Value {
+    fn pod(&self, i: usize, (node, allocations): &PodLayout) -> Value {
         let node_name = Self::node_name(*node);
         let (key, alloc_type) = match self.vendor_of(*node) {
             NodeKind::Nvidia => ("hami.io/vgpu-devices-allocated", "NVIDIA"),
