@@ -158,4 +158,17 @@ mod tests {
         assert!(parse("x.json", "{not json").is_err());
         assert!(parse("x.yaml", "a: [b").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = parse("fuzz", &text);
+        }
+
+        #[test]
+        fn arbitrary_items_never_panic(kind in "(Node|Pod|ConfigMap|List|)", body in "\\PC{0,120}") {
+            let text = format!("{{\"kind\":\"List\",\"items\":[{{\"kind\":\"{kind}\",\"metadata\":{body}}}]}}");
+            let _ = parse("fuzz", &text);
+        }
+    }
 }
