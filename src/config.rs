@@ -86,6 +86,20 @@ pub struct HttpConfig {
     pub addr: String,
     /// Per-request deadline, as Go's kratos server applied it.
     pub timeout: Duration,
+    /// Limits on what one client connection may hold; see [`ConnectionLimits`].
+    pub limits: ConnectionLimits,
+}
+
+/// What idle, slow or numerous clients may hold, so that a thousand idle sockets or a
+/// slowloris cannot starve the probes and the frontend (ours; not in the Go config).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Time a client has to send a complete request head; slower ones are disconnected.
+    pub client_request_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    pub keep_alive: Duration,
+    /// Concurrent connections per worker thread; further ones wait in the accept backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -235,6 +249,9 @@ struct RawListener {
     network: Option<String>,
     addr: Option<String>,
     timeout: Option<String>,
+    client_request_timeout: Option<String>,
+    keep_alive: Option<String>,
+    max_connections: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -404,6 +421,24 @@ impl Config {
                     raw.server.http.timeout,
                     Duration::from_secs(60),
                 )?,
+                limits: ConnectionLimits {
+                    client_request_timeout: positive(
+                        "server.http.client_request_timeout",
+                        raw.server.http.client_request_timeout,
+                        Duration::from_secs(5),
+                    )?,
+                    keep_alive: positive(
+                        "server.http.keep_alive",
+                        raw.server.http.keep_alive,
+                        Duration::from_secs(75),
+                    )?,
+                    max_connections: count(
+                        "server.http.max_connections",
+                        raw.server.http.max_connections,
+                        10_000,
+                        1,
+                    )?,
+                },
             },
             grpc_configured: raw.server.grpc.is_some(),
             timezone: match non_empty(raw.server.timezone) {
@@ -735,6 +770,10 @@ ascend: {annotationless_pod_mode: template}
         assert!(!config.prometheus.tls.insecure_skip_verify);
         assert_eq!(config.kubernetes.unready_after, Duration::from_secs(300));
         assert_eq!(config.server.shutdown_timeout, Duration::from_secs(25));
+        let limits = config.server.http.limits;
+        assert_eq!(limits.client_request_timeout, Duration::from_secs(5));
+        assert_eq!(limits.keep_alive, Duration::from_secs(75));
+        assert_eq!(limits.max_connections, 10_000);
         // Go vendors without a key match every node; HCU/AMD get upstream 2.0 defaults.
         assert_eq!(config.node_selectors.text[&Vendor::Nvidia], "gpu=on");
         assert_eq!(config.node_selectors.text[&Vendor::Hcu], "hcu=on");

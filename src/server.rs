@@ -130,6 +130,7 @@ pub async fn run(config: Config, source: ClusterSource) -> Result<(), ServeError
     })?;
     let caches = start_caches(&config, &self_metrics, &board, source).await;
     let caches_data = web::Data::new(caches);
+    let limits = config.server.http.limits;
     let server = HttpServer::new(move || {
         App::new()
             .wrap(TracingLogger::<RequestLog>::new())
@@ -139,6 +140,9 @@ pub async fn run(config: Config, source: ClusterSource) -> Result<(), ServeError
             .configure(http::configure)
             .default_service(web::to(http::fallback::not_found))
     })
+    .client_request_timeout(limits.client_request_timeout)
+    .keep_alive(limits.keep_alive)
+    .max_connections(limits.max_connections)
     .listen(listener)?
     // Signals are ours: readiness must turn 503 before the listener closes.
     .disable_signals()
