@@ -62,6 +62,9 @@ pub struct Config {
     pub device_config: DeviceConfigRef,
     pub ascend: AscendConfig,
     pub kubernetes: KubernetesConfig,
+    /// The public listener: web console, `/api/vgpu`, `/health_check` (upstream 2.0's web
+    /// entry; see [`crate::web`]).
+    pub web: WebConfig,
     /// Keys present in the sources that no part of the server reads, for one warning.
     pub unknown_keys: Vec<String>,
 }
@@ -192,6 +195,47 @@ pub struct KubernetesConfig {
     pub unready_after: Duration,
 }
 
+/// The public listener's settings (`web.*`, overridden by upstream 2.0's flags through
+/// [`Config::with_web_flags`]).
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Off: only the internal listener runs (e.g. beside a 1.x chart's own frontend).
+    pub enabled: bool,
+    /// As written, Go style: `:3000` means every interface; see [`WebConfig::bind_address`].
+    pub listen_address: String,
+    /// The built HAMi-WebUI frontend, with `index.html` at its root.
+    pub static_dir: PathBuf,
+    /// Whether `static_dir` was set by the operator. The default directory may be absent
+    /// (development runs, images without the frontend) and then the listener stays off
+    /// with a warning; a configured one must exist.
+    pub static_dir_explicit: bool,
+    /// Normalized external prefix, `/` or `/hami/` (leading and trailing slash).
+    pub base_path: String,
+    /// `Content-Security-Policy` value for the console page, when framing is restricted.
+    pub frame_ancestors: Option<String>,
+}
+
+impl WebConfig {
+    /// The address to bind: a Go-style empty host (`:3000`) becomes `0.0.0.0`.
+    pub fn bind_address(&self) -> String {
+        match self.listen_address.strip_prefix(':') {
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => self.listen_address.clone(),
+        }
+    }
+}
+
+/// Upstream 2.0's web flags (and their `HAMI_WEBUI_*` environment variables); each one
+/// given replaces the matching `web.*` key.
+#[derive(Debug, Clone, Default)]
+pub struct WebFlags {
+    pub listen_address: Option<String>,
+    pub static_dir: Option<PathBuf>,
+    pub base_path: Option<String>,
+    /// JSON text: `null`, `[]` or an array of sources.
+    pub frame_ancestors_json: Option<String>,
+}
+
 /// The parsed `node_selectors`: which vendors' decoders run on which nodes.
 #[derive(Debug, Clone, Default)]
 pub struct NodeSelectors {
@@ -228,6 +272,7 @@ pub struct RawConfig {
     device_config: RawDeviceConfig,
     ascend: RawAscend,
     kubernetes: RawKubernetes,
+    web: RawWeb,
     /// Keys of an unmerged upstream pull request that appear in some published files;
     /// accepted and ignored so those files load without a warning.
     exporter_concurrency_limit: Option<serde::de::IgnoredAny>,
@@ -329,6 +374,17 @@ struct RawKubernetes {
     unready_after: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawWeb {
+    enabled: Option<bool>,
+    listen_address: Option<String>,
+    static_dir: Option<String>,
+    base_path: Option<String>,
+    /// `null`/absent: no policy; `[]`: no framing; a list: these sources.
+    frame_ancestors: Option<Vec<String>>,
+}
+
 /// Keys of an unmerged upstream pull request found in some published config files;
 /// accepted silently.
 const LEGACY_IGNORED: [&str; 2] = ["exporter_concurrency_limit", "metrics_generate_interval"];
@@ -360,6 +416,7 @@ impl Config {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("scheduling.resource_names")
+                    .with_list_parse_key("web.frame_ancestors")
                     // Needed for the list key above; scalars convert back to text where a
                     // string is expected.
                     .try_parsing(true)
@@ -600,6 +657,8 @@ impl Config {
             }
         };
 
+        let web = web_config(raw.web)?;
+
         Ok(Config {
             server,
             prometheus,
@@ -617,9 +676,56 @@ impl Config {
                     Duration::from_secs(300),
                 )?,
             },
+            web,
             unknown_keys: Vec::new(),
         })
     }
+
+    /// Applies the web flags over the file's `web.*` keys; errors name the flag.
+    pub fn with_web_flags(mut self, flags: &WebFlags) -> Result<Config, ConfigError> {
+        let web = &mut self.web;
+        if let Some(addr) = &flags.listen_address {
+            validate_listen_addr("--listen-address", addr)?;
+            web.listen_address = addr.clone();
+        }
+        if let Some(dir) = &flags.static_dir {
+            if dir.as_os_str().is_empty() {
+                return Err(ConfigError::invalid("--static-dir", "must not be empty"));
+            }
+            web.static_dir = dir.clone();
+            web.static_dir_explicit = true;
+        }
+        if let Some(base) = &flags.base_path {
+            web.base_path = crate::web::base_path::normalize(base)
+                .map_err(|e| ConfigError::invalid("--base-path", e))?;
+        }
+        if let Some(json) = &flags.frame_ancestors_json {
+            let sources = crate::web::csp::parse_json(json)
+                .map_err(|e| ConfigError::invalid("--frame-ancestors-json", e))?;
+            web.frame_ancestors = crate::web::csp::policy(sources.as_deref())
+                .map_err(|e| ConfigError::invalid("--frame-ancestors-json", e))?;
+        }
+        Ok(self)
+    }
+}
+
+/// Upstream 2.0's web entry defaults: `:3000`, `/apps/public`, base `/`, no framing policy.
+fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
+    let listen_address = non_empty(raw.listen_address).unwrap_or_else(|| ":3000".into());
+    validate_listen_addr("web.listen_address", &listen_address)?;
+    let static_dir = non_empty(raw.static_dir).map(PathBuf::from);
+    let base_path = crate::web::base_path::normalize(raw.base_path.as_deref().unwrap_or("/"))
+        .map_err(|e| ConfigError::invalid("web.base_path", e))?;
+    let frame_ancestors = crate::web::csp::policy(raw.frame_ancestors.as_deref())
+        .map_err(|e| ConfigError::invalid("web.frame_ancestors", e))?;
+    Ok(WebConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        listen_address,
+        static_dir_explicit: static_dir.is_some(),
+        static_dir: static_dir.unwrap_or_else(|| PathBuf::from("/apps/public")),
+        base_path,
+        frame_ancestors,
+    })
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -859,6 +965,12 @@ ascend: {annotationless_pod_mode: template}
                 "prometheus:\n  tls:\n    cert_file: /c\n",
                 "prometheus.tls.key_file",
             ),
+            ("web:\n  listen_address: \"3000\"\n", "web.listen_address"),
+            ("web:\n  base_path: /a/../b/\n", "web.base_path"),
+            (
+                "web:\n  frame_ancestors: [\"https://*.example.com\"]\n",
+                "web.frame_ancestors",
+            ),
         ];
         for (yaml, key) in cases {
             let err = load(yaml, &[]).unwrap_err().to_string();
@@ -866,6 +978,118 @@ ascend: {annotationless_pod_mode: template}
                 err.starts_with(&format!("{key}: ")),
                 "{yaml:?} gave {err:?}"
             );
+        }
+    }
+
+    #[test]
+    fn web_defaults_are_upstream_2_0s() {
+        let web = load("", &[]).unwrap().web;
+        assert!(web.enabled);
+        assert_eq!(web.listen_address, ":3000");
+        assert_eq!(web.bind_address(), "0.0.0.0:3000");
+        assert_eq!(web.static_dir, PathBuf::from("/apps/public"));
+        assert!(!web.static_dir_explicit);
+        assert_eq!(web.base_path, "/");
+        assert_eq!(web.frame_ancestors, None);
+        assert!(load(GO_1X, &[]).unwrap().unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn web_section_from_file_and_env() {
+        let yaml = "web:\n  enabled: false\n  listen_address: 127.0.0.1:3100\n  static_dir: /srv/ui\n  base_path: hami\n  frame_ancestors: [\"'self'\", \"https://portal.example.com\"]\n";
+        let config = load(yaml, &[]).unwrap();
+        assert!(config.unknown_keys.is_empty(), "{:?}", config.unknown_keys);
+        let web = config.web;
+        assert!(!web.enabled);
+        assert_eq!(web.bind_address(), "127.0.0.1:3100");
+        assert_eq!(web.static_dir, PathBuf::from("/srv/ui"));
+        assert!(web.static_dir_explicit);
+        assert_eq!(web.base_path, "/hami/");
+        assert_eq!(
+            web.frame_ancestors.as_deref(),
+            Some("frame-ancestors 'self' https://portal.example.com")
+        );
+        let denied = load("web:\n  frame_ancestors: []\n", &[]).unwrap().web;
+        assert_eq!(
+            denied.frame_ancestors.as_deref(),
+            Some("frame-ancestors 'none'")
+        );
+        let env = load(
+            "",
+            &[
+                ("HAMI_WEBUI__WEB__BASE_PATH", "/gpu/"),
+                ("HAMI_WEBUI__WEB__ENABLED", "false"),
+                ("HAMI_WEBUI__WEB__FRAME_ANCESTORS", "'self'"),
+            ],
+        )
+        .unwrap()
+        .web;
+        assert_eq!(env.base_path, "/gpu/");
+        assert!(!env.enabled);
+        assert_eq!(
+            env.frame_ancestors.as_deref(),
+            Some("frame-ancestors 'self'")
+        );
+    }
+
+    #[test]
+    fn web_flags_override_the_file_and_name_themselves() {
+        let config = load("web:\n  base_path: /file/\n  frame_ancestors: []\n", &[]).unwrap();
+        let config = config
+            .with_web_flags(&WebFlags {
+                listen_address: Some("127.0.0.1:3200".into()),
+                static_dir: Some(PathBuf::from("/flag/public")),
+                base_path: Some("/flag-ui".into()),
+                frame_ancestors_json: Some("null".into()),
+            })
+            .unwrap();
+        assert_eq!(config.web.listen_address, "127.0.0.1:3200");
+        assert_eq!(config.web.static_dir, PathBuf::from("/flag/public"));
+        assert!(config.web.static_dir_explicit);
+        assert_eq!(config.web.base_path, "/flag-ui/");
+        assert_eq!(config.web.frame_ancestors, None);
+        // No flags: the file's values stay.
+        let kept = load("web:\n  base_path: /file/\n", &[])
+            .unwrap()
+            .with_web_flags(&WebFlags::default())
+            .unwrap();
+        assert_eq!(kept.web.base_path, "/file/");
+        for (flags, key) in [
+            (
+                WebFlags {
+                    listen_address: Some("nonsense".into()),
+                    ..WebFlags::default()
+                },
+                "--listen-address",
+            ),
+            (
+                WebFlags {
+                    base_path: Some("/%2e%2e/".into()),
+                    ..WebFlags::default()
+                },
+                "--base-path",
+            ),
+            (
+                WebFlags {
+                    frame_ancestors_json: Some("{}".into()),
+                    ..WebFlags::default()
+                },
+                "--frame-ancestors-json",
+            ),
+            (
+                WebFlags {
+                    frame_ancestors_json: Some("[\"*\"]".into()),
+                    ..WebFlags::default()
+                },
+                "--frame-ancestors-json",
+            ),
+        ] {
+            let err = load("", &[])
+                .unwrap()
+                .with_web_flags(&flags)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("{key}: ")), "{err}");
         }
     }
 

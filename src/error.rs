@@ -96,6 +96,27 @@ impl ResponseError for ApiError {
     }
 }
 
+/// Query failures as the pass-through routes answer them (contract §6.9): every upstream
+/// failure is `523 VGPU_DOMAIN_ERROR` with Go's `error querying Prometheus: …` text — for
+/// an upstream error `<errorType>: <error>`, as Prometheus' Go client wrote it. Only our
+/// own load shedding (`Overloaded`, which Go never did) is `503`, a plain "retry later".
+impl From<crate::query_client::QueryError> for ApiError {
+    fn from(error: crate::query_client::QueryError) -> Self {
+        use crate::query_client::QueryError;
+        match error {
+            QueryError::Overloaded => Self::Unavailable(error.to_string()),
+            QueryError::Upstream {
+                error_type,
+                message,
+                ..
+            } if !error_type.is_empty() => Self::Domain(format!(
+                "error querying Prometheus: {error_type}: {message}"
+            )),
+            other => Self::Domain(format!("error querying Prometheus: {other}")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +132,33 @@ mod tests {
             json,
             serde_json::json!({"code": 522, "reason": "TRANSFORM_ERROR",
                                "message": "parsing time \"x\"", "metadata": {}})
+        );
+    }
+
+    #[test]
+    fn query_errors_map_to_the_contract() {
+        use crate::query_client::QueryError;
+        let upstream = ApiError::from(QueryError::Upstream {
+            status: 400,
+            error_type: "bad_data".into(),
+            message: "1:4: parse error: unexpected \"%\"".into(),
+        });
+        assert_eq!(upstream.status_code().as_u16(), 523);
+        assert_eq!(
+            upstream.to_string(),
+            "error querying Prometheus: bad_data: 1:4: parse error: unexpected \"%\""
+        );
+        let timeout = ApiError::from(QueryError::Timeout);
+        assert_eq!(timeout.reason(), "VGPU_DOMAIN_ERROR");
+        assert_eq!(
+            timeout.to_string(),
+            "error querying Prometheus: query timed out"
+        );
+        assert_eq!(
+            ApiError::from(QueryError::Overloaded)
+                .status_code()
+                .as_u16(),
+            503
         );
     }
 

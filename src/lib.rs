@@ -17,6 +17,8 @@
 //! - [`metrics_refresher`]: the actor running refresh cycles and publishing `/metrics`.
 //! - [`query_client`]: the one actor that talks to Prometheus / VictoriaMetrics.
 //! - [`synthetic`]: generated clusters and exporter data for tests, benchmarks and demos.
+//! - [`web`]: the public listener: the HAMi-WebUI console's files, `/api/vgpu/v1/*` through
+//!   the same route table, `/health_check`, and the `--healthcheck` probe.
 //! - [`kubernetes`]: the API client; [`server`]: wiring of all of the above.
 
 pub mod cli;
@@ -41,3 +43,4 @@ pub mod synthetic;
 pub mod telemetry;
 pub mod vendor;
 pub mod watch;
+pub mod web;

@@ -2,17 +2,28 @@
 //!
 //! Exit status: 0 after a graceful stop, 2 for unusable configuration or snapshot file (one
 //! line on stderr naming the key or item), 1 when the server could not start.
+//!
+//! `--healthcheck` is a different program sharing the binary: it probes a running server's
+//! `/health_check` and exits 0 or 1 before anything else is read or started.
 
 use std::process::ExitCode;
 
 use hami_webui_server::cli::Cli;
 use hami_webui_server::config::Config;
-use hami_webui_server::server::ClusterSource;
+use hami_webui_server::server::{ClusterSource, ServeError};
 use hami_webui_server::telemetry::{self, REVISION, VERSION};
+use hami_webui_server::web::healthcheck;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
-    let config = match Config::load(&cli.conf) {
+    if cli.healthcheck {
+        return probe(&cli);
+    }
+    let loaded = match Config::load(&cli.conf) {
+        Ok(config) => config.with_web_flags(&cli.web_flags()),
+        Err(error) => Err(error),
+    };
+    let config = match loaded {
         Ok(config) => config,
         Err(error) => {
             eprintln!("config: {error}");
@@ -47,6 +58,33 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "server failed");
+            eprintln!("{error}");
+            match &error {
+                ServeError::Web(web) if web.is_configuration() => ExitCode::from(2),
+                // A TLS or credential file named in `prometheus.*` that cannot be used.
+                ServeError::QueryClient(_) => ExitCode::from(2),
+                _ => ExitCode::from(1),
+            }
+        }
+    }
+}
+
+/// `--healthcheck`: asks `--healthcheck-url`, or this configuration's own public
+/// `/health_check`. The configuration file is only consulted for the port, and a missing
+/// or broken one falls back to upstream's `:3000`, so the probe never fails for reasons
+/// the server itself would not.
+fn probe(cli: &Cli) -> ExitCode {
+    let url = cli.healthcheck_url.clone().unwrap_or_else(|| {
+        let listen = cli.listen_address.clone().unwrap_or_else(|| {
+            Config::load(&cli.conf)
+                .map(|c| c.web.listen_address)
+                .unwrap_or_else(|_| ":3000".to_string())
+        });
+        healthcheck::default_url(&listen)
+    });
+    match healthcheck::run(&url) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
             eprintln!("{error}");
             ExitCode::from(1)
         }

@@ -15,8 +15,10 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Config;
 use crate::http;
 use crate::http::logging::RequestLog;
+use crate::metrics_refresher::MetricsRefresher;
 use crate::node_cache::{self, NodeCache};
 use crate::pod_cache::{self, PodCache};
+use crate::query_client::QueryClient;
 use crate::readiness::ReadinessBoard;
 use crate::snapshot_file::ClusterExport;
 use crate::telemetry::SelfMetrics;
@@ -31,6 +33,10 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    QueryClient(#[from] crate::query_client::QueryClientError),
+    #[error(transparent)]
+    Web(#[from] crate::web::WebError),
     #[error("self-metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("http server: {0}")]
@@ -130,13 +136,48 @@ pub async fn run(config: Config, source: ClusterSource) -> Result<(), ServeError
     })?;
     let caches = start_caches(&config, &self_metrics, &board, source).await;
     let caches_data = web::Data::new(caches);
+    let query_client = web::Data::new(QueryClient::start(&config.prometheus, &self_metrics)?);
+    let config_data = web::Data::new(config.clone());
+    // The public listener (web console, /api/vgpu/v1, /health_check) runs the same handlers,
+    // so it gets the same app data: every handle given to the internal App goes here too.
+    let public = crate::web::public_server(&config, {
+        let (metrics, board, caches) = (
+            metrics_data.clone(),
+            board_data.clone(),
+            caches_data.clone(),
+        );
+        let (query, conf) = (query_client.clone(), config_data.clone());
+        move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(metrics.clone())
+                .app_data(board.clone())
+                .app_data(caches.clone())
+                .app_data(query.clone())
+                .app_data(conf.clone());
+        }
+    })
+    .await?;
+    // The refresher publishes what the internal listener's /metrics serves.
+    let refresher = web::Data::new(
+        MetricsRefresher::new(
+            config.exporter.clone(),
+            caches_data.pods.clone(),
+            query_client.get_ref().clone().recipient(),
+            caches_data.nodes.clone().recipient(),
+            Arc::clone(&board),
+            &self_metrics,
+        )?
+        .start(),
+    );
     let limits = config.server.http.limits;
     let server = HttpServer::new(move || {
         App::new()
+            .app_data(refresher.clone())
             .wrap(TracingLogger::<RequestLog>::new())
             .app_data(metrics_data.clone())
             .app_data(board_data.clone())
             .app_data(caches_data.clone())
+            .app_data(query_client.clone())
+            .app_data(config_data.clone())
             .configure(http::configure)
             .default_service(web::to(http::fallback::not_found))
     })
@@ -149,20 +190,34 @@ pub async fn run(config: Config, source: ClusterSource) -> Result<(), ServeError
     .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1))
     .run();
     tracing::info!(%addr, "listening");
-    actix_rt::spawn(stop_on_signal(server.handle(), Arc::clone(&board)));
-    server.await?;
+    let public_handle = public.as_ref().map(|p| p.handle());
+    actix_rt::spawn(stop_on_signal(
+        server.handle(),
+        public_handle,
+        Arc::clone(&board),
+    ));
+    futures::future::try_join(server, crate::web::run_optional(public)).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// On SIGTERM or SIGINT: `/readyz` answers 503 from this moment, the listener stops
+/// On SIGTERM or SIGINT: `/readyz` answers 503 from this moment, both listeners stop
 /// accepting, and in-flight requests get up to `server.shutdown_timeout` to finish. The
 /// actors stop with the actix system when `run` returns.
-async fn stop_on_signal(handle: actix_web::dev::ServerHandle, board: Arc<ReadinessBoard>) {
+async fn stop_on_signal(
+    handle: actix_web::dev::ServerHandle,
+    public: Option<actix_web::dev::ServerHandle>,
+    board: Arc<ReadinessBoard>,
+) {
     let signal = wait_for_stop_signal().await;
     board.begin_shutdown();
     tracing::info!(signal, "stopping: finishing in-flight requests");
-    handle.stop(true).await;
+    let public = async {
+        if let Some(public) = public {
+            public.stop(true).await;
+        }
+    };
+    futures::future::join(handle.stop(true), public).await;
 }
 
 async fn wait_for_stop_signal() -> &'static str {

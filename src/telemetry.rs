@@ -6,7 +6,10 @@
 //! Everything here is registered once at start; the handles are cheap clones over atomics, so
 //! actors and handlers record into them without any shared lock.
 
-use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 /// Version and revision the binary was built from, for `--version` and `hami_webui_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -27,6 +30,18 @@ pub struct SelfMetrics {
     pub watch_restarts: IntCounterVec,
     /// When a cache last published a changed state, Unix seconds.
     pub cache_last_change: GaugeVec,
+
+    // ---- Upstream query client (`query_client`) ----
+    /// Upstream requests by `kind` (`instant`, `range`) and `outcome` (`success`,
+    /// `timeout`, `unreachable`, `upstream_error`, `too_large`, `decode_error`,
+    /// `overloaded`); coalesced callers are not counted here.
+    pub upstream_requests: IntCounterVec,
+    /// Time from sending a request to having its answer (or giving up), by `kind`.
+    pub upstream_duration: HistogramVec,
+    /// Requests to the upstream in flight now; never above `prometheus.max_concurrency`.
+    pub upstream_inflight: IntGauge,
+    /// Callers that joined an identical request in flight instead of sending their own.
+    pub upstream_coalesced: IntCounter,
 }
 
 impl SelfMetrics {
@@ -86,6 +101,37 @@ impl SelfMetrics {
         )?;
         registry.register(Box::new(cache_last_change.clone()))?;
 
+        // ---- Upstream query client (`query_client`) ----
+        let upstream_requests = IntCounterVec::new(
+            Opts::new(
+                "hami_webui_upstream_requests_total",
+                "Requests to Prometheus/VictoriaMetrics, by query kind and outcome.",
+            ),
+            &["kind", "outcome"],
+        )?;
+        registry.register(Box::new(upstream_requests.clone()))?;
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "hami_webui_upstream_request_duration_seconds",
+                "Duration of requests to Prometheus/VictoriaMetrics, by query kind.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["kind"],
+        )?;
+        registry.register(Box::new(upstream_duration.clone()))?;
+        let upstream_inflight = IntGauge::new(
+            "hami_webui_upstream_inflight",
+            "Requests to Prometheus/VictoriaMetrics in flight now.",
+        )?;
+        registry.register(Box::new(upstream_inflight.clone()))?;
+        let upstream_coalesced = IntCounter::new(
+            "hami_webui_upstream_coalesced_total",
+            "Queries answered by joining an identical request already in flight.",
+        )?;
+        registry.register(Box::new(upstream_coalesced.clone()))?;
+
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -98,6 +144,10 @@ impl SelfMetrics {
             watch_events,
             watch_restarts,
             cache_last_change,
+            upstream_requests,
+            upstream_duration,
+            upstream_inflight,
+            upstream_coalesced,
         })
     }
 

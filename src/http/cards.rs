@@ -1,1 +1,54 @@
-//! placeholder
+//! Card routes: `POST /v1/gpus` (list, two batched capacity queries), `POST /v1/gpu-types`
+//! and `GET /v1/gpu` (snapshot only). Replies are built by [`crate::reply::cards`].
+
+use actix_web::HttpResponse;
+
+use crate::error::ApiError;
+use crate::reply::cards::{
+    gpu_detail, gpu_list, gpu_types, DeviceCapacity, GpuRequest, GpusRequest,
+};
+use crate::reply::context::RestContext;
+use crate::reply::request::{ProtoBody, ProtoQuery};
+use crate::reply::upstream::{DEVICE_CORE_QUERY, DEVICE_LABEL, DEVICE_MEMORY_QUERY};
+
+/// `POST /v1/gpus`: snapshot and both capacity queries are awaited together.
+pub async fn list(
+    ctx: RestContext,
+    ProtoBody(request): ProtoBody<GpusRequest>,
+) -> Result<HttpResponse, ApiError> {
+    ctx.within_deadline(async {
+        let (snapshot, core, memory) = futures::join!(
+            ctx.snapshot(),
+            ctx.gauge(DEVICE_CORE_QUERY, DEVICE_LABEL),
+            ctx.gauge(DEVICE_MEMORY_QUERY, DEVICE_LABEL),
+        );
+        let capacity = DeviceCapacity { core, memory };
+        let snapshot = snapshot?;
+        Ok(HttpResponse::Ok().json(gpu_list(&snapshot, &request.filters, &capacity)))
+    })
+    .await
+}
+
+/// `POST /v1/gpu-types`.
+pub async fn types(
+    ctx: RestContext,
+    ProtoBody(request): ProtoBody<GpusRequest>,
+) -> Result<HttpResponse, ApiError> {
+    ctx.within_deadline(async {
+        let snapshot = ctx.snapshot().await?;
+        Ok(HttpResponse::Ok().json(gpu_types(&snapshot, &request.filters)))
+    })
+    .await
+}
+
+/// `GET /v1/gpu?uid=`: an unknown card is `200` with an empty card, as in Go.
+pub async fn detail(
+    ctx: RestContext,
+    ProtoQuery(request): ProtoQuery<GpuRequest>,
+) -> Result<HttpResponse, ApiError> {
+    ctx.within_deadline(async {
+        let snapshot = ctx.snapshot().await?;
+        Ok(HttpResponse::Ok().json(gpu_detail(&snapshot, &request.uid)))
+    })
+    .await
+}

@@ -1,1 +1,36 @@
-//! placeholder
+//! Workload routes: `POST /v1/containers` and `GET /v1/container`, from the snapshot only.
+//! Replies are built by [`crate::reply::containers`].
+
+use actix_web::HttpResponse;
+
+use crate::error::ApiError;
+use crate::reply::containers::{
+    container_detail, container_list, ContainerRequest, ContainersRequest,
+};
+use crate::reply::context::RestContext;
+use crate::reply::request::{ProtoBody, ProtoQuery};
+
+/// `POST /v1/containers`: `pageSize` and `resourceGroup` are accepted and ignored (the
+/// frontend pages locally).
+pub async fn list(
+    ctx: RestContext,
+    ProtoBody(request): ProtoBody<ContainersRequest>,
+) -> Result<HttpResponse, ApiError> {
+    ctx.within_deadline(async {
+        let snapshot = ctx.snapshot().await?;
+        Ok(HttpResponse::Ok().json(container_list(&snapshot, &request.filters, &ctx.zone)))
+    })
+    .await
+}
+
+/// `GET /v1/container?name=&podUid=&deviceId=`: not found is `200` with an empty container.
+pub async fn detail(
+    ctx: RestContext,
+    ProtoQuery(request): ProtoQuery<ContainerRequest>,
+) -> Result<HttpResponse, ApiError> {
+    ctx.within_deadline(async {
+        let snapshot = ctx.snapshot().await?;
+        Ok(HttpResponse::Ok().json(container_detail(&snapshot, &request, &ctx.zone)))
+    })
+    .await
+}

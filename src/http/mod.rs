@@ -33,7 +33,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/readyz").to(health::readyz))
         .service(web::resource("/metrics").to(metrics::metrics));
     // REST routes of the frontend (cards, nodes, containers, summary) are registered here.
+    // Every route is described in `openapi.rs` (`ROUTES`); a test keeps the two in step.
+    cfg.service(fallback::resource("/v1/gpus").route(web::post().to(cards::list)))
+        .service(fallback::resource("/v1/gpu-types").route(web::post().to(cards::types)))
+        .service(fallback::resource("/v1/gpu").route(web::get().to(cards::detail)))
+        .service(fallback::resource("/v1/nodes").route(web::post().to(nodes::list)))
+        .service(fallback::resource("/v1/node").route(web::get().to(nodes::detail)))
+        .service(fallback::resource("/v1/summary").route(web::post().to(summary::devices)))
+        .service(fallback::resource("/v1/containers").route(web::post().to(containers::list)))
+        .service(fallback::resource("/v1/container").route(web::get().to(containers::detail)))
+        .service(fallback::resource("/v1/monitor/summary").route(web::post().to(summary::usage)))
+        .service(fallback::resource("/openapi.json").route(web::get().to(openapi::document)));
     // PromQL pass-through routes (monitor) are registered here.
+    cfg.service(
+        fallback::resource("/v1/monitor/query/instant-vector")
+            .route(web::post().to(monitor::instant_vector)),
+    )
+    .service(
+        fallback::resource("/v1/monitor/query/range-vector")
+            .route(web::post().to(monitor::range_vector)),
+    );
 }
 
 /// JSON bodies: size limit and decode failures mapped to the contract's errors. The

@@ -1,0 +1,316 @@
+//! The Prometheus HTTP API's JSON (`/api/v1/query`, `/api/v1/query_range`), as both
+//! Prometheus and VictoriaMetrics write it, decoded into [`QueryOutput`] or [`QueryError`].
+//!
+//! Pure: bytes and the HTTP status in, typed result out. The result is decoded straight into
+//! the typed shape (no intermediate `serde_json::Value`) because a range answer can be tens
+//! of MiB; only when an upstream writes `result` before `resultType` is it buffered once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::{QueryData, QueryError, QueryOutput, Sample, Series};
+
+/// Decodes one answer. Non-2xx statuses and `"status":"error"` bodies become
+/// [`QueryError::Upstream`] with the upstream's own `errorType` and `error`; anything that
+/// is not the API's JSON on a 2xx status is [`QueryError::Decode`].
+pub(super) fn decode(status: u16, body: &[u8]) -> Result<QueryOutput, QueryError> {
+    if !(200..300).contains(&status) {
+        return Err(upstream_error(status, body));
+    }
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| decode_error(&e))?;
+    if envelope.status.as_deref() == Some("error") {
+        return Err(QueryError::Upstream {
+            status,
+            error_type: envelope.error_type.unwrap_or_default(),
+            message: envelope.error.unwrap_or_default(),
+        });
+    }
+    match envelope.data {
+        Some(ResultData(data)) => Ok(QueryOutput {
+            data,
+            warnings: envelope.warnings.unwrap_or_default(),
+        }),
+        None => Err(QueryError::Decode("answer without data".into())),
+    }
+}
+
+/// An error status: the API's error JSON when there is one, else the status alone (a proxy's
+/// HTML page is not worth relaying, and might echo request headers).
+fn upstream_error(status: u16, body: &[u8]) -> QueryError {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        #[serde(rename = "errorType")]
+        error_type: Option<String>,
+        error: Option<String>,
+    }
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody {
+            error_type,
+            error: Some(message),
+        }) => QueryError::Upstream {
+            status,
+            error_type: error_type.unwrap_or_default(),
+            message,
+        },
+        _ => {
+            let reason = actix_web::http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
+            QueryError::Upstream {
+                status,
+                error_type: String::new(),
+                message: format!("server returned HTTP status {status} {reason}")
+                    .trim_end()
+                    .to_string(),
+            }
+        }
+    }
+}
+
+fn decode_error(error: &serde_json::Error) -> QueryError {
+    // serde_json's messages name positions and expected tokens, never input text.
+    QueryError::Decode(error.to_string())
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    status: Option<String>,
+    data: Option<ResultData>,
+    #[serde(rename = "errorType")]
+    error_type: Option<String>,
+    error: Option<String>,
+    warnings: Option<Vec<String>>,
+}
+
+/// `data: {"resultType": …, "result": …}` decoded by type.
+struct ResultData(QueryData);
+
+impl<'de> Deserialize<'de> for ResultData {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(DataVisitor)
+    }
+}
+
+struct DataVisitor;
+
+impl<'de> Visitor<'de> for DataVisitor {
+    type Value = ResultData;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object with resultType and result")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ResultData, A::Error> {
+        let mut kind: Option<String> = None;
+        let mut data: Option<QueryData> = None;
+        let mut deferred: Option<serde_json::Value> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "resultType" => kind = Some(map.next_value()?),
+                "result" => match &kind {
+                    Some(k) => data = Some(map.next_value_seed(TypedResult(k))?),
+                    None => deferred = Some(map.next_value()?),
+                },
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let kind = kind.ok_or_else(|| de::Error::missing_field("resultType"))?;
+        match (data, deferred) {
+            (Some(data), _) => Ok(ResultData(data)),
+            (None, Some(value)) => TypedResult(&kind)
+                .deserialize(value)
+                .map(ResultData)
+                .map_err(de::Error::custom),
+            (None, None) => Err(de::Error::missing_field("result")),
+        }
+    }
+}
+
+/// `result` of the given `resultType`.
+struct TypedResult<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for TypedResult<'_> {
+    type Value = QueryData;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<QueryData, D::Error> {
+        match self.0 {
+            "vector" => {
+                let raw = Vec::<RawSample>::deserialize(deserializer)?;
+                let mut samples = Vec::with_capacity(raw.len());
+                // A native-histogram sample has no `value`; this client reads floats only.
+                for RawSample { metric, value } in raw {
+                    if let Some((timestamp, value)) = value {
+                        samples.push(Sample {
+                            metric,
+                            timestamp,
+                            value: parse_value(&value)?,
+                        });
+                    }
+                }
+                Ok(QueryData::Vector(samples))
+            }
+            "matrix" => {
+                let raw = Vec::<RawSeries>::deserialize(deserializer)?;
+                let mut series = Vec::with_capacity(raw.len());
+                for RawSeries { metric, values } in raw {
+                    let values = values
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(t, v)| parse_value(&v).map(|v| (t, v)))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    series.push(Series { metric, values });
+                }
+                Ok(QueryData::Matrix(series))
+            }
+            "scalar" => {
+                let (t, v) = <(f64, String)>::deserialize(deserializer)?;
+                Ok(QueryData::Scalar(t, parse_value(&v)?))
+            }
+            "string" => {
+                let (t, v) = <(f64, String)>::deserialize(deserializer)?;
+                Ok(QueryData::String(t, v))
+            }
+            other => Err(de::Error::custom(format!("unknown resultType {other:?}"))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawSample {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    value: Option<(f64, String)>,
+}
+
+#[derive(Deserialize)]
+struct RawSeries {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    values: Option<Vec<(f64, String)>>,
+}
+
+/// Sample values travel as strings so that `NaN` and `±Inf` survive JSON.
+fn parse_value<E: de::Error>(text: &str) -> Result<f64, E> {
+    match text {
+        "NaN" => Ok(f64::NAN),
+        "+Inf" | "Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        _ => text
+            .parse::<f64>()
+            .map_err(|_| E::custom(format!("invalid sample value {text:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn decodes_each_result_type() {
+        let table: Vec<(&str, QueryData)> = vec![
+            (
+                r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"x"},"value":[1700000000.5,"1"]}]}}"#,
+                QueryData::Vector(vec![Sample {
+                    metric: labels(&[("__name__", "up"), ("job", "x")]),
+                    timestamp: 1_700_000_000.5,
+                    value: 1.0,
+                }]),
+            ),
+            (
+                r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"NaN"],[2,"+Inf"],[3,"-Inf"],[4,"2.5e3"]]}]}}"#,
+                QueryData::Matrix(vec![Series {
+                    metric: BTreeMap::new(),
+                    values: vec![
+                        (1.0, f64::NAN),
+                        (2.0, f64::INFINITY),
+                        (3.0, f64::NEG_INFINITY),
+                        (4.0, 2500.0),
+                    ],
+                }]),
+            ),
+            (
+                r#"{"status":"success","data":{"resultType":"scalar","result":[10,"3"]}}"#,
+                QueryData::Scalar(10.0, 3.0),
+            ),
+            (
+                r#"{"status":"success","data":{"result":[10,"hi"],"resultType":"string"}}"#,
+                QueryData::String(10.0, "hi".into()),
+            ),
+        ];
+        for (body, expected) in table {
+            let out = decode(200, body.as_bytes()).unwrap();
+            // NaN != NaN: compare the debug text instead.
+            assert_eq!(format!("{:?}", out.data), format!("{expected:?}"), "{body}");
+        }
+    }
+
+    #[test]
+    fn keeps_warnings_and_ignores_extra_fields() {
+        let body = r#"{"status":"success","isPartial":false,"stats":{"seriesFetched":"1"},
+            "data":{"resultType":"vector","result":[],"extra":1},"warnings":["w1","w2"]}"#;
+        let out = decode(200, body.as_bytes()).unwrap();
+        assert_eq!(out.data, QueryData::Vector(vec![]));
+        assert_eq!(out.warnings, vec!["w1".to_string(), "w2".to_string()]);
+    }
+
+    #[test]
+    fn error_json_becomes_upstream_error_with_the_upstream_text() {
+        let body =
+            r#"{"status":"error","errorType":"bad_data","error":"parse error: unexpected \"%\""}"#;
+        assert_eq!(
+            decode(400, body.as_bytes()).unwrap_err(),
+            QueryError::Upstream {
+                status: 400,
+                error_type: "bad_data".into(),
+                message: "parse error: unexpected \"%\"".into(),
+            }
+        );
+        assert!(matches!(
+            decode(200, body.as_bytes()).unwrap_err(),
+            QueryError::Upstream { status: 200, .. }
+        ));
+    }
+
+    #[test]
+    fn non_json_error_status_names_only_the_status() {
+        let err = decode(502, b"<html>Authorization: Bearer secret</html>").unwrap_err();
+        assert_eq!(
+            err,
+            QueryError::Upstream {
+                status: 502,
+                error_type: String::new(),
+                message: "server returned HTTP status 502 Bad Gateway".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_success_bodies_are_decode_errors() {
+        let cases: &[&str] = &[
+            "not json",
+            r#"{"status":"success"}"#,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"value":[1,"x"]}]}}"#,
+            r#"{"status":"success","data":{"resultType":"histogram","result":[]}}"#,
+            r#"{"status":"success","data":{"result":[]}}"#,
+        ];
+        for body in cases {
+            assert!(
+                matches!(decode(200, body.as_bytes()), Err(QueryError::Decode(_))),
+                "{body}"
+            );
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Workload replies: the container list (`POST /v1/containers`) and one container
+//! (`GET /v1/container`), built from the tracked pods of a [`ClusterSnapshot`].
+//!
+//! Field names and order follow `ContainerReply` of `api/v1/container.proto`. An allocation
+//! shows as the id of the device whose alias equals its uuid, else as the raw uuid. The list
+//! and the detail filter `deviceId` differently (prefix on the shown id vs. equality with the
+//! raw uuid); both are kept as Go had them, since the frontend links rely on each.
+
+use std::cmp::Reverse;
+
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+
+use crate::device::DeviceAllocation;
+use crate::reply::request::{string, FieldKind, FieldSchema, MessageSchema, ProtoRequest};
+use crate::reply::times::rfc3339;
+use crate::snapshot::{ClusterSnapshot, ContainerRecord, Inventory, PodRecord};
+
+/// `GetAllContainersReq.Filters`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ContainerFilters {
+    pub name: String,
+    pub node_name: String,
+    pub status: String,
+    pub device_id: String,
+    pub node_uid: String,
+    /// Accepted and ignored, as in Go.
+    pub resource_group: String,
+    pub priority: String,
+}
+
+const CONTAINER_FILTERS: MessageSchema = MessageSchema {
+    fields: &[
+        string("name", "name"),
+        string("node_name", "nodeName"),
+        string("status", "status"),
+        string("device_id", "deviceId"),
+        string("node_uid", "nodeUid"),
+        string("resource_group", "resourceGroup"),
+        string("priority", "priority"),
+    ],
+};
+
+/// `GetAllContainersReq.PageSize`: accepted and ignored (the frontend pages locally).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PageSize {
+    #[serde(rename = "pageSize")]
+    pub page_size: i32,
+    #[serde(rename = "pageNo")]
+    pub page_no: i32,
+    pub sort: String,
+    #[serde(rename = "sortField")]
+    pub sort_field: String,
+}
+
+const PAGE_SIZE: MessageSchema = MessageSchema {
+    fields: &[
+        FieldSchema {
+            proto: "pageSize",
+            json: "pageSize",
+            kind: FieldKind::Int32,
+        },
+        FieldSchema {
+            proto: "pageNo",
+            json: "pageNo",
+            kind: FieldKind::Int32,
+        },
+        string("sort", "sort"),
+        string("sortField", "sortField"),
+    ],
+};
+
+/// `GetAllContainersReq`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ContainersRequest {
+    pub filters: ContainerFilters,
+    #[serde(rename = "pageSize")]
+    pub page_size: PageSize,
+}
+
+impl ProtoRequest for ContainersRequest {
+    const SCHEMA: &'static MessageSchema = &MessageSchema {
+        fields: &[
+            FieldSchema {
+                proto: "filters",
+                json: "filters",
+                kind: FieldKind::Message(&CONTAINER_FILTERS),
+            },
+            FieldSchema {
+                proto: "pageSize",
+                json: "pageSize",
+                kind: FieldKind::Message(&PAGE_SIZE),
+            },
+        ],
+    };
+}
+
+/// `GetContainerReq`: the query of `GET /v1/container`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ContainerRequest {
+    pub name: String,
+    pub pod_uid: String,
+    pub device_id: String,
+}
+
+impl ProtoRequest for ContainerRequest {
+    const SCHEMA: &'static MessageSchema = &MessageSchema {
+        fields: &[
+            string("name", "name"),
+            string("pod_uid", "podUid"),
+            string("device_id", "deviceId"),
+        ],
+    };
+}
+
+/// One container (`ContainerReply`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerReply {
+    pub name: String,
+    pub status: String,
+    pub app_name: String,
+    pub node_name: String,
+    pub allocated_devices: i32,
+    pub allocated_cores: i32,
+    pub allocated_mem: i32,
+    /// Allocation type of the last listed allocation.
+    #[serde(rename = "type")]
+    pub allocation_type: String,
+    pub create_time: String,
+    /// Never filled (Go declared these and never set them).
+    pub start_time: String,
+    pub end_time: String,
+    pub pod_uid: String,
+    pub node_uid: String,
+    pub resource_pool: String,
+    pub flavor: String,
+    pub priority: String,
+    pub namespace: String,
+    pub device_ids: Vec<String>,
+    pub images: Vec<String>,
+}
+
+/// `ContainersReply`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ContainersReply {
+    pub items: Vec<ContainerReply>,
+}
+
+/// Rank of a status in the list: Go's table, anything else (including `""`) first.
+fn status_rank(status: &str) -> u8 {
+    match status {
+        "failed" => 1,
+        "unknown" => 2,
+        "success" => 3,
+        "closed" => 4,
+        _ => 0,
+    }
+}
+
+/// The id an allocation is shown as: the device whose alias equals the uuid, else the uuid.
+fn shown_id<'a>(inventory: &'a Inventory, allocation: &'a DeviceAllocation) -> &'a str {
+    inventory
+        .device_index_by_alias(&allocation.uuid)
+        .and_then(|flat| inventory.device(flat))
+        .map_or(allocation.uuid.as_str(), |d| d.id.as_str())
+}
+
+fn base_reply(
+    snapshot: &ClusterSnapshot,
+    pod: &PodRecord,
+    container: &ContainerRecord,
+    zone: &TimeZone,
+) -> ContainerReply {
+    ContainerReply {
+        name: container.name.clone(),
+        status: container.state.as_str().to_string(),
+        app_name: pod.name.clone(),
+        node_name: pod.node_name.clone(),
+        create_time: rfc3339(pod.create_time, zone),
+        pod_uid: pod.uid.clone(),
+        node_uid: snapshot.inventory.node_uid(&pod.node_name).to_string(),
+        priority: container.priority.clone(),
+        namespace: pod.namespace.clone(),
+        ..ContainerReply::default()
+    }
+}
+
+fn add_allocation(reply: &mut ContainerReply, shown: &str, allocation: &DeviceAllocation) {
+    reply.device_ids.push(shown.to_string());
+    reply.allocated_cores = reply.allocated_cores.saturating_add(allocation.usedcores);
+    reply.allocated_mem = reply.allocated_mem.saturating_add(allocation.usedmem);
+    reply.allocation_type = allocation.alloc_type.clone();
+    reply.allocated_devices = reply.allocated_devices.saturating_add(1);
+}
+
+/// Go's priority filter (trimmed): `"0"` hides priority-1 containers, `"1"` shows only them,
+/// any other value filters nothing.
+fn priority_matches(filter: &str, priority: &str) -> bool {
+    match filter.trim_matches(' ') {
+        "0" => priority != "1",
+        "1" => priority == "1",
+        _ => true,
+    }
+}
+
+/// `POST /v1/containers`: containers of tracked pods with at least one allocation left
+/// after the `deviceId` prefix filter, matching the other filters (container-name
+/// substring; exact node name, status, node UID; priority), ordered by status rank, then
+/// newest first, then container name, namespace, pod name (Go left ties in map order).
+pub fn container_list(
+    snapshot: &ClusterSnapshot,
+    filters: &ContainerFilters,
+    zone: &TimeZone,
+) -> ContainersReply {
+    let inventory = &snapshot.inventory;
+    let mut items: Vec<(&PodRecord, ContainerReply)> = Vec::new();
+    for pod in snapshot.pods.iter() {
+        if !filters.node_name.is_empty() && filters.node_name != pod.node_name {
+            continue;
+        }
+        if !filters.node_uid.is_empty() && filters.node_uid != inventory.node_uid(&pod.node_name) {
+            continue;
+        }
+        for container in &pod.containers {
+            if !container.name.contains(filters.name.as_str())
+                || (!filters.status.is_empty() && filters.status != container.state.as_str())
+                || !priority_matches(&filters.priority, &container.priority)
+            {
+                continue;
+            }
+            let mut reply = base_reply(snapshot, pod, container, zone);
+            for allocation in &container.allocations {
+                let shown = shown_id(inventory, allocation);
+                if shown.is_empty() || !shown.starts_with(filters.device_id.as_str()) {
+                    continue;
+                }
+                add_allocation(&mut reply, shown, allocation);
+            }
+            if reply.device_ids.is_empty() {
+                continue;
+            }
+            reply.images = distinct_images([container.image.as_str()]);
+            items.push((pod, reply));
+        }
+    }
+    items.sort_by(|(pa, a), (pb, b)| {
+        (status_rank(&a.status), Reverse(pa.create_time), &a.name)
+            .cmp(&(status_rank(&b.status), Reverse(pb.create_time), &b.name))
+            .then_with(|| (&a.namespace, &a.app_name).cmp(&(&b.namespace, &b.app_name)))
+    });
+    ContainersReply {
+        items: items.into_iter().map(|(_, reply)| reply).collect(),
+    }
+}
+
+/// Trimmed, non-empty, first occurrence kept, in order.
+fn distinct_images<'a>(images: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for image in images.into_iter().map(str::trim) {
+        if !image.is_empty() && !out.iter().any(|seen| seen == image) {
+            out.push(image.to_string());
+        }
+    }
+    out
+}
+
+/// `GET /v1/container`: container `name` of pod `pod_uid` (both required, exact); its
+/// allocations whose raw uuid equals `device_id` (all when empty); `images` of every
+/// container of the pod. An all-empty reply when not found. A pod without any decoded
+/// allocation has no containers here, as it had none in Go.
+pub fn container_detail(
+    snapshot: &ClusterSnapshot,
+    request: &ContainerRequest,
+    zone: &TimeZone,
+) -> ContainerReply {
+    if request.pod_uid.is_empty() || request.name.is_empty() {
+        return ContainerReply::default();
+    }
+    let found = snapshot
+        .pods
+        .iter()
+        .filter(|p| p.uid == request.pod_uid && p.allocated_containers() > 0)
+        .find_map(|p| Some((p, p.containers.iter().find(|c| c.name == request.name)?)));
+    let Some((pod, container)) = found else {
+        return ContainerReply::default();
+    };
+    let mut reply = base_reply(snapshot, pod, container, zone);
+    for allocation in &container.allocations {
+        if !request.device_id.is_empty() && request.device_id != allocation.uuid {
+            continue;
+        }
+        add_allocation(
+            &mut reply,
+            shown_id(&snapshot.inventory, allocation),
+            allocation,
+        );
+    }
+    reply.images = distinct_images(pod.containers.iter().map(|c| c.image.as_str()));
+    reply
+}

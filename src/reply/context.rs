@@ -1,0 +1,129 @@
+//! [`RestContext`]: what every REST handler needs besides its request message — the
+//! configured zone and deadline, the cluster snapshot, and the metrics store — gathered by
+//! one extractor so the handlers stay a few lines each.
+//!
+//! This is the one part of [`crate::reply`] that talks to actors: [`RestContext::snapshot`]
+//! asks the `PodCache` (never waits on a watcher) and [`RestContext::gauge`] sends one
+//! [`RunQuery`] to the `QueryClient` and falls back to "no overrides" on any failure, as the
+//! Go backend did. Everything else stays in the pure builders.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use jiff::tz::TimeZone;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::pod_cache::GetSnapshot;
+use crate::query_client::{Lane, Query, QueryClient, RunQuery};
+use crate::reply::upstream::gauge_by_label;
+use crate::server::Caches;
+use crate::snapshot::ClusterSnapshot;
+
+/// Deadline of a request when no configuration is registered (`server.http.timeout`'s
+/// default).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Per-request access to configuration, snapshot and metrics store.
+pub struct RestContext {
+    /// Zone of rendered times (`server.timezone`).
+    pub zone: TimeZone,
+    /// `server.http.timeout`.
+    pub timeout: Duration,
+    /// When the request arrived; its deadline is this plus `timeout`.
+    pub started: Instant,
+    caches: Option<web::Data<Caches>>,
+    query: Option<Recipient<RunQuery>>,
+}
+
+impl RestContext {
+    /// The instant the request must be answered by.
+    pub fn deadline(&self) -> Instant {
+        self.started + self.timeout
+    }
+
+    /// The upstream queries' deadline: a tenth of the budget earlier than the request's, so
+    /// a stalled metrics store still leaves time to answer from the snapshot (Go's handlers
+    /// fell back when their context expired and answered anyway).
+    pub fn query_deadline(&self) -> Instant {
+        self.started + self.timeout.mul_f64(0.9)
+    }
+
+    /// The current cluster snapshot.
+    pub async fn snapshot(&self) -> Result<Arc<ClusterSnapshot>, ApiError> {
+        let caches = self
+            .caches
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable("cluster caches are not running".into()))?;
+        caches
+            .pods
+            .send(GetSnapshot)
+            .await
+            .map_err(|_| ApiError::Unavailable("cluster caches are not running".into()))
+    }
+
+    /// One instant query, its vector keyed by `label`; empty on any failure.
+    pub async fn gauge(&self, expr: &str, label: &str) -> HashMap<String, i32> {
+        let Some(query) = &self.query else {
+            return HashMap::new();
+        };
+        let answer = query
+            .send(RunQuery {
+                query: Query::Instant {
+                    expr: expr.to_string(),
+                    time: None,
+                },
+                deadline: Some(self.query_deadline()),
+                lane: Lane::Interactive,
+            })
+            .await;
+        match answer {
+            Ok(Ok(output)) => gauge_by_label(Ok(&output), label),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, expr, "capacity overrides unavailable");
+                HashMap::new()
+            }
+            Err(_) => HashMap::new(),
+        }
+    }
+
+    /// Runs a handler's work under the request deadline (`server.http.timeout`).
+    pub async fn within_deadline<T>(
+        &self,
+        work: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let left = self.deadline().saturating_duration_since(Instant::now());
+        actix_rt::time::timeout(left, work)
+            .await
+            .unwrap_or_else(|_| Err(ApiError::DeadlineExceeded(format!("{:?}", self.timeout))))
+    }
+}
+
+impl FromRequest for RestContext {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let config = req.app_data::<web::Data<Config>>();
+        // The server registers the client's address; tests may register any recipient.
+        let query = req
+            .app_data::<web::Data<Addr<QueryClient>>>()
+            .map(|addr| addr.get_ref().clone().recipient())
+            .or_else(|| {
+                req.app_data::<web::Data<Recipient<RunQuery>>>()
+                    .map(|r| r.get_ref().clone())
+            });
+        std::future::ready(Ok(RestContext {
+            zone: config.map_or_else(TimeZone::system, |c| c.server.timezone.clone()),
+            timeout: config.map_or(DEFAULT_TIMEOUT, |c| c.server.http.timeout),
+            started: Instant::now(),
+            caches: req.app_data::<web::Data<Caches>>().cloned(),
+            query,
+        }))
+    }
+}

@@ -1,0 +1,441 @@
+//! Request decoding as kratos did it for the Go backend, so every request the frontend (or a
+//! script written against the Go backend) sends means the same here.
+//!
+//! A request message is described by a [`MessageSchema`] (its proto fields with their proto
+//! and JSON names and kinds). The body and the query string are first normalized against
+//! the schema into a JSON object keyed by proto names — accepting both spellings, dropping
+//! unknown fields, enforcing the protojson types — and only then deserialized into the typed
+//! request struct, which therefore cannot fail on shape. The query string is bound after the
+//! body and wins, as in kratos (`filters.nodeName=x` reaches a nested field).
+//!
+//! [`ProtoBody`] (POST routes: Content-Type check, body, query) and [`ProtoQuery`] (GET
+//! routes: query only) are the actix extractors built on [`decode_body`] and [`bind_query`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::http::MAX_BODY_BYTES;
+
+/// What a proto field holds; only the kinds the frontend's requests use.
+#[derive(Debug, Clone, Copy)]
+pub enum FieldKind {
+    String,
+    Int32,
+    Message(&'static MessageSchema),
+}
+
+/// One proto field: protojson accepts both names.
+#[derive(Debug)]
+pub struct FieldSchema {
+    pub proto: &'static str,
+    pub json: &'static str,
+    pub kind: FieldKind,
+}
+
+/// The fields of one request message, in proto order.
+#[derive(Debug)]
+pub struct MessageSchema {
+    pub fields: &'static [FieldSchema],
+}
+
+impl MessageSchema {
+    fn field(&self, name: &str) -> Option<&FieldSchema> {
+        self.fields
+            .iter()
+            .find(|f| f.proto == name)
+            .or_else(|| self.fields.iter().find(|f| f.json == name))
+    }
+}
+
+/// A request message: its schema, and a serde shape keyed by proto names whose every field
+/// has a default (a missing `filters` object then means "no filters", where Go panicked).
+pub trait ProtoRequest: DeserializeOwned + Default {
+    const SCHEMA: &'static MessageSchema;
+}
+
+/// Shorthand for a string field whose proto and JSON names are given.
+pub const fn string(proto: &'static str, json: &'static str) -> FieldSchema {
+    FieldSchema {
+        proto,
+        json,
+        kind: FieldKind::String,
+    }
+}
+
+fn codec(message: String) -> ApiError {
+    ApiError::Codec(message)
+}
+
+/// Normalizes a JSON body against `schema`. An empty body is an empty message.
+pub fn decode_body(schema: &MessageSchema, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.is_empty() {
+        return Ok(Map::new());
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| codec(format!("body unmarshal proto: syntax error: {e}")))?;
+    match value {
+        Value::Object(object) => normalize(schema, object)
+            .map_err(|problem| codec(format!("body unmarshal proto: {problem}"))),
+        other => Err(codec(format!(
+            "body unmarshal proto: unexpected token {other}"
+        ))),
+    }
+}
+
+/// protojson's rules for one object: both names, unknown fields ignored, a field given twice
+/// (under either name) rejected, `null` = unset, strict scalar types.
+fn normalize(
+    schema: &MessageSchema,
+    object: Map<String, Value>,
+) -> Result<Map<String, Value>, String> {
+    let mut out = Map::new();
+    let mut seen: Vec<&'static str> = Vec::new();
+    for (key, value) in object {
+        let Some(field) = schema.field(&key) else {
+            continue;
+        };
+        if seen.contains(&field.proto) {
+            return Err(format!("duplicate field {:?}", field.json));
+        }
+        seen.push(field.proto);
+        if value.is_null() {
+            continue;
+        }
+        let normalized = match (field.kind, value) {
+            (FieldKind::String, Value::String(s)) => Value::String(s),
+            (FieldKind::Int32, value) => Value::from(int32_from_json(field, &value)?),
+            (FieldKind::Message(inner), Value::Object(o)) => Value::Object(normalize(inner, o)?),
+            (FieldKind::String, other) => {
+                return Err(format!(
+                    "invalid value for string field {}: {other}",
+                    field.json
+                ))
+            }
+            (FieldKind::Message(_), other) => {
+                return Err(format!(
+                    "invalid value for message field {}: {other}",
+                    field.json
+                ))
+            }
+        };
+        out.insert(field.proto.to_string(), normalized);
+    }
+    Ok(out)
+}
+
+/// An int32 field takes a JSON number or a string holding one, integral and in range.
+fn int32_from_json(field: &FieldSchema, value: &Value) -> Result<i32, String> {
+    let invalid = || format!("invalid value for int32 field {}: {value}", field.json);
+    let number = match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+    .ok_or_else(invalid)?;
+    if number.fract() != 0.0 || number < f64::from(i32::MIN) || number > f64::from(i32::MAX) {
+        return Err(invalid());
+    }
+    Ok(number as i32)
+}
+
+/// Binds a raw query string onto `message`, kratos' form rules: keys are proto or JSON
+/// names, nested through dots; unknown keys and empty values are ignored; a key given more
+/// than once is an error; a path through a non-message field is an error.
+pub fn bind_query(
+    schema: &'static MessageSchema,
+    query: &str,
+    message: &mut Map<String, Value>,
+) -> Result<(), ApiError> {
+    if query.is_empty() {
+        return Ok(());
+    }
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map_err(|e| codec(format!("query unmarshal {e}")))?
+        .into_inner();
+    let mut grouped: Vec<(String, Vec<String>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (key, value) in pairs {
+        match index.get(&key) {
+            Some(&i) => grouped[i].1.push(value),
+            None => {
+                index.insert(key.clone(), grouped.len());
+                grouped.push((key, vec![value]));
+            }
+        }
+    }
+    for (key, values) in grouped {
+        bind_one(schema, &key, &values, message)?;
+    }
+    Ok(())
+}
+
+fn bind_one(
+    schema: &'static MessageSchema,
+    key: &str,
+    values: &[String],
+    message: &mut Map<String, Value>,
+) -> Result<(), ApiError> {
+    let segments: Vec<&str> = key.split('.').collect();
+    let mut current = schema;
+    let mut path: Vec<&'static FieldSchema> = Vec::new();
+    for (i, segment) in segments.iter().enumerate() {
+        let Some(field) = current.field(segment) else {
+            return Ok(());
+        };
+        path.push(field);
+        if i + 1 < segments.len() {
+            match field.kind {
+                FieldKind::Message(inner) => current = inner,
+                _ => return Err(codec(format!("invalid path: {segment:?} is not a message"))),
+            }
+        }
+    }
+    let Some((last, parents)) = path.split_last() else {
+        return Ok(());
+    };
+    if values.len() > 1 {
+        return Err(codec(format!(
+            "too many values for field {:?}: {}",
+            last.proto,
+            values.join(", ")
+        )));
+    }
+    let raw = values.first().map_or("", String::as_str);
+    if raw.is_empty() {
+        return Ok(());
+    }
+    let value = match last.kind {
+        FieldKind::String => Value::String(raw.to_string()),
+        FieldKind::Int32 => Value::from(
+            raw.parse::<i32>()
+                .map_err(|e| codec(format!("parsing field {:?}: {raw:?}: {e}", last.proto)))?,
+        ),
+        FieldKind::Message(_) => {
+            return Err(codec(format!(
+                "field {:?} is a message, not a value",
+                last.proto
+            )))
+        }
+    };
+    let mut target = message;
+    for parent in parents {
+        let slot = target
+            .entry(parent.proto.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        target = match slot {
+            Value::Object(object) => object,
+            _ => return Ok(()),
+        };
+    }
+    target.insert(last.proto.to_string(), value);
+    Ok(())
+}
+
+/// Turns a normalized message into the typed request.
+pub fn into_request<T: ProtoRequest>(message: Map<String, Value>) -> Result<T, ApiError> {
+    serde_json::from_value(Value::Object(message)).map_err(|e| codec(format!("body unmarshal {e}")))
+}
+
+/// Whether a `Content-Type` selects the JSON codec: kratos picked the codec by the subtype
+/// (`application/json`, parameters such as `charset` ignored).
+pub fn is_json_content_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence
+        .split_once('/')
+        .is_some_and(|(_, subtype)| subtype.trim().eq_ignore_ascii_case("json"))
+}
+
+/// A POST request message: body (JSON only) then query string.
+#[derive(Debug)]
+pub struct ProtoBody<T>(pub T);
+
+/// A GET request message: query string only.
+#[derive(Debug)]
+pub struct ProtoQuery<T>(pub T);
+
+impl<T: ProtoRequest + 'static> FromRequest for ProtoBody<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let content_type = req
+                .headers()
+                .get(actix_web::http::header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default();
+            if !is_json_content_type(&content_type) {
+                return Err(codec(format!("unregister Content-Type: {content_type}")).into());
+            }
+            let body = read_body(&req, payload).await?;
+            let mut message = decode_body(T::SCHEMA, &body)?;
+            bind_query(T::SCHEMA, req.query_string(), &mut message)?;
+            Ok(ProtoBody(into_request(message)?))
+        })
+    }
+}
+
+impl<T: ProtoRequest + 'static> FromRequest for ProtoQuery<T> {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let mut message = Map::new();
+        let decoded = bind_query(T::SCHEMA, req.query_string(), &mut message)
+            .and_then(|()| into_request(message))
+            .map(ProtoQuery)
+            .map_err(actix_web::Error::from);
+        std::future::ready(decoded)
+    }
+}
+
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] (413 with the JSON error
+/// body; actix's own limit answers without it).
+async fn read_body(req: &HttpRequest, mut payload: Payload) -> Result<Vec<u8>, ApiError> {
+    let too_large = ApiError::PayloadTooLarge {
+        limit: MAX_BODY_BYTES,
+    };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large);
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| codec(format!("body unmarshal {e}")))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static INNER: MessageSchema = MessageSchema {
+        fields: &[
+            string("node_name", "nodeName"),
+            string("uid", "uid"),
+            FieldSchema {
+                proto: "pageNo",
+                json: "pageNo",
+                kind: FieldKind::Int32,
+            },
+        ],
+    };
+    static OUTER: MessageSchema = MessageSchema {
+        fields: &[
+            FieldSchema {
+                proto: "filters",
+                json: "filters",
+                kind: FieldKind::Message(&INNER),
+            },
+            string("pod_uid", "podUid"),
+        ],
+    };
+
+    fn body(text: &str) -> Result<Value, String> {
+        decode_body(&OUTER, text.as_bytes())
+            .map(Value::Object)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn both_names_are_accepted_and_unknown_fields_ignored() {
+        assert_eq!(
+            body(r#"{"filters":{"nodeName":"a","x":1},"pod_uid":"p","extra":[1]}"#).unwrap(),
+            serde_json::json!({"filters":{"node_name":"a"},"pod_uid":"p"})
+        );
+    }
+
+    #[test]
+    fn strict_types_and_duplicates_are_rejected() {
+        assert!(body(r#"{"podUid":1}"#).is_err());
+        assert!(body(r#"{"podUid":"a","pod_uid":"b"}"#).is_err());
+        assert!(body(r#"{"filters":"x"}"#).is_err());
+        assert!(body(r#"[1]"#).is_err());
+        assert!(body(r#"{"#).is_err());
+        assert!(body(r#"{"filters":{"pageNo":1.5}}"#).is_err());
+        assert!(body(r#"{"filters":{"pageNo":"x"}}"#).is_err());
+    }
+
+    #[test]
+    fn null_is_unset_and_int32_takes_numeric_strings() {
+        assert_eq!(
+            body(r#"{"filters":null,"podUid":null}"#).unwrap(),
+            serde_json::json!({})
+        );
+        assert_eq!(
+            body(r#"{"filters":{"pageNo":"7"}}"#).unwrap(),
+            serde_json::json!({"filters":{"pageNo":7}})
+        );
+        assert_eq!(body("").unwrap(), serde_json::json!({}));
+    }
+
+    #[test]
+    fn query_binds_nested_fields_and_wins_over_the_body() {
+        let mut message = decode_body(&OUTER, br#"{"filters":{"uid":"body"}}"#).unwrap();
+        bind_query(
+            &OUTER,
+            "filters.uid=query&filters.node_name=n&podUid=&unknown=1&filters.nope=2",
+            &mut message,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(message),
+            serde_json::json!({"filters":{"uid":"query","node_name":"n"}})
+        );
+    }
+
+    #[test]
+    fn query_errors_are_codec() {
+        let mut message = Map::new();
+        for bad in [
+            "podUid=a&podUid=b",
+            "podUid.x=1",
+            "filters=x",
+            "filters.pageNo=x",
+        ] {
+            let error = bind_query(&OUTER, bad, &mut message).unwrap_err();
+            assert_eq!(error.reason(), "CODEC", "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_content_types() {
+        for yes in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+        ] {
+            assert!(is_json_content_type(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "json",
+        ] {
+            assert!(!is_json_content_type(no), "{no}");
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The public listener (`web.listen_address`, default `:3000`): the HAMi-WebUI console and
+//! its API on one origin, as upstream 2.0's single-process image serves them — without a
+//! proxy hop.
+//!
+//! What it answers:
+//! - `/health_check` (GET/HEAD, `OK\n`), always at the root, for the public port's probes;
+//! - `<base>/api/vgpu/v1/*`: the internal listener's own route table
+//!   ([`crate::http::configure`]) mounted under `/api/vgpu`, so `/api/vgpu/v1/gpus` runs
+//!   the `/v1/gpus` handler in-process with the same JSON and errors. Only `/v1/*` is let
+//!   through: `/metrics`, `/readyz` and `/livez` are the internal port's and are 404 here;
+//! - everything else under `<base>`: the built frontend from `web.static_dir`
+//!   ([`site`], loaded whole at start), with history-mode fallback to `index.html`
+//!   ([`route`]), cache headers, precompressed gzip, and the framing policy ([`csp`]);
+//! - anything outside `<base>`: JSON 404.
+//!
+//! [`healthcheck`] is the `--healthcheck` client side of `/health_check`.
+
+pub mod base_path;
+pub mod csp;
+pub mod healthcheck;
+pub mod route;
+pub mod serve;
+pub mod site;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, Service, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::Uri;
+use actix_web::middleware::Compress;
+use actix_web::{guard, web, App, HttpMessage, HttpServer};
+use tracing_actix_web::TracingLogger;
+
+use crate::config::Config;
+use crate::http;
+use crate::http::logging::RequestLog;
+use serve::Console;
+use site::{SiteError, StaticSite};
+
+/// Where the API is mounted on the public listener, below the base path.
+pub const API_PREFIX: &str = "/api/vgpu";
+
+/// Why the public listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// The static directory cannot be served: a configuration problem (exit status 2).
+    #[error("web.static_dir: {0}")]
+    Site(#[from] SiteError),
+    /// The public address is taken or not ours to bind (exit status 1, like the internal
+    /// listener).
+    #[error("web.listen_address: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server could not be built or the loading task died.
+    #[error("public http server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl WebError {
+    /// Whether the operator's configuration is at fault (rather than the environment).
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, Self::Site(_))
+    }
+}
+
+/// Starts the public listener on the current actix system, or returns `None` when it is
+/// off: `web.enabled: false` (a 1.x chart, whose own frontend container owns port 3000 in
+/// the pod, must set it), or the static directory is the default one and absent (a
+/// development run, an image without the frontend) — logged either way. An explicitly
+/// configured directory must exist.
+///
+/// `shared_data` registers the same `app_data` the internal `App` has (self-metrics,
+/// readiness board, caches, …), so the `/v1` handlers find what they extract.
+pub async fn public_server<F>(config: &Config, shared_data: F) -> Result<Option<Server>, WebError>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let settings = &config.web;
+    if !settings.enabled {
+        tracing::info!("public listener disabled (web.enabled: false)");
+        return Ok(None);
+    }
+    if !settings.static_dir_explicit && !settings.static_dir.is_dir() {
+        tracing::warn!(
+            static_dir = %settings.static_dir.display(),
+            "no web console build at the default static dir; public listener not started \
+             (set web.static_dir or --static-dir to serve one)"
+        );
+        return Ok(None);
+    }
+    let dir = settings.static_dir.clone();
+    let base = settings.base_path.clone();
+    // Reading and compressing a few MB is CPU work: keep it off the actors' thread.
+    let site = actix_rt::task::spawn_blocking(move || StaticSite::load(&dir, &base))
+        .await
+        .map_err(|e| WebError::Io(std::io::Error::other(e.to_string())))??;
+    tracing::info!(
+        static_dir = %settings.static_dir.display(),
+        base_path = %settings.base_path,
+        files = site.file_count(),
+        bytes = site.total_bytes,
+        gzip_bytes = site.gzip_bytes,
+        frame_ancestors = settings.frame_ancestors.as_deref().unwrap_or("(none)"),
+        "web console loaded"
+    );
+    let console = web::Data::new(Console {
+        site,
+        mount: settings
+            .base_path
+            .strip_suffix('/')
+            .unwrap_or_default()
+            .to_string(),
+        frame_ancestors: settings.frame_ancestors.clone(),
+    });
+
+    let addr = settings.bind_address();
+    let listener = std::net::TcpListener::bind(&addr).map_err(|source| WebError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    let limits = config.server.http.limits;
+    let server = HttpServer::new(move || public_app(shared_data.clone(), console.clone()))
+        .client_request_timeout(limits.client_request_timeout)
+        .keep_alive(limits.keep_alive)
+        .max_connections(limits.max_connections)
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1))
+        .run();
+    tracing::info!(%addr, "public listener (web console, /api/vgpu, /health_check)");
+    Ok(Some(server))
+}
+
+/// Waits for an optional server, so `run` can join both listeners the same way.
+pub async fn run_optional(server: Option<Server>) -> std::io::Result<()> {
+    match server {
+        Some(server) => server.await,
+        None => Ok(()),
+    }
+}
+
+/// Marks a request that arrived as `<base>/api/vgpu/v1/…` and now carries the internal
+/// path `/v1/…`; only such requests may enter the internal route table.
+#[derive(Debug, Clone, Copy)]
+struct ApiRequest;
+
+/// Rewrites `<api_root>/v1/…` to `/v1/…` before routing, as upstream's web entry strips the
+/// prefix, so the handlers (and their error messages) see exactly what the internal
+/// listener's callers send. Paths with dot segments are left alone and end in a 404.
+fn strip_api_prefix(req: &mut ServiceRequest, api_root: &str) {
+    let uri = req.uri();
+    let Some(rest) = uri.path().strip_prefix(api_root) else {
+        return;
+    };
+    if !(rest == "/v1" || rest.starts_with("/v1/")) || route::has_dot_segment(rest) {
+        return;
+    }
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_string(),
+    };
+    let mut parts = uri.clone().into_parts();
+    let Ok(path_and_query) = path_and_query.parse() else {
+        return;
+    };
+    parts.path_and_query = Some(path_and_query);
+    let Ok(stripped) = Uri::from_parts(parts) else {
+        return;
+    };
+    req.match_info_mut().get_mut().update(&stripped);
+    req.head_mut().uri = stripped;
+    req.extensions_mut().insert(ApiRequest);
+}
+
+/// The public application below `mount` (the base path without its trailing slash, `""`
+/// for the root), given the shared app data and the [`Console`].
+pub fn public_app<F>(
+    shared_data: F,
+    console: web::Data<Console>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+>
+where
+    F: FnOnce(&mut web::ServiceConfig),
+{
+    let mount = console.mount.clone();
+    let api_root = format!("{mount}{API_PREFIX}");
+    App::new()
+        .wrap_fn(move |mut req, service| {
+            strip_api_prefix(&mut req, &api_root);
+            service.call(req)
+        })
+        .wrap(TracingLogger::<RequestLog>::new())
+        .configure(shared_data)
+        .app_data(console)
+        .service(web::resource("/health_check").to(serve::health_check))
+        .service(
+            // The internal route table, for rewritten requests only: /metrics, /readyz,
+            // /livez and the rest are unreachable because a rewritten path is /v1/….
+            web::scope("")
+                .guard(guard::fn_guard(|ctx| {
+                    ctx.req_data().contains::<ApiRequest>()
+                }))
+                // The browser gets JSON compressed; the internal port stays as it is.
+                .wrap(Compress::default())
+                .configure(http::configure)
+                .default_service(web::to(http::fallback::not_found)),
+        )
+        .service(web::scope(&mount).default_service(web::to(serve::console)))
+        .default_service(web::to(serve::not_found_route))
+}

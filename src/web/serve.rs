@@ -1,0 +1,209 @@
+//! The public listener's own handlers: the console's files and page, and `/health_check`.
+//! They only read the [`Console`] built at start; the `/api/vgpu/v1` routes are the internal
+//! listener's handlers, mounted in [`super::public_app`].
+
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+
+use super::route::{self, Target};
+use super::site::{Asset, StaticSite};
+use crate::error::ApiError;
+
+/// Everything the console handlers read: the files, where they are mounted, and the framing
+/// policy. Built once at start, shared by every worker.
+#[derive(Debug)]
+pub struct Console {
+    pub site: StaticSite,
+    /// The base path without its trailing slash: `""` for `/`, `/hami` for `/hami/`.
+    pub mount: String,
+    /// `Content-Security-Policy` value for HTML responses, when configured.
+    pub frame_ancestors: Option<String>,
+}
+
+/// Body of a healthy `/health_check`, as upstream's web entry answers it.
+pub const HEALTH_BODY: &str = "OK\n";
+
+/// `GET`/`HEAD /health_check`: the process serves HTTP. Deliberately independent of the
+/// cluster and the metrics store, like `/livez`, so it can back readiness and liveness probes
+/// of the public port without restarts during an outage elsewhere.
+pub async fn health_check(req: HttpRequest) -> HttpResponse {
+    if !is_read(req.method()) {
+        return method_not_allowed(&req);
+    }
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .content_type("text/plain; charset=utf-8")
+        .body(HEALTH_BODY)
+}
+
+/// Every public request no route took: a file of the build, the console page, or 404.
+pub async fn console(req: HttpRequest, console: web::Data<Console>) -> HttpResponse {
+    let Some(path) = req.uri().path().strip_prefix(console.mount.as_str()) else {
+        return not_found(&req);
+    };
+    let target = route::resolve(&console.site, path);
+    if target == Target::NotFound {
+        return not_found(&req);
+    }
+    if !is_read(req.method()) {
+        return method_not_allowed(&req);
+    }
+    let asset = match &target {
+        Target::File(key) => console.site.file(key),
+        _ => Some(console.site.index()),
+    };
+    match asset {
+        Some(asset) => respond(&req, asset, console.frame_ancestors.as_deref()),
+        None => not_found(&req),
+    }
+}
+
+fn is_read(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+/// One file: the gzip form when the client takes it, `304` when its validator matches.
+fn respond(req: &HttpRequest, asset: &Asset, frame_ancestors: Option<&str>) -> HttpResponse {
+    let packed = asset.gzip.as_ref().filter(|_| accepts_gzip(req.headers()));
+    let etag = if packed.is_some() {
+        &asset.gzip_etag
+    } else {
+        &asset.etag
+    };
+    let not_modified = if_none_match(req.headers(), etag);
+    let mut reply = HttpResponse::build(if not_modified {
+        StatusCode::NOT_MODIFIED
+    } else {
+        StatusCode::OK
+    });
+    reply
+        .insert_header((header::CACHE_CONTROL, asset.cache.header_value()))
+        .insert_header((header::ETAG, etag.as_str()))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    if asset.gzip.is_some() {
+        reply.insert_header((header::VARY, "Accept-Encoding"));
+    }
+    if let (Some(policy), true) = (frame_ancestors, asset.content_type.starts_with("text/html")) {
+        reply.insert_header((header::CONTENT_SECURITY_POLICY, policy));
+    }
+    if not_modified {
+        return reply.finish();
+    }
+    reply.insert_header((header::CONTENT_TYPE, asset.content_type));
+    match packed {
+        Some(body) => reply
+            .insert_header((header::CONTENT_ENCODING, "gzip"))
+            .body(body.clone()),
+        None => reply.body(asset.body.clone()),
+    }
+}
+
+/// Whether `Accept-Encoding` allows gzip: listed with a non-zero quality, or not listed and
+/// `*` allowed. `gzip;q=0` refuses it even when `*` is allowed.
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(text) = value.to_str() else { continue };
+        for item in text.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let quality = parts
+                .filter_map(|p| p.trim().split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .map_or(Some(1.0), |(_, v)| v.trim().parse::<f32>().ok());
+            let accepted = quality.is_some_and(|q| q > 0.0 && q <= 1.0);
+            match coding.as_str() {
+                "gzip" | "x-gzip" => gzip = Some(accepted),
+                "*" => any = Some(accepted),
+                _ => {}
+            }
+        }
+    }
+    gzip.or(any).unwrap_or(false)
+}
+
+/// `If-None-Match` names this validator (weak comparison, as RFC 9110 wants for it) or `*`.
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == "*" || tag == etag)
+}
+
+/// Default service of the public `App`: outside the base path.
+pub async fn not_found_route(req: HttpRequest) -> HttpResponse {
+    not_found(&req)
+}
+
+/// The contract's JSON 404, never cached (a later build may add the file).
+pub fn not_found(req: &HttpRequest) -> HttpResponse {
+    let mut reply = ApiError::RouteNotFound {
+        method: req.method().to_string(),
+        path: req.path().to_string(),
+    }
+    .error_response();
+    reply
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    reply
+}
+
+fn method_not_allowed(req: &HttpRequest) -> HttpResponse {
+    let mut reply = ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.path().to_string(),
+    }
+    .error_response();
+    reply
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn accepts(value: &str) -> bool {
+        let req = TestRequest::default()
+            .insert_header((header::ACCEPT_ENCODING, value))
+            .to_http_request();
+        accepts_gzip(req.headers())
+    }
+
+    #[test]
+    fn accept_encoding_qualities() {
+        for (value, want) in [
+            ("gzip", true),
+            ("gzip, deflate, br", true),
+            ("br;q=1.0, gzip;q=0.8", true),
+            ("GZIP", true),
+            ("*", true),
+            ("identity", false),
+            ("br", false),
+            ("gzip;q=0", false),
+            ("gzip;q=0.000", false),
+            ("*, gzip;q=0", false),
+            ("gzip;q=abc", false),
+            ("", false),
+        ] {
+            assert_eq!(accepts(value), want, "{value:?}");
+        }
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn if_none_match_lists_and_weak_tags() {
+        let req = TestRequest::default()
+            .insert_header((header::IF_NONE_MATCH, "\"a\", W/\"b\""))
+            .to_http_request();
+        assert!(if_none_match(req.headers(), "\"a\""));
+        assert!(if_none_match(req.headers(), "\"b\""));
+        assert!(!if_none_match(req.headers(), "\"c\""));
+    }
+}
