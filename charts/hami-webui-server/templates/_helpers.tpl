@@ -1,0 +1,134 @@
+{{/* Chart name, at most 63 characters. */}}
+{{- define "hami-webui-server.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: the release name, unless it already contains the chart name. */}}
+{{- define "hami-webui-server.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "hami-webui-server.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "hami-webui-server.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "hami-webui-server.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "hami-webui-server.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "hami-webui-server.labels" -}}
+helm.sh/chart: {{ include "hami-webui-server.chart" . }}
+{{ include "hami-webui-server.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: backend
+{{- end }}
+
+{{- define "hami-webui-server.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "hami-webui-server.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository@digest when a digest is set, else repository:tag (tag defaults to appVersion). */}}
+{{- define "hami-webui-server.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* Where credentials from Secrets are mounted; config.yaml refers to these paths. */}}
+{{- define "hami-webui-server.secretsDir" -}}/apps/secrets{{- end }}
+
+{{/* Which credential modes are on, validated once; used by the ConfigMap and the Deployment. */}}
+{{- define "hami-webui-server.authorizationEnabled" -}}
+{{- $a := .Values.externalPrometheus.authorization }}
+{{- if and $a.existingSecret $a.credentialsKey }}true{{ else if or $a.existingSecret $a.credentialsKey }}
+{{- fail "externalPrometheus.authorization: set existingSecret and credentialsKey together" }}
+{{- end }}
+{{- end }}
+
+{{- define "hami-webui-server.basicAuthEnabled" -}}
+{{- $b := .Values.externalPrometheus.basicAuth }}
+{{- if and $b.existingSecret $b.usernameKey $b.passwordKey }}true{{ else if or $b.existingSecret $b.usernameKey $b.passwordKey }}
+{{- fail "externalPrometheus.basicAuth: set existingSecret, usernameKey and passwordKey together" }}
+{{- end }}
+{{- end }}
+
+{{- define "hami-webui-server.tlsSecretEnabled" -}}
+{{- $t := .Values.externalPrometheus.tls }}
+{{- if and $t.certKey (not $t.keyKey) }}
+{{- fail "externalPrometheus.tls: certKey and keyKey go together" }}
+{{- end }}
+{{- if and $t.keyKey (not $t.certKey) }}
+{{- fail "externalPrometheus.tls: certKey and keyKey go together" }}
+{{- end }}
+{{- if and $t.existingSecret (or $t.caKey $t.certKey) }}true{{ else if or $t.existingSecret $t.caKey $t.certKey }}
+{{- fail "externalPrometheus.tls: existingSecret needs caKey or certKey/keyKey, and they need existingSecret" }}
+{{- end }}
+{{- end }}
+
+{{/* The server's config.yaml (the Go backend's format), as a YAML document. */}}
+{{- define "hami-webui-server.config" -}}
+{{- $p := .Values.externalPrometheus }}
+{{- $b := .Values.backend }}
+{{- $dir := include "hami-webui-server.secretsDir" . }}
+{{- /* Without externalPrometheus the server's own default (http://localhost:9090) applies:
+     this chart bundles no Prometheus and guesses no other release's Service. */}}
+{{- $address := "http://localhost:9090" }}
+{{- if $p.enabled }}
+{{- $address = required "externalPrometheus.address is required when externalPrometheus.enabled is true" $p.address }}
+{{- end }}
+{{- $server := dict "http" (dict "addr" "0.0.0.0:8000" "timeout" $b.http.timeout "client_request_timeout" $b.http.clientRequestTimeout "keep_alive" $b.http.keepAlive "max_connections" (int64 $b.http.maxConnections)) "shutdown_timeout" $b.shutdownTimeout }}
+{{- if $b.timezone }}
+{{- $_ := set $server "timezone" $b.timezone }}
+{{- end }}
+{{- $prom := dict "address" $address "timeout" $p.timeout "max_concurrency" (int64 $p.maxConcurrency) "max_queue" (int64 $p.maxQueue) "max_response_bytes" (int64 $p.maxResponseBytes) "path_prefix" $p.pathPrefix }}
+{{- $authz := include "hami-webui-server.authorizationEnabled" . }}
+{{- $basic := include "hami-webui-server.basicAuthEnabled" . }}
+{{- if and $authz $basic }}
+{{- fail "externalPrometheus: authorization and basicAuth are mutually exclusive" }}
+{{- end }}
+{{- if $authz }}
+{{- $_ := set $prom "authorization" (dict "type" (default "Bearer" $p.authorization.type) "credentials_file" (printf "%s/authorization/credentials" $dir)) }}
+{{- end }}
+{{- if $basic }}
+{{- $_ := set $prom "basic_auth" (dict "username_file" (printf "%s/basic-auth/username" $dir) "password_file" (printf "%s/basic-auth/password" $dir)) }}
+{{- end }}
+{{- $tls := dict "insecure_skip_verify" $p.tls.insecureSkipVerify }}
+{{- if $p.tls.serverName }}
+{{- $_ := set $tls "server_name" $p.tls.serverName }}
+{{- end }}
+{{- if include "hami-webui-server.tlsSecretEnabled" . }}
+{{- if $p.tls.caKey }}
+{{- $_ := set $tls "ca_file" (printf "%s/tls/ca.crt" $dir) }}
+{{- end }}
+{{- if $p.tls.certKey }}
+{{- $_ := set $tls "cert_file" (printf "%s/tls/tls.crt" $dir) }}
+{{- $_ := set $tls "key_file" (printf "%s/tls/tls.key" $dir) }}
+{{- end }}
+{{- end }}
+{{- $_ := set $prom "tls" $tls }}
+{{- $exporter := dict "interval" .Values.metricsExporter.interval "timeout" .Values.metricsExporter.timeout "stale_cycles" (int64 .Values.metricsExporter.staleCycles) }}
+{{- $dc := .Values.hami.deviceConfig }}
+{{- $config := dict "server" $server "prometheus" $prom "exporter" $exporter "node_selectors" (.Values.vendorNodeSelectors | default dict) "scheduling" (dict "resource_names" (.Values.scheduling.resourceNames | default list)) "device_config" (dict "enabled" $dc.enabled "namespace" $dc.namespace "name" $dc.name "key" $dc.key) "ascend" (dict "annotationless_pod_mode" .Values.ascend.annotationlessPodMode) "kubernetes" (dict "unready_after" $b.kubernetes.unreadyAfter) }}
+{{- toYaml $config }}
+{{- end }}

@@ -1,0 +1,727 @@
+#!/usr/bin/env python3
+"""Chart tests for charts/hami-webui-server, with Helm's own library (helm-python-sdk, Helm v4).
+
+Lints the chart, renders it offline with the default values and with a values file in the
+HAMi-WebUI 2.0 chart's shape, and checks the rendered objects: probes and their paths, RBAC
+verbs, security context, the embedded config.yaml (keys, values, no secret material), Secrets
+mounted as files at the paths config.yaml names, and that values.schema.json describes every
+key of values.yaml (and nothing else). Invalid values must be refused.
+
+Run: python3 tests/chart/test_chart.py   (needs: pip install helm-python-sdk pyyaml)
+The last line is "N passed, N failed"; the exit status is 1 when anything failed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import helm_python as helm
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "hami-webui-server"
+UPSTREAM_VALUES = Path(__file__).resolve().parent / "values-hami-webui-2.0.yaml"
+SERVER_CONFIG = ROOT / "config" / "config.yaml"
+RELEASE = "hami-webui"
+NAMESPACE = "hami-system"
+SECRETS_DIR = "/apps/secrets/"
+
+PASSED: list[str] = []
+FAILED: list[str] = []
+
+
+def check(name: str):
+    """Runs the decorated function now as one named check."""
+
+    def run(fn):
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            FAILED.append(name)
+            print(f"FAIL {name}: {detail}")
+        else:
+            PASSED.append(name)
+            print(f"ok   {name}")
+        return fn
+
+    return run
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise AssertionError(message)
+
+
+def expect_eq(actual, expected, what: str) -> None:
+    if actual != expected:
+        raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+# ------------------------------------------------------------------------------------------
+# Rendering helpers
+
+
+def render(values: dict | None = None) -> dict[tuple[str, str], dict]:
+    """Renders the chart; returns {(kind, name): object}."""
+    chart = helm.Chart.load(str(CHART))
+    manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    objects: dict[tuple[str, str], dict] = {}
+    for path, text in manifests.items():
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if not doc:
+                continue
+            key = (doc["kind"], doc["metadata"]["name"])
+            expect(key not in objects, f"duplicate object {key}")
+            objects[key] = doc
+    return objects
+
+
+def render_fails(values: dict) -> str:
+    """Renders and expects Helm to refuse; returns the error text."""
+    try:
+        render(values)
+    except helm.HelmError as exc:
+        return str(exc)
+    raise AssertionError(f"rendering accepted invalid values {values!r}")
+
+
+def one(objects: dict, kind: str) -> dict:
+    found = [o for (k, _), o in objects.items() if k == kind]
+    expect_eq(len(found), 1, f"number of {kind} objects")
+    return found[0]
+
+
+def kinds(objects: dict) -> set[str]:
+    return {k for (k, _) in objects}
+
+
+def container(objects: dict) -> dict:
+    containers = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    expect_eq(len(containers), 1, "containers in the pod")
+    return containers[0]
+
+
+def config_text(objects: dict) -> str:
+    return one(objects, "ConfigMap")["data"]["config.yaml"]
+
+
+def config_of(objects: dict) -> dict:
+    return yaml.safe_load(config_text(objects))
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def key_paths(node, prefix: str = "") -> set[str]:
+    """Dotted paths of every key of a mapping tree (lists are leaves)."""
+    paths: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            paths.add(path)
+            paths |= key_paths(value, path)
+    return paths
+
+
+# Keys of the server's config format: those of config/config.yaml plus the optional ones it
+# documents in comments (credential files, TLS, time zone).
+SERVER_KEYS = key_paths(yaml.safe_load(SERVER_CONFIG.read_text())) | {
+    "server.timezone",
+    "prometheus.authorization",
+    "prometheus.authorization.type",
+    "prometheus.authorization.credentials_file",
+    "prometheus.basic_auth",
+    "prometheus.basic_auth.username_file",
+    "prometheus.basic_auth.password_file",
+    "prometheus.tls",
+    "prometheus.tls.ca_file",
+    "prometheus.tls.cert_file",
+    "prometheus.tls.key_file",
+    "prometheus.tls.server_name",
+    "prometheus.tls.insecure_skip_verify",
+    "node_selectors.HCU",
+    "node_selectors.AMD",
+}
+
+
+def mounted_files(objects: dict) -> dict[str, tuple[str, str]]:
+    """File path in the container -> (Secret name, key), for every Secret volume mounted."""
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    files: dict[str, tuple[str, str]] = {}
+    for mount in container(objects).get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        if "secret" not in volume:
+            continue
+        expect(mount.get("readOnly") is True, f"secret mount {mount['name']} is read-only")
+        base = mount["mountPath"].rstrip("/")
+        for item in volume["secret"].get("items", []):
+            files[f"{base}/{item['path']}"] = (volume["secret"]["secretName"], item["key"])
+    return files
+
+
+def file_settings(config: dict, prefix: str = "") -> dict[str, str]:
+    """Every `*_file` setting of the config: dotted key -> path."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            out |= file_settings(value, path)
+        elif key.endswith("_file"):
+            out[path] = value
+    return out
+
+
+def check_no_secret_material(objects: dict) -> None:
+    text = config_text(objects)
+    config = config_of(objects)
+    expect("BEGIN " not in text, "no PEM block in the ConfigMap")
+    prometheus = config["prometheus"]
+    expect("auth" not in prometheus, "no inline prometheus.auth header")
+    for section in ("authorization", "basic_auth"):
+        for key in prometheus.get(section, {}):
+            expect(
+                key.endswith("_file") or key == "type",
+                f"prometheus.{section}.{key} is a file reference, not a credential",
+            )
+    for key, path in file_settings(config).items():
+        expect(path.startswith(SECRETS_DIR), f"{key} points under {SECRETS_DIR}: {path}")
+    expect("Secret" not in kinds(objects), "the chart creates no Secret")
+    for (kind, _), obj in objects.items():
+        if kind == "Deployment":
+            for var in container(objects).get("env", []):
+                expect("valueFrom" not in var, f"no Secret in the environment ({var['name']})")
+
+
+def check_files_are_mounted(objects: dict) -> dict[str, tuple[str, str]]:
+    mounted = mounted_files(objects)
+    for key, path in file_settings(config_of(objects)).items():
+        expect(path in mounted, f"{key} = {path} is a mounted Secret item (have {sorted(mounted)})")
+    return mounted
+
+
+# ------------------------------------------------------------------------------------------
+# Lint
+
+for label, values in (("default values", None), ("HAMi-WebUI 2.0 values", "upstream")):
+
+    @check(f"helm lint --strict with {label}")
+    def _lint(values=values):
+        vals = yaml.safe_load(UPSTREAM_VALUES.read_text()) if values else None
+        report = helm.lint(str(CHART), vals, strict=True, namespace=NAMESPACE)
+        expect_eq(report["total_charts_linted"], 1, "charts linted")
+        expect_eq(report["errors"], [], "lint errors")
+        bad = [m for m in report["messages"] if m["severity"] >= 2]
+        expect_eq(bad, [], "lint warnings and errors")
+
+
+# ------------------------------------------------------------------------------------------
+# Default values
+
+DEFAULT = render()
+
+
+@check("default: the expected objects, nothing optional")
+def _default_kinds():
+    expect_eq(
+        kinds(DEFAULT),
+        {"ConfigMap", "Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"},
+        "kinds",
+    )
+
+
+@check("default: image entrypoint and arguments")
+def _default_command():
+    c = container(DEFAULT)
+    expect_eq(c["image"], "hami-webui-server:0.1.0", "image (tag defaults to appVersion)")
+    expect_eq(c["command"], ["/apps/hami-webui"], "command")
+    expect_eq(c["args"][:2], ["--conf", "/apps/config/config.yaml"], "args")
+    expect_eq(c["ports"], [{"name": "metrics", "containerPort": 8000, "protocol": "TCP"}], "ports")
+
+
+@check("default: probes on port 8000 (/readyz, /readyz, /livez) and a generous startup budget")
+def _default_probes():
+    c = container(DEFAULT)
+    expected = {"startupProbe": "/readyz", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
+    for probe, path in expected.items():
+        get = c[probe]["httpGet"]
+        expect_eq(get["path"], path, f"{probe} path")
+        expect_eq(get["port"], "metrics", f"{probe} port name (containerPort 8000)")
+    startup = c["startupProbe"]
+    budget = startup["periodSeconds"] * startup["failureThreshold"]
+    expect(budget >= 300, f"startup budget {budget}s covers a large cluster's first list")
+
+
+@check("default: pod and container security context")
+def _default_security():
+    pod = one(DEFAULT, "Deployment")["spec"]["template"]["spec"]
+    psc = pod["securityContext"]
+    expect_eq(psc.get("runAsNonRoot"), True, "pod runAsNonRoot")
+    expect_eq(psc.get("runAsUser"), 65532, "pod runAsUser")
+    expect_eq(psc.get("seccompProfile"), {"type": "RuntimeDefault"}, "pod seccompProfile")
+    sc = container(DEFAULT)["securityContext"]
+    expect_eq(sc.get("readOnlyRootFilesystem"), True, "readOnlyRootFilesystem")
+    expect_eq(sc.get("allowPrivilegeEscalation"), False, "allowPrivilegeEscalation")
+    expect_eq(sc.get("runAsNonRoot"), True, "container runAsNonRoot")
+    expect_eq(sc.get("runAsUser"), 65532, "container runAsUser")
+    expect_eq(sc.get("capabilities"), {"drop": ["ALL"]}, "capabilities")
+
+
+@check("default: grace period 30 s above shutdown_timeout 25 s")
+def _default_shutdown():
+    pod = one(DEFAULT, "Deployment")["spec"]["template"]["spec"]
+    expect_eq(pod["terminationGracePeriodSeconds"], 30, "terminationGracePeriodSeconds")
+    expect_eq(config_of(DEFAULT)["server"]["shutdown_timeout"], "25s", "server.shutdown_timeout")
+
+
+@check("default: RBAC is get/list/watch on nodes and pods, nothing else")
+def _default_rbac():
+    role = one(DEFAULT, "ClusterRole")
+    granted = set()
+    for rule in role["rules"]:
+        expect_eq(rule.get("apiGroups"), [""], "apiGroups")
+        expect(set(rule) <= {"apiGroups", "resources", "verbs"}, f"plain rule {rule}")
+        for resource in rule["resources"]:
+            for verb in rule["verbs"]:
+                granted.add((resource, verb))
+    expected = {(r, v) for r in ("nodes", "pods") for v in ("get", "list", "watch")}
+    expect_eq(granted, expected, "granted (resource, verb)")
+    binding = one(DEFAULT, "ClusterRoleBinding")
+    expect_eq(binding["roleRef"]["name"], role["metadata"]["name"], "binding roleRef")
+    sa = one(DEFAULT, "ServiceAccount")
+    subject = binding["subjects"][0]
+    expect_eq((subject["kind"], subject["name"], subject["namespace"]),
+              ("ServiceAccount", sa["metadata"]["name"], NAMESPACE), "binding subject")
+    pod = one(DEFAULT, "Deployment")["spec"]["template"]["spec"]
+    expect_eq(pod["serviceAccountName"], sa["metadata"]["name"], "pod service account")
+
+
+@check("default: ConfigMap mounted read-only at /apps/config/")
+def _default_config_mount():
+    pod = one(DEFAULT, "Deployment")["spec"]["template"]["spec"]
+    cm = one(DEFAULT, "ConfigMap")["metadata"]["name"]
+    volume = next(v for v in pod["volumes"] if v.get("configMap", {}).get("name") == cm)
+    mount = next(m for m in container(DEFAULT)["volumeMounts"] if m["name"] == volume["name"])
+    expect_eq(mount["mountPath"].rstrip("/"), "/apps/config", "config mount path")
+    expect_eq(mount.get("readOnly"), True, "config mount readOnly")
+    expect("checksum/config" in one(DEFAULT, "Deployment")["spec"]["template"]["metadata"]["annotations"],
+           "pods roll on config change")
+
+
+@check("default: config.yaml has the server's defaults and only keys the server knows")
+def _default_config():
+    config = config_of(DEFAULT)
+    unknown = key_paths(config) - SERVER_KEYS
+    expect_eq(unknown, set(), "keys unknown to the server's config format")
+    expected = {
+        "server": {
+            "http": {"addr": "0.0.0.0:8000", "timeout": "60s", "client_request_timeout": "5s",
+                     "keep_alive": "75s", "max_connections": 10000},
+            "shutdown_timeout": "25s",
+        },
+        "prometheus": {
+            "address": "http://localhost:9090", "timeout": "1m", "max_concurrency": 8,
+            "max_queue": 256, "max_response_bytes": 67108864, "path_prefix": "",
+            "tls": {"insecure_skip_verify": False},
+        },
+        "exporter": {"interval": "30s", "timeout": "60s", "stale_cycles": 3},
+        "node_selectors": {"NVIDIA": "gpu=on", "Ascend": "ascend=on", "DCU": "dcu=on", "HCU": "hcu=on",
+                           "MLU": "mlu=on", "Metax": "metax-tech.com/gpu.installed=true"},
+        "scheduling": {"resource_names": []},
+        "device_config": {"enabled": True, "namespace": "kube-system", "name": "hami-scheduler-device",
+                          "key": "device-config.yaml"},
+        "ascend": {"annotationless_pod_mode": "unknown"},
+        "kubernetes": {"unready_after": "5m"},
+    }
+    expect_eq(config, expected, "config.yaml")
+
+
+@check("default: defaults agree with config/config.yaml")
+def _default_matches_server_file():
+    server = yaml.safe_load(SERVER_CONFIG.read_text())
+    config = config_of(DEFAULT)
+    for section, key in [("server", "shutdown_timeout"), ("exporter", "interval"),
+                         ("exporter", "timeout"), ("exporter", "stale_cycles"),
+                         ("prometheus", "max_concurrency"), ("prometheus", "max_queue"),
+                         ("prometheus", "max_response_bytes"), ("kubernetes", "unready_after")]:
+        expect_eq(config[section][key], server[section][key], f"{section}.{key}")
+    for key in ("timeout", "client_request_timeout", "keep_alive", "max_connections", "addr"):
+        expect_eq(config["server"]["http"][key], server["server"]["http"][key], f"server.http.{key}")
+    expect_eq(config["device_config"], server["device_config"], "device_config")
+
+
+@check("default: no secret material, no Secret mounts")
+def _default_no_secrets():
+    check_no_secret_material(DEFAULT)
+    expect_eq(mounted_files(DEFAULT), {}, "secret files")
+
+
+# ------------------------------------------------------------------------------------------
+# A values file in the HAMi-WebUI 2.0 chart's shape
+
+UPSTREAM = yaml.safe_load(UPSTREAM_VALUES.read_text())
+RENDERED_UPSTREAM = render(UPSTREAM)
+
+
+@check("2.0 values: every backend key lands in config.yaml")
+def _upstream_config():
+    config = config_of(RENDERED_UPSTREAM)
+    expect_eq(key_paths(config) - SERVER_KEYS, set(), "keys unknown to the server's config format")
+    prom = config["prometheus"]
+    expect_eq(prom["address"], "https://vmselect.monitoring.svc:8481", "prometheus.address")
+    expect_eq(prom["timeout"], "45s", "prometheus.timeout")
+    expect_eq(prom["authorization"], {"type": "Bearer",
+                                      "credentials_file": "/apps/secrets/authorization/credentials"},
+              "prometheus.authorization")
+    expect("basic_auth" not in prom, "no basic_auth")
+    expect_eq(prom["tls"], {"insecure_skip_verify": False, "server_name": "vmselect.monitoring.svc",
+                            "ca_file": "/apps/secrets/tls/ca.crt",
+                            "cert_file": "/apps/secrets/tls/tls.crt",
+                            "key_file": "/apps/secrets/tls/tls.key"}, "prometheus.tls")
+    expect_eq(config["server"]["http"]["timeout"], "90s", "backend.http.timeout")
+    expect_eq(config["exporter"]["interval"], "1m", "metricsExporter.interval")
+    expect_eq(config["exporter"]["timeout"], "50s", "metricsExporter.timeout")
+    expect_eq(config["node_selectors"], UPSTREAM["vendorNodeSelectors"], "vendorNodeSelectors")
+    expect_eq(config["scheduling"]["resource_names"], UPSTREAM["scheduling"]["resourceNames"],
+              "scheduling.resourceNames")
+    expect_eq(config["device_config"], {"enabled": True, "namespace": "hami-system",
+                                        "name": "hami-scheduler-device", "key": "device-config.yaml"},
+              "hami.deviceConfig")
+    expect_eq(config["ascend"]["annotationless_pod_mode"], "template", "ascend.annotationlessPodMode")
+
+
+@check("2.0 values: credentials mounted from their Secrets at the paths config.yaml names")
+def _upstream_secrets():
+    check_no_secret_material(RENDERED_UPSTREAM)
+    mounted = check_files_are_mounted(RENDERED_UPSTREAM)
+    expect_eq(mounted, {
+        "/apps/secrets/authorization/credentials": ("prometheus-token", "token"),
+        "/apps/secrets/tls/ca.crt": ("prometheus-tls", "ca.crt"),
+        "/apps/secrets/tls/tls.crt": ("prometheus-tls", "client.crt"),
+        "/apps/secrets/tls/tls.key": ("prometheus-tls", "client.key"),
+    }, "mounted secret files")
+
+
+@check("2.0 values: image, pod and scheduling keys")
+def _upstream_pod():
+    deployment = one(RENDERED_UPSTREAM, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    c = container(RENDERED_UPSTREAM)
+    expect_eq(deployment["metadata"]["name"], "hami-webui", "fullnameOverride")
+    expect_eq(deployment["spec"]["replicas"], 2, "replicaCount")
+    expect_eq(c["image"], "registry.example.com/hami/hami-webui-server@" + UPSTREAM["image"]["digest"],
+              "image (digest wins)")
+    expect_eq(c["imagePullPolicy"], "Always", "image.pullPolicy")
+    expect_eq(pod["imagePullSecrets"], [{"name": "registry-credentials"}], "imagePullSecrets")
+    expect({"name": "TZ", "value": "Europe/Berlin"} in c["env"], "env passed through")
+    expect_eq(c["resources"], UPSTREAM["resources"], "resources")
+    expect_eq(pod["tolerations"], UPSTREAM["tolerations"], "tolerations")
+    expect_eq(pod["nodeSelector"], UPSTREAM["nodeSelector"], "nodeSelector")
+    expect_eq(deployment["spec"]["template"]["metadata"]["annotations"]["example.com/team"],
+              "gpu-platform", "podAnnotations")
+    startup = c["startupProbe"]
+    expect_eq((startup["httpGet"]["path"], startup["periodSeconds"], startup["failureThreshold"]),
+              ("/readyz", 10, 90), "probes.startup")
+
+
+@check("2.0 values: `securityContext: {}` keeps the hardened defaults")
+def _upstream_security():
+    pod = one(RENDERED_UPSTREAM, "Deployment")["spec"]["template"]["spec"]
+    expect_eq(pod["securityContext"]["runAsUser"], 65532, "pod runAsUser")
+    sc = container(RENDERED_UPSTREAM)["securityContext"]
+    expect_eq(sc["readOnlyRootFilesystem"], True, "readOnlyRootFilesystem")
+    expect_eq(sc["capabilities"], {"drop": ["ALL"]}, "capabilities")
+
+
+@check("2.0 values: ServiceMonitor scrapes /metrics through the Service to port 8000")
+def _upstream_service_monitor():
+    monitor = one(RENDERED_UPSTREAM, "ServiceMonitor")
+    service = one(RENDERED_UPSTREAM, "Service")
+    endpoint = monitor["spec"]["endpoints"][0]
+    expect_eq((endpoint["port"], endpoint["path"], endpoint["interval"]),
+              ("backend-http", "/metrics", "30s"), "endpoint")
+    expect_eq(monitor["metadata"]["labels"].get("jobRelease"), "hami-webui-prometheus",
+              "additionalLabels")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    labels = service["metadata"]["labels"]
+    expect(all(labels.get(k) == v for k, v in selector.items()), "selector matches the Service")
+    expect_eq(monitor["spec"]["namespaceSelector"]["matchNames"], [NAMESPACE], "namespaceSelector")
+    port = next(p for p in service["spec"]["ports"] if p["name"] == endpoint["port"])
+    expect_eq(port["targetPort"], "metrics", "Service targetPort")
+    expect_eq(container(RENDERED_UPSTREAM)["ports"][0]["containerPort"], 8000, "containerPort")
+    pod_labels = one(RENDERED_UPSTREAM, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    expect(all(pod_labels.get(k) == v for k, v in service["spec"]["selector"].items()),
+           "Service selects the pods")
+
+
+@check("basic auth: username and password files from the Secret")
+def _basic_auth():
+    values = deep_merge(UPSTREAM, {"externalPrometheus": {
+        "authorization": {"existingSecret": "", "credentialsKey": ""},
+        "basicAuth": {"existingSecret": "vm-basic", "usernameKey": "user", "passwordKey": "pass"},
+        "tls": {"existingSecret": "", "caKey": "", "certKey": "", "keyKey": ""},
+    }})
+    objects = render(values)
+    prom = config_of(objects)["prometheus"]
+    expect_eq(prom["basic_auth"], {"username_file": "/apps/secrets/basic-auth/username",
+                                   "password_file": "/apps/secrets/basic-auth/password"}, "basic_auth")
+    expect("authorization" not in prom, "no authorization")
+    expect_eq(set(prom["tls"]), {"insecure_skip_verify", "server_name"}, "tls without files")
+    check_no_secret_material(objects)
+    expect_eq(check_files_are_mounted(objects), {
+        "/apps/secrets/basic-auth/username": ("vm-basic", "user"),
+        "/apps/secrets/basic-auth/password": ("vm-basic", "pass"),
+    }, "mounted secret files")
+
+
+@check("our keys: limits, stale cycles, time zone, shutdown, unready_after, logging")
+def _our_keys():
+    objects = render({
+        "externalPrometheus": {"maxConcurrency": 3, "maxQueue": 10, "maxResponseBytes": 1048576,
+                               "pathPrefix": "/select/0/prometheus"},
+        "metricsExporter": {"staleCycles": 0},
+        "backend": {"timezone": "Asia/Shanghai", "shutdownTimeout": "10s", "logFormat": "json",
+                    "logLevel": "debug", "kubernetes": {"unreadyAfter": "2m"},
+                    "http": {"maxConnections": 500}},
+        "terminationGracePeriodSeconds": 15,
+    })
+    config = config_of(objects)
+    prom = config["prometheus"]
+    expect_eq((prom["max_concurrency"], prom["max_queue"], prom["max_response_bytes"], prom["path_prefix"]),
+              (3, 10, 1048576, "/select/0/prometheus"), "prometheus limits")
+    expect_eq(config["exporter"]["stale_cycles"], 0, "exporter.stale_cycles")
+    expect_eq(config["server"]["timezone"], "Asia/Shanghai", "server.timezone")
+    expect_eq(config["server"]["shutdown_timeout"], "10s", "server.shutdown_timeout")
+    expect_eq(config["server"]["http"]["max_connections"], 500, "server.http.max_connections")
+    expect_eq(config["kubernetes"]["unready_after"], "2m", "kubernetes.unready_after")
+    c = container(objects)
+    expect_eq(c["args"][2:], ["--log-format", "json"], "--log-format")
+    expect({"name": "RUST_LOG", "value": "debug"} in c["env"], "RUST_LOG")
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    expect_eq(pod["terminationGracePeriodSeconds"], 15, "terminationGracePeriodSeconds")
+
+
+@check("PodDisruptionBudget: off by default; maxUnavailable, or minAvailable when set")
+def _pdb():
+    expect("PodDisruptionBudget" not in kinds(DEFAULT), "no PDB by default")
+    pdb = one(render({"podDisruptionBudget": {"enabled": True}}), "PodDisruptionBudget")
+    expect_eq(pdb["spec"].get("maxUnavailable"), 1, "maxUnavailable")
+    pdb = one(render({"podDisruptionBudget": {"enabled": True, "minAvailable": 1}}), "PodDisruptionBudget")
+    expect_eq((pdb["spec"].get("minAvailable"), "maxUnavailable" in pdb["spec"]), (1, False), "minAvailable")
+
+
+@check("probes can be turned off one by one")
+def _probes_off():
+    c = container(render({"probes": {"startup": {"enabled": False}}}))
+    expect("startupProbe" not in c and "readinessProbe" in c and "livenessProbe" in c, "only startup off")
+
+
+# ------------------------------------------------------------------------------------------
+# The server itself loads what the chart renders
+
+
+def server_binary() -> Path | None:
+    explicit = os.environ.get("HAMI_WEBUI_SERVER_BIN")
+    if explicit:
+        return Path(explicit)
+    for profile in ("release", "debug"):
+        candidate = ROOT / "target" / profile / "hami-webui-server"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_status(port: int, path: str) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
+            return reply.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+def serve_rendered_config(config: dict, workdir: Path) -> None:
+    """Starts the server on `config` (secret paths moved into workdir) against the demo
+    snapshot; expects /readyz 200 and no unknown-key warning."""
+    text = yaml.safe_dump(config).replace(SECRETS_DIR, f"{workdir}/secrets/")
+    for path in file_settings(yaml.safe_load(text)).values():
+        file = Path(path)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text("placeholder\n")
+    if "tls" in config["prometheus"] and "ca_file" in config["prometheus"]["tls"]:
+        tls = workdir / "secrets" / "tls"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-days", "1", "-subj", "/CN=test", "-keyout", str(tls / "tls.key"),
+                        "-out", str(tls / "tls.crt")], check=True, capture_output=True)
+        (tls / "ca.crt").write_bytes((tls / "tls.crt").read_bytes())
+    conf = workdir / "config.yaml"
+    conf.write_text(text)
+    port = free_port()
+    log = workdir / "server.log"
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workdir), "RUST_LOG": "info",
+           "HAMI_WEBUI__SERVER__HTTP__ADDR": f"127.0.0.1:{port}"}
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen([str(BINARY), "--conf", str(conf), "--snapshot",
+                                 str(ROOT / "examples" / "demo-cluster.json")],
+                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        while http_status(port, "/readyz") != 200:
+            expect(proc.poll() is None, f"server exited {proc.returncode}: {log.read_text()[-2000:]}")
+            expect(time.monotonic() < deadline, f"/readyz not 200 within 60 s: {log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        expect_eq(http_status(port, "/livez"), 200, "/livez")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    expect("unknown configuration keys" not in log.read_text(), f"no unknown keys: {log.read_text()[-2000:]}")
+
+
+BINARY = server_binary()
+if BINARY is None or not BINARY.is_file():
+    print("skip the server loads the rendered config.yaml (no built binary; set HAMI_WEBUI_SERVER_BIN)")
+else:
+    for label, objects in (("default", DEFAULT), ("2.0 values", RENDERED_UPSTREAM)):
+
+        @check(f"{label}: {BINARY.relative_to(ROOT) if BINARY.is_relative_to(ROOT) else BINARY} "
+               "serves with the rendered config.yaml, no unknown key")
+        def _serve(objects=objects):
+            with tempfile.TemporaryDirectory() as workdir:
+                serve_rendered_config(config_of(objects), Path(workdir))
+
+
+# ------------------------------------------------------------------------------------------
+# Invalid values are refused
+
+# (values, a phrase the refusal must contain)
+INVALID = {
+    "authorization together with basicAuth": ({"externalPrometheus": {
+        "authorization": {"existingSecret": "a", "credentialsKey": "t"},
+        "basicAuth": {"existingSecret": "b", "usernameKey": "u", "passwordKey": "p"}}},
+        "mutually exclusive"),
+    "authorization Secret without key": (
+        {"externalPrometheus": {"authorization": {"existingSecret": "a"}}},
+        "existingSecret and credentialsKey together"),
+    "TLS certKey without keyKey": (
+        {"externalPrometheus": {"tls": {"existingSecret": "t", "certKey": "c"}}},
+        "certKey and keyKey go together"),
+    "TLS caKey without Secret": ({"externalPrometheus": {"tls": {"caKey": "ca.crt"}}}, "need existingSecret"),
+    "externalPrometheus enabled without address": (
+        {"externalPrometheus": {"enabled": True, "address": ""}}, "externalPrometheus.address is required"),
+    "misspelt key (schema)": ({"externalPrometheus": {"adress": "http://x:9090"}}, "'adress' not allowed"),
+    "bad duration (schema)": ({"metricsExporter": {"interval": "thirty seconds"}}, "/metricsExporter/interval"),
+    "bad annotationlessPodMode (schema)": (
+        {"ascend": {"annotationlessPodMode": "maybe"}}, "/ascend/annotationlessPodMode"),
+    "non-integer probe threshold (schema)": (
+        {"probes": {"startup": {"failureThreshold": "many"}}}, "/probes/startup/failureThreshold"),
+    "unknown vendor (schema)": ({"vendorNodeSelectors": {"Nvidiaa": "gpu=on"}}, "invalid propertyName 'Nvidiaa'"),
+    "address without scheme (schema)": (
+        {"externalPrometheus": {"enabled": True, "address": "prom:9090"}}, "/externalPrometheus/address"),
+    "zero max concurrency (schema)": (
+        {"externalPrometheus": {"maxConcurrency": 0}}, "/externalPrometheus/maxConcurrency"),
+    "root user (schema)": ({"securityContext": {"runAsUser": -1}}, "/securityContext/runAsUser"),
+}
+for label, (values, reason) in INVALID.items():
+
+    @check(f"refused: {label}")
+    def _invalid(values=values, reason=reason):
+        error = render_fails(values)
+        expect(reason in error, f"refusal names the cause ({reason!r}): {error}")
+
+
+# ------------------------------------------------------------------------------------------
+# The schema describes every key of values.yaml, and only those
+
+SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def schema_node(path: list[str]):
+    node = SCHEMA
+    for key in path:
+        props = node.get("properties", {})
+        if key in props:
+            node = props[key]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        else:
+            return None
+    return node
+
+
+@check("schema: every values.yaml key is described (type and description)")
+def _schema_covers_values():
+    missing, undescribed = [], []
+    for path in sorted(key_paths(VALUES)):
+        node = schema_node(path.split("."))
+        if node is None:
+            missing.append(path)
+        elif "type" not in node or ("description" not in node and not path.startswith("vendorNodeSelectors.")):
+            undescribed.append(path)
+    expect_eq(missing, [], "keys the schema does not describe")
+    expect_eq(undescribed, [], "keys without type or description")
+
+
+@check("schema: every described key exists in values.yaml")
+def _schema_has_no_phantoms():
+    phantoms = []
+
+    def walk(node, path):
+        for key, child in node.get("properties", {}).items():
+            sub = path + [key]
+            value = VALUES
+            for part in sub:
+                if not isinstance(value, dict) or part not in value:
+                    phantoms.append(".".join(sub))
+                    break
+                value = value[part]
+            else:
+                walk(child, sub)
+
+    walk(SCHEMA, [])
+    expect_eq(phantoms, [], "schema keys absent from values.yaml")
+
+
+@check("schema: our objects reject unknown keys; the top level accepts the 2.0 chart's others")
+def _schema_strictness():
+    expect(SCHEMA.get("additionalProperties") is True, "top level open")
+    for name, node in SCHEMA["properties"].items():
+        passthrough = {"vendorNodeSelectors", "resources", "podSecurityContext", "securityContext"}
+        if node.get("type") == "object" and "properties" in node and name not in passthrough:
+            expect(node.get("additionalProperties") is False, f"{name} is closed")
+
+
+print(f"{len(PASSED)} passed, {len(FAILED)} failed")
+sys.exit(1 if FAILED else 0)
