@@ -289,6 +289,16 @@ fn readings(vendor: Vendor, values: &HashMap<(String, String), f32>, id: &str) -
             fan: None,
             xid: None,
         },
+        Vendor::Hcu => DeviceReadings {
+            mem_used: v("hcu_usedmemory_bytes") / 1024.0 / 1024.0,
+            mem_total: v("hcu_memorycap_bytes") / 1024.0 / 1024.0,
+            core: v("hcu_utilizationrate"),
+            temp: Some(v("hcu_temp")),
+            mem_temp: Some(v("hcu_temp_mem")),
+            power: Some(v("hcu_power_usage")),
+            fan: None,
+            xid: None,
+        },
         Vendor::Metax => DeviceReadings {
             mem_used: v("mx_memory_used") / 1024.0,
             mem_total: v("mx_memory_total") / 1024.0,
@@ -322,6 +332,8 @@ fn info_labels(vendor: Vendor, samples: &[Sample]) -> HashMap<String, (String, S
                 ("暂无".to_string(), format!("dcu-{}", get("minor_number"))),
             ),
             Vendor::Metax => (get("uuid"), (get("driver_version"), get("deviceId"))),
+            // hcu-exporter's minor number is the displayed device number; it has no driver label.
+            Vendor::Hcu => (get("device_id"), (String::new(), get("minor_number"))),
             _ => continue,
         };
         // The Go backend took the first series; sorted order makes "first" deterministic.
@@ -574,6 +586,14 @@ fn container_families(
     ];
     let sgpu_core = task_map(results, CycleQuery::TaskCore(Vendor::Metax), &metax_keys);
     let sgpu_mem = task_map(results, CycleQuery::TaskMemory(Vendor::Metax), &metax_keys);
+    let hcu_keys = [
+        "device_id",
+        "hcu_pod_namespace",
+        "hcu_pod_name",
+        "container",
+    ];
+    let hcu_core = task_map(results, CycleQuery::TaskCore(Vendor::Hcu), &hcu_keys);
+    let hcu_mem = task_map(results, CycleQuery::TaskMemory(Vendor::Hcu), &hcu_keys);
 
     for pod in snapshot.pods.iter() {
         for container in &pod.containers {
@@ -671,6 +691,16 @@ fn container_families(
                         &dcu_mem,
                         vec![pod.uid.clone(), container.name.clone()],
                     ),
+                    Vendor::Hcu => (
+                        &hcu_core,
+                        &hcu_mem,
+                        vec![
+                            identity.uuid.clone(),
+                            pod.namespace.clone(),
+                            pod.name.clone(),
+                            container.name.clone(),
+                        ],
+                    ),
                     _ => (
                         &sgpu_core,
                         &sgpu_mem,
@@ -684,14 +714,27 @@ fn container_families(
                     ),
                 };
                 let core = cores as f32;
-                if let Some(map) = core_map {
-                    let v = map.get(&key).copied().unwrap_or(0.0);
-                    let (mut used, mut util) = if vendor == Vendor::Mlu {
-                        (f64::from(v / 100.0 * core), f64::from(v))
-                    } else {
-                        (f64::from(v), round1(100.0 * v / core))
+                // Go read a missing sample as 0; upstream 2.0's HCU path leaves it unset
+                // (unknown), and so do we for HCU.
+                let sample = |map: &HashMap<Vec<String>, f32>| match map.get(&key) {
+                    Some(v) => Some(*v),
+                    None if vendor == Vendor::Hcu => None,
+                    None => Some(0.0),
+                };
+                if let Some(v) = core_map.as_ref().and_then(sample) {
+                    let (mut used, mut util) = match vendor {
+                        Vendor::Mlu => (f64::from(v / 100.0 * core), f64::from(v)),
+                        // Busy percent of the vHCU: used = busy × allocated cores / 100.
+                        Vendor::Hcu => (f64::from(v / 100.0 * core), f64::from(v)),
+                        _ => (f64::from(v), round1(100.0 * v / core)),
                     };
-                    if let Some(card) = card_core.get(flat).copied().flatten() {
+                    // No card fallback for HCU (upstream 2.0).
+                    let card = card_core
+                        .get(flat)
+                        .copied()
+                        .flatten()
+                        .filter(|_| vendor != Vendor::Hcu);
+                    if let Some(card) = card {
                         if used != 0.0 && card > 95.0 {
                             used = f64::from(card / 100.0 * core);
                             util = f64::from(card);
@@ -701,8 +744,7 @@ fn container_families(
                     b.set(ContainerCoreUsed, src, &usage_labels, used);
                     b.set(ContainerCoreUtil, src, &usage_labels, util);
                 }
-                if let Some(map) = mem_map {
-                    let v = map.get(&key).copied().unwrap_or(0.0);
+                if let Some(v) = mem_map.as_ref().and_then(sample) {
                     let bytes = match vendor {
                         Vendor::Mlu => v / 100.0 * mem as f32 * 1024.0 * 1024.0,
                         Vendor::Metax => v * 1024.0,
@@ -1188,5 +1230,72 @@ mod tests {
             None,
             "failure keeps what was learnt"
         );
+    }
+
+    #[test]
+    fn hcu_devices_and_containers_use_the_hcu_exporter() {
+        let node = json!({"metadata": {"name": "h1", "uid": "uh", "labels": {"hcu": "on"},
+            "annotations": {"hami.io/node-hcu-register": "HCU-serial-01,4,65520,100,BW200,0,true,0,hami-core:"}}});
+        let pod = json!({"metadata": {"name": "train", "namespace": "research", "uid": "pu",
+                "annotations": {"hami.io/vgpu-node": "h1",
+                                "hami.io/hcu-devices-allocated": "HCU-serial-01,HCU,32000,50:;"}},
+               "spec": {"nodeName": "h1", "containers": [{"name": "worker"}]},
+               "status": {"phase": "Running"}});
+        let snap = snapshot(vec![node], vec![pod]);
+        let workload = [
+            ("device_id", "serial-01"),
+            ("hcu_pod_namespace", "research"),
+            ("hcu_pod_name", "train"),
+            ("container", "worker"),
+        ];
+        let results = QueryResults::from([
+            (
+                CycleQuery::Device(Vendor::Hcu),
+                Ok(vec![
+                    sample(
+                        &[
+                            ("__name__", "hcu_usedmemory_bytes"),
+                            ("device_id", "serial-01"),
+                        ],
+                        2048.0 * 1048576.0,
+                    ),
+                    sample(
+                        &[
+                            ("__name__", "hcu_utilizationrate"),
+                            ("device_id", "serial-01"),
+                        ],
+                        99.0,
+                    ),
+                ]),
+            ),
+            (
+                CycleQuery::Info(Vendor::Hcu),
+                Ok(vec![sample(
+                    &[("device_id", "serial-01"), ("minor_number", "3")],
+                    1.0,
+                )]),
+            ),
+            (
+                CycleQuery::TaskCore(Vendor::Hcu),
+                Ok(vec![sample(&workload, 40.0)]),
+            ),
+            (CycleQuery::TaskMemory(Vendor::Hcu), Ok(vec![])),
+        ]);
+        let state = build_cycle(&snap, &results, &CycleState::default(), 3);
+        let text = state.render();
+        assert!(text.contains("hami_memory_used{node=\"h1\",provider=\"HCU\",device_type=\"BW200\",device_uuid=\"serial-01\",driver_version=\"\",device_no=\"3\"} 2048"), "{text}");
+        // 40 % busy of 50 allocated cores; no card fallback although the card is at 99 %.
+        assert_eq!(
+            value(&state, Family::ContainerCoreUsed),
+            Some(20.0),
+            "{text}"
+        );
+        assert_eq!(value(&state, Family::ContainerCoreUtil), Some(40.0));
+        assert_eq!(
+            value(&state, Family::ContainerMemoryUsed),
+            None,
+            "missing sample stays unknown"
+        );
+        assert_eq!(value(&state, Family::ContainerVcoreAllocated), Some(50.0));
     }
 }

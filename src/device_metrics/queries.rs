@@ -40,7 +40,7 @@ pub fn identity_label(vendor: Vendor) -> Option<&'static str> {
         Vendor::Nvidia => Some("UUID"),
         Vendor::Mlu | Vendor::Metax => Some("uuid"),
         Vendor::Ascend => Some("vdie_id"),
-        Vendor::Dcu => Some("device_id"),
+        Vendor::Dcu | Vendor::Hcu => Some("device_id"),
         _ => None,
     }
 }
@@ -81,6 +81,15 @@ pub fn device_metrics(vendor: Vendor) -> &'static [&'static str] {
             "dcu_temp",
             "dcu_power_usage",
         ],
+        // Hygon's hcu-exporter (default metric names), as upstream 2.0 reads it.
+        Vendor::Hcu => &[
+            "hcu_usedmemory_bytes",
+            "hcu_memorycap_bytes",
+            "hcu_utilizationrate",
+            "hcu_temp",
+            "hcu_temp_mem",
+            "hcu_power_usage",
+        ],
         Vendor::Metax => &[
             "mx_memory_used",
             "mx_memory_total",
@@ -99,6 +108,7 @@ pub fn task_vendor(alloc_type: &str) -> Option<Vendor> {
         "MLU" => Some(Vendor::Mlu),
         "DCU" => Some(Vendor::Dcu),
         "Metax-SGPU" => Some(Vendor::Metax),
+        "HCU" => Some(Vendor::Hcu),
         _ => None,
     }
 }
@@ -127,6 +137,7 @@ pub fn expression(query: CycleQuery) -> Option<String> {
         Info(Vendor::Ascend) => "count by (vdie_id, id) (npu_chip_info_power)".into(),
         Info(Vendor::Dcu) => "count by (device_id, minor_number) (dcu_power_usage)".into(),
         Info(Vendor::Metax) => "count by (uuid, driver_version, deviceId) (mx_board_power)".into(),
+        Info(Vendor::Hcu) => "count by (device_id, minor_number) (hcu_power_usage)".into(),
         Identity(Vendor::Ascend) => {
             "count by (node, id, vdie_id) (npu_chip_info_health_status)".into()
         }
@@ -151,6 +162,10 @@ pub fn expression(query: CycleQuery) -> Option<String> {
         TaskMemory(Vendor::Dcu) => "avg by (pod_uuid, container_name) (vdcu_usage_memory_size)".into(),
         TaskCore(Vendor::Metax) => "avg by (Hostname, deviceId, exported_namespace, exported_pod, exported_container) (mx_sgpu_usage)".into(),
         TaskMemory(Vendor::Metax) => "avg by (Hostname, deviceId, exported_namespace, exported_pod, exported_container) (mx_sgpu_used_memory)".into(),
+        // hcu-exporter labels workload series with its own namespace/pod label names and no
+        // pod UID; a missing sample means "unknown", not idle (upstream 2.0).
+        TaskCore(Vendor::Hcu) => "avg by (device_id, hcu_pod_namespace, hcu_pod_name, container) (avg_over_time(vhcu_utilizationrate[1m]))".into(),
+        TaskMemory(Vendor::Hcu) => "avg by (device_id, hcu_pod_namespace, hcu_pod_name, container) (vhcu_usedmemory_bytes)".into(),
         MetaxGpuTaskMemory => "mx_memory_used{type=\"vram\", exported_pod!=\"\"}".into(),
         MetaxGpuTaskCore => "avg by (uuid, exported_namespace, exported_pod, exported_container) (mx_gpu_usage{exported_pod!=\"\"})".into(),
         _ => return None,
@@ -211,7 +226,7 @@ mod tests {
         .into();
         let plan = plan(&vendors, &types);
         assert!(plan.len() <= MAX_QUERIES, "{} queries", plan.len());
-        assert_eq!(plan.len(), 24);
+        assert_eq!(plan.len(), 28);
     }
 
     #[test]
