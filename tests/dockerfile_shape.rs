@@ -1,7 +1,8 @@
 //! The container image's contract, checked without a container engine: the Dockerfile's shape
-//! (stages, locked and cached build, non-root user, binary and config paths, port, entrypoint)
-//! and the binary started the way the image starts it, with the image's paths mapped onto the
-//! source tree, serving the demo cluster until `/readyz` is 200.
+//! (stages, locked and cached build, the frontend built from a pinned upstream tag, non-root
+//! user, binary, config and console paths, ports, health check, entrypoint) and the binary
+//! started the way the image starts it, with the image's paths mapped onto the source tree,
+//! serving the demo cluster until `/readyz` is 200 and passing the image's own HEALTHCHECK.
 
 mod support;
 
@@ -195,8 +196,8 @@ fn runtime_stage_is_non_root_with_both_binary_paths_config_and_port() {
     // The binary tree: /apps/hami-webui, and /apps/server as a symlink to it.
     let copy_binary = runtime
         .all("COPY")
-        .find(|c| c.args.contains("--from="))
-        .expect("COPY --from in the runtime stage");
+        .find(|c| c.args.starts_with("--from=binary "))
+        .expect("COPY --from=binary in the runtime stage");
     assert!(
         copy_binary.args.ends_with("/out/ /apps/"),
         "{}",
@@ -221,6 +222,7 @@ fn runtime_stage_is_non_root_with_both_binary_paths_config_and_port() {
         .flat_map(|e| e.args.split_whitespace())
         .collect();
     assert!(exposed.contains(&"8000"), "EXPOSE 8000: {exposed:?}");
+    assert!(exposed.contains(&"3000"), "EXPOSE 3000: {exposed:?}");
 
     // The 2.0 image's entrypoint and arguments.
     let entrypoint = exec_form(runtime.last("ENTRYPOINT").expect("ENTRYPOINT"));
@@ -254,6 +256,122 @@ fn dockerignore_keeps_what_the_build_needs() {
         patterns.contains(&"!target/image"),
         "the prebuilt tree stays"
     );
+    assert!(
+        patterns.contains(&"!target/image-public"),
+        "the prebuilt frontend stays"
+    );
+}
+
+/// The default of a global `ARG name=value`.
+fn global_arg<'a>(global: &'a [Instruction], name: &str) -> Option<&'a str> {
+    global
+        .iter()
+        .filter(|i| i.keyword == "ARG")
+        .find_map(|i| i.args.strip_prefix(&format!("{name}=")))
+}
+
+fn stage<'a>(stages: &'a [Stage], name: &str) -> &'a Stage {
+    stages
+        .iter()
+        .find(|s| s.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("a stage named {name}"))
+}
+
+#[test]
+fn frontend_is_built_from_upstreams_sources_at_a_pinned_tag() {
+    let (global, stages) = dockerfile();
+    let build = stage(&stages, "frontend-build");
+
+    // A Node.js image, by default the official one.
+    let base = build.from.trim_start_matches("${").trim_end_matches('}');
+    let image = global_arg(&global, base).unwrap_or(&build.from);
+    assert!(image.contains("node:"), "node stage base: {image}");
+
+    // Upstream's repository at a release tag: v2.0.0, the app version of chart 2.0.0 —
+    // never a branch, whose content moves.
+    let reference = build
+        .all("ARG")
+        .find_map(|a| a.args.strip_prefix("HAMI_WEBUI_FRONTEND_REF="))
+        .expect("ARG HAMI_WEBUI_FRONTEND_REF=<tag> in the frontend stage");
+    assert_eq!(reference, "v2.0.0", "pinned upstream tag");
+    let fetch = build
+        .instructions
+        .iter()
+        .find(|i| i.args.contains("github.com/Project-HAMi/HAMi-WebUI"))
+        .expect("the frontend stage fetches upstream's repository");
+    assert!(
+        fetch.args.contains("${HAMI_WEBUI_FRONTEND_REF}"),
+        "fetched at the pinned ref: {}",
+        fetch.args
+    );
+    let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    assert!(
+        text.contains("v2.0.0") && text.contains("d3c5a3eda072e804538d3502f1c822fa5ee7ed0f"),
+        "the choice of tag (and the commit of upstream's v2.0.0 image) is recorded"
+    );
+
+    // Upstream's package manager and build: pnpm with its lockfile, Vite in packages/web.
+    let runs = build
+        .all("RUN")
+        .map(|r| r.args.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        runs.contains("corepack enable"),
+        "pnpm through corepack: {runs}"
+    );
+    assert!(
+        runs.contains("pnpm install --frozen-lockfile"),
+        "locked install: {runs}"
+    );
+    assert!(
+        runs.contains("pnpm --filter hami-webui-web run build"),
+        "the web package's build: {runs}"
+    );
+    assert!(
+        runs.contains("data-hami-webui-base"),
+        "the build's index.html carries the base-path marker the server rewrites: {runs}"
+    );
+    assert!(
+        runs.contains("/out/public"),
+        "the site is collected in /out/public"
+    );
+
+    // The offline path: a prebuilt site, chosen like the prebuilt binary.
+    assert_eq!(global_arg(&global, "FRONTEND_FROM"), Some("build"));
+    let prebuilt = stage(&stages, "frontend-prebuilt");
+    assert!(prebuilt
+        .all("COPY")
+        .any(|c| c.args == "target/image-public/ /out/public/"));
+    let select = stage(&stages, "frontend");
+    assert_eq!(select.from, "frontend-${FRONTEND_FROM}");
+    assert!(select.instructions.is_empty());
+}
+
+#[test]
+fn runtime_stage_serves_the_console_from_apps_public_and_checks_its_own_health() {
+    let (_, stages) = dockerfile();
+    let runtime = final_stage(&stages);
+    assert!(
+        runtime
+            .all("COPY")
+            .any(|c| c.args == "--from=frontend /out/public/ /apps/public/"),
+        "the console at /apps/public (the server's default --static-dir)"
+    );
+    // Root-owned and read-only for the server: no --chown to the runtime user.
+    assert!(runtime.all("COPY").all(|c| !c.args.contains("--chown")));
+
+    let healthcheck = runtime.last("HEALTHCHECK").expect("HEALTHCHECK");
+    let (options, command) = healthcheck
+        .args
+        .split_once("CMD ")
+        .expect("HEALTHCHECK [options] CMD [...]");
+    assert!(
+        options.split_whitespace().all(|o| o.starts_with("--")),
+        "{options}"
+    );
+    let command: Vec<String> = serde_json::from_str(command).expect("exec form");
+    assert_eq!(command, ["/apps/hami-webui", "--healthcheck"]);
 }
 
 /// Kills the child when the test ends, however it ends.
@@ -295,18 +413,36 @@ fn binary_serves_the_demo_cluster_with_the_images_arguments_and_config() {
 
     let home = tempfile::tempdir().unwrap();
     let log_path = home.path().join("server.log");
+    // /apps/public: a minimal console, as the frontend stage would leave it.
+    let public = home.path().join("public");
+    std::fs::create_dir(&public).unwrap();
+    std::fs::write(
+        public.join("index.html"),
+        "<!doctype html><html><head><base data-hami-webui-base href=\"/\"></head><body></body></html>\n",
+    )
+    .unwrap();
     let port = free_port();
+    let public_port = free_port();
+    // The image's environment, with its two listeners on loopback test ports.
+    let env = [
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ("HOME", home.path().display().to_string()),
+        ("RUST_LOG", "info".to_string()),
+        (
+            "HAMI_WEBUI__SERVER__HTTP__ADDR",
+            format!("127.0.0.1:{port}"),
+        ),
+        (
+            "HAMI_WEBUI_LISTEN_ADDRESS",
+            format!("127.0.0.1:{public_port}"),
+        ),
+        ("HAMI_WEBUI_STATIC_DIR", public.display().to_string()),
+    ];
     let child = Command::new(BINARY)
         .args(&args)
         .current_dir(root())
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .env("RUST_LOG", "info")
-        .env(
-            "HAMI_WEBUI__SERVER__HTTP__ADDR",
-            format!("127.0.0.1:{port}"),
-        )
+        .envs(env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())
@@ -330,5 +466,53 @@ fn binary_serves_the_demo_cluster_with_the_images_arguments_and_config() {
         !log().contains("unknown configuration keys"),
         "the image's config has no unknown key: {}",
         log()
+    );
+
+    // The public listener serves the console and /health_check...
+    let health = wait_for(Duration::from_secs(30), || {
+        get(public_port, "/health_check")
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+    assert!(
+        health.is_some(),
+        "/health_check 200 on the public port; log:\n{}",
+        log()
+    );
+    let index = get(public_port, "/").expect("/");
+    assert_eq!(index.status, 200);
+    assert!(
+        index.text().contains("data-hami-webui-base"),
+        "{}",
+        index.text()
+    );
+
+    // ...and the image's HEALTHCHECK command, run as the image runs it (working directory
+    // /apps, the tree's root here; same environment), passes against it.
+    let runtime = final_stage(&stages);
+    let healthcheck = runtime.last("HEALTHCHECK").expect("HEALTHCHECK");
+    let command: Vec<String> =
+        serde_json::from_str(healthcheck.args.split_once("CMD ").unwrap().1).unwrap();
+    let probe = |env: &[(&str, String)]| {
+        Command::new(BINARY)
+            .args(command[1..].iter().map(|a| local_path(a)))
+            .current_dir(root())
+            .env_clear()
+            .envs(env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run the health check")
+    };
+    assert!(
+        probe(&env).success(),
+        "HEALTHCHECK passes against the running server"
+    );
+    drop(server);
+    assert_eq!(
+        probe(&env).code(),
+        Some(1),
+        "HEALTHCHECK fails once the server is gone"
     );
 }

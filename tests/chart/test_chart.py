@@ -2,10 +2,13 @@
 """Chart tests for charts/hami-webui-server, with Helm's own library (helm-python-sdk, Helm v4).
 
 Lints the chart, renders it offline with the default values and with a values file in the
-HAMi-WebUI 2.0 chart's shape, and checks the rendered objects: probes and their paths, RBAC
-verbs, security context, the embedded config.yaml (keys, values, no secret material), Secrets
-mounted as files at the paths config.yaml names, and that values.schema.json describes every
-key of values.yaml (and nothing else). Invalid values must be refused.
+HAMi-WebUI 2.0 chart's shape, and checks the rendered objects: the web entry (port 3000, its
+Service, base path, frame ancestors) and the backend-only mode (web.enabled false), probes and
+their paths, RBAC verbs, security context, the embedded config.yaml (keys, values, no secret
+material), Secrets mounted as files at the paths config.yaml names, and that values.schema.json
+describes every key of values.yaml (and nothing else). Invalid values must be refused. With a
+built server binary, it starts the rendered container (its arguments, environment and config)
+and probes every rendered probe on the port it names.
 
 Run: python3 tests/chart/test_chart.py   (needs: pip install helm-python-sdk pyyaml)
 The last line is "N passed, N failed"; the exit status is 1 when anything failed.
@@ -24,6 +27,7 @@ import time
 import traceback
 import urllib.error
 import urllib.request
+from email.message import Message
 from pathlib import Path
 
 import helm_python as helm
@@ -113,6 +117,29 @@ def container(objects: dict) -> dict:
     containers = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
     expect_eq(len(containers), 1, "containers in the pod")
     return containers[0]
+
+
+def services(objects: dict) -> dict[str, dict]:
+    """Service name -> Service."""
+    return {name: o for (k, name), o in objects.items() if k == "Service"}
+
+
+def env_of(objects: dict) -> dict[str, str]:
+    return {v["name"]: v.get("value") for v in container(objects).get("env", [])}
+
+
+def probes_of(objects: dict) -> dict[str, tuple[str, str]]:
+    """probe -> (path, port name) of every rendered probe."""
+    c = container(objects)
+    return {probe: (c[probe]["httpGet"]["path"], c[probe]["httpGet"]["port"])
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe") if probe in c}
+
+
+WEB_PROBES = {"startupProbe": ("/readyz", "metrics"), "readinessProbe": ("/health_check", "http"),
+              "livenessProbe": ("/health_check", "http")}
+BACKEND_ONLY_PROBES = {"startupProbe": ("/readyz", "metrics"), "readinessProbe": ("/readyz", "metrics"),
+                       "livenessProbe": ("/livez", "metrics")}
+FULLNAME = f"{RELEASE}-hami-webui-server"
 
 
 def config_text(objects: dict) -> str:
@@ -256,21 +283,94 @@ def _default_command():
     c = container(DEFAULT)
     expect_eq(c["image"], "hami-webui-server:0.1.0", "image (tag defaults to appVersion)")
     expect_eq(c["command"], ["/apps/hami-webui"], "command")
-    expect_eq(c["args"][:2], ["--conf", "/apps/config/config.yaml"], "args")
-    expect_eq(c["ports"], [{"name": "metrics", "containerPort": 8000, "protocol": "TCP"}], "ports")
+    expect_eq(c["args"], ["--conf", "/apps/config/config.yaml", "--log-format", "text"],
+              "args (no --frame-ancestors-json while frontend.frameAncestors is null)")
+    expect_eq(c["ports"], [{"name": "metrics", "containerPort": 8000, "protocol": "TCP"},
+                           {"name": "http", "containerPort": 3000, "protocol": "TCP"}], "ports")
 
 
-@check("default: probes on port 8000 (/readyz, /readyz, /livez) and a generous startup budget")
+@check("default: the web entry is on, at the root")
+def _default_web():
+    env = env_of(DEFAULT)
+    expect_eq(env.get("HAMI_WEBUI_BASE_PATH"), "/", "HAMI_WEBUI_BASE_PATH")
+    expect("HAMI_WEBUI__WEB__ENABLED" not in env, "the public listener is not turned off")
+    expect_eq(env.get("RUST_LOG"), "info", "RUST_LOG")
+
+
+@check("default: 2.0's probe layout (startup /readyz on 8000, readiness and liveness /health_check "
+       "on 3000) and a generous startup budget")
 def _default_probes():
     c = container(DEFAULT)
-    expected = {"startupProbe": "/readyz", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
-    for probe, path in expected.items():
-        get = c[probe]["httpGet"]
-        expect_eq(get["path"], path, f"{probe} path")
-        expect_eq(get["port"], "metrics", f"{probe} port name (containerPort 8000)")
+    expect_eq(probes_of(DEFAULT), WEB_PROBES, "probes (path, port name)")
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    expect_eq((ports["metrics"], ports["http"]), (8000, 3000), "probe port numbers")
     startup = c["startupProbe"]
     budget = startup["periodSeconds"] * startup["failureThreshold"]
     expect(budget >= 300, f"startup budget {budget}s covers a large cluster's first list")
+
+
+@check("default: public Service `http` on 3000 (service.type), internal `backend-http` on 8000 (ClusterIP)")
+def _default_services():
+    svcs = services(DEFAULT)
+    expect_eq(set(svcs), {FULLNAME, f"{FULLNAME}-backend"}, "Service names")
+    public, internal = svcs[FULLNAME], svcs[f"{FULLNAME}-backend"]
+    expect_eq(public["spec"]["type"], "ClusterIP", "public type")
+    expect_eq(public["spec"]["ports"], [{"name": "http", "port": 3000, "targetPort": "http", "protocol": "TCP"}],
+              "public ports")
+    expect_eq(internal["spec"]["type"], "ClusterIP", "internal type")
+    expect_eq(internal["spec"]["ports"],
+              [{"name": "backend-http", "port": 8000, "targetPort": "metrics", "protocol": "TCP"}], "internal ports")
+    pod_labels = one(DEFAULT, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    port_names = {p["name"] for p in container(DEFAULT)["ports"]}
+    for name, svc in svcs.items():
+        expect(all(pod_labels.get(k) == v for k, v in svc["spec"]["selector"].items()), f"{name} selects the pods")
+        for port in svc["spec"]["ports"]:
+            expect(port["targetPort"] in port_names, f"{name} targets a container port: {port['targetPort']}")
+
+
+@check("web.enabled false: HAMI_WEBUI__WEB__ENABLED=false, no port 3000, no public Service, probes on 8000")
+def _backend_only():
+    objects = render({"web": {"enabled": False}, "frontend": {"basePath": "/gpu/", "frameAncestors": ["'self'"]}})
+    c = container(objects)
+    env = env_of(objects)
+    expect_eq(env.get("HAMI_WEBUI__WEB__ENABLED"), "false", "HAMI_WEBUI__WEB__ENABLED")
+    expect("HAMI_WEBUI_BASE_PATH" not in env, "no base path without the public listener")
+    expect(not any(a.startswith("--frame-ancestors-json") for a in c["args"]), "no frame ancestors")
+    expect_eq(c["ports"], [{"name": "metrics", "containerPort": 8000, "protocol": "TCP"}], "ports")
+    expect_eq(probes_of(objects), BACKEND_ONLY_PROBES, "probes (path, port name)")
+    expect_eq(set(services(objects)), {f"{FULLNAME}-backend"}, "only the internal Service")
+    expect_eq(kinds(objects), kinds(DEFAULT), "otherwise the same objects")
+    expect_eq(config_of(objects), config_of(DEFAULT), "the same config.yaml")
+
+
+@check("service.type applies to the public Service only; port 8000 stays ClusterIP")
+def _service_type():
+    svcs = services(render({"service": {"type": "LoadBalancer", "port": 80}}))
+    expect_eq((svcs[FULLNAME]["spec"]["type"], svcs[FULLNAME]["spec"]["ports"][0]["port"]), ("LoadBalancer", 80),
+              "public Service")
+    expect_eq(svcs[f"{FULLNAME}-backend"]["spec"]["type"], "ClusterIP", "internal Service")
+    long = services(render({"fullnameOverride": "x" * 63}))
+    expect(all(len(name) <= 63 for name in long), f"Service names within 63 characters: {sorted(long)}")
+    expect_eq(len(long), 2, "two distinct Service names with a 63-character fullname")
+
+
+@check("frontend.basePath: canonical form in HAMI_WEBUI_BASE_PATH")
+def _base_path():
+    for given, expected in (("/", "/"), ("", "/"), ("gpu", "/gpu/"), ("/gpu", "/gpu/"), ("/gpu/", "/gpu/"),
+                            ("/a/b.c~d-e_f/", "/a/b.c~d-e_f/")):
+        env = env_of(render({"frontend": {"basePath": given}}))
+        expect_eq(env.get("HAMI_WEBUI_BASE_PATH"), expected, f"basePath {given!r}")
+
+
+@check("frontend.frameAncestors: null omits the flag; [] and lists pass as JSON")
+def _frame_ancestors():
+    def flags(value):
+        args = container(render({"frontend": {"frameAncestors": value}}))["args"]
+        return [a for a in args if a.startswith("--frame-ancestors-json")]
+    expect_eq(flags(None), [], "null")
+    expect_eq(flags([]), ["--frame-ancestors-json=[]"], "[]")
+    sources = ["'self'", "https://portal.example.com", "http://10.0.0.5:8080"]
+    expect_eq(flags(sources), ["--frame-ancestors-json=" + json.dumps(sources, separators=(",", ":"))], "list")
 
 
 @check("default: pod and container security context")
@@ -443,6 +543,17 @@ def _upstream_pod():
     startup = c["startupProbe"]
     expect_eq((startup["httpGet"]["path"], startup["periodSeconds"], startup["failureThreshold"]),
               ("/readyz", 10, 90), "probes.startup")
+    expect_eq(probes_of(RENDERED_UPSTREAM), WEB_PROBES, "2.0's probe layout")
+
+
+@check("2.0 values: frontend.basePath and service.port reach the web entry")
+def _upstream_web():
+    expect_eq(env_of(RENDERED_UPSTREAM).get("HAMI_WEBUI_BASE_PATH"), "/gpu/", "HAMI_WEBUI_BASE_PATH")
+    c = container(RENDERED_UPSTREAM)
+    expect(not any(a.startswith("--frame-ancestors-json") for a in c["args"]), "frameAncestors null: no flag")
+    public = services(RENDERED_UPSTREAM)["hami-webui"]
+    expect_eq((public["spec"]["ports"][0]["name"], public["spec"]["ports"][0]["port"],
+               public["spec"]["ports"][0]["targetPort"]), ("http", 3000, "http"), "public Service port")
 
 
 @check("2.0 values: `securityContext: {}` keeps the hardened defaults")
@@ -454,10 +565,16 @@ def _upstream_security():
     expect_eq(sc["capabilities"], {"drop": ["ALL"]}, "capabilities")
 
 
-@check("2.0 values: ServiceMonitor scrapes /metrics through the Service to port 8000")
+@check("2.0 values: ServiceMonitor scrapes /metrics through the internal Service only, to port 8000")
 def _upstream_service_monitor():
     monitor = one(RENDERED_UPSTREAM, "ServiceMonitor")
-    service = one(RENDERED_UPSTREAM, "Service")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    selected = [s for s in services(RENDERED_UPSTREAM).values()
+                if all(s["metadata"]["labels"].get(k) == v for k, v in selector.items())]
+    expect_eq([s["metadata"]["name"] for s in selected], ["hami-webui-backend"], "Services selected")
+    service = selected[0]
+    expect_eq(service["metadata"]["labels"].get(monitor["spec"]["jobLabel"]), "hami-webui",
+              "Prometheus job = the release's fullname")
     endpoint = monitor["spec"]["endpoints"][0]
     expect_eq((endpoint["port"], endpoint["path"], endpoint["interval"]),
               ("backend-http", "/metrics", "30s"), "endpoint")
@@ -516,7 +633,7 @@ def _our_keys():
     expect_eq(config["server"]["http"]["max_connections"], 500, "server.http.max_connections")
     expect_eq(config["kubernetes"]["unready_after"], "2m", "kubernetes.unready_after")
     c = container(objects)
-    expect_eq(c["args"][2:], ["--log-format", "json"], "--log-format")
+    expect_eq(c["args"][2:4], ["--log-format", "json"], "--log-format")
     expect({"name": "RUST_LOG", "value": "debug"} in c["env"], "RUST_LOG")
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     expect_eq(pod["terminationGracePeriodSeconds"], 15, "terminationGracePeriodSeconds")
@@ -531,10 +648,13 @@ def _pdb():
     expect_eq((pdb["spec"].get("minAvailable"), "maxUnavailable" in pdb["spec"]), (1, False), "minAvailable")
 
 
-@check("probes can be turned off one by one")
+@check("probes can be turned off one by one, in both modes")
 def _probes_off():
-    c = container(render({"probes": {"startup": {"enabled": False}}}))
-    expect("startupProbe" not in c and "readinessProbe" in c and "livenessProbe" in c, "only startup off")
+    for web in (True, False):
+        c = container(render({"web": {"enabled": web}, "probes": {"startup": {"enabled": False}}}))
+        expect("startupProbe" not in c and "readinessProbe" in c and "livenessProbe" in c, "only startup off")
+        c = container(render({"web": {"enabled": web}, "probes": {"liveness": {"enabled": False}}}))
+        expect("livenessProbe" not in c and "readinessProbe" in c, "only liveness off")
 
 
 # ------------------------------------------------------------------------------------------
@@ -558,19 +678,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_status(port: int, path: str) -> int | None:
+def http_get(port: int, path: str) -> tuple[int | None, Message, str]:
+    """(status or None when nothing answers, headers (case-insensitive), body)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
-            return reply.status
+            return reply.status, reply.headers, reply.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
-        return exc.code
+        return exc.code, exc.headers, ""
     except OSError:
-        return None
+        return None, Message(), ""
 
 
-def serve_rendered_config(config: dict, workdir: Path) -> None:
-    """Starts the server on `config` (secret paths moved into workdir) against the demo
-    snapshot; expects /readyz 200 and no unknown-key warning."""
+def http_status(port: int, path: str) -> int | None:
+    return http_get(port, path)[0]
+
+
+TEST_INDEX = '<!doctype html><html><head><base data-hami-webui-base href="/"></head><body>console</body></html>\n'
+
+
+def serve_rendered(objects: dict, workdir: Path) -> None:
+    """Starts the server as the rendered container runs it — its arguments, its environment,
+    its config.yaml (secret paths moved into workdir) — against the demo snapshot, with each
+    container port moved to a free loopback port and a test console as /apps/public. Every
+    rendered probe must answer 200 on the port it names; the console must be served under
+    the base path (or, with the public listener off, nothing may listen on its port). No
+    unknown-key warning."""
+    config = config_of(objects)
     text = yaml.safe_dump(config).replace(SECRETS_DIR, f"{workdir}/secrets/")
     for path in file_settings(yaml.safe_load(text)).values():
         file = Path(path)
@@ -584,21 +717,50 @@ def serve_rendered_config(config: dict, workdir: Path) -> None:
         (tls / "ca.crt").write_bytes((tls / "tls.crt").read_bytes())
     conf = workdir / "config.yaml"
     conf.write_text(text)
-    port = free_port()
+    public = workdir / "public"
+    public.mkdir()
+    (public / "index.html").write_text(TEST_INDEX)
+
+    c = container(objects)
+    expect_eq(c["command"], ["/apps/hami-webui"], "command")
+    args = [str(conf) if a == "/apps/config/config.yaml" else a for a in c["args"]]
+    ports = {p["name"]: free_port() for p in c["ports"]}
+    ports.setdefault("http", free_port())  # to prove nothing listens there when it is not rendered
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workdir)}
+    env |= {v["name"]: v["value"] for v in c.get("env", [])}
+    env |= {"HAMI_WEBUI__SERVER__HTTP__ADDR": f"127.0.0.1:{ports['metrics']}",
+            "HAMI_WEBUI_LISTEN_ADDRESS": f"127.0.0.1:{ports['http']}",
+            "HAMI_WEBUI_STATIC_DIR": str(public)}
     log = workdir / "server.log"
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workdir), "RUST_LOG": "info",
-           "HAMI_WEBUI__SERVER__HTTP__ADDR": f"127.0.0.1:{port}"}
     with open(log, "wb") as stderr:
-        proc = subprocess.Popen([str(BINARY), "--conf", str(conf), "--snapshot",
-                                 str(ROOT / "examples" / "demo-cluster.json")],
+        proc = subprocess.Popen([str(BINARY), *args, "--snapshot", str(ROOT / "examples" / "demo-cluster.json")],
                                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         deadline = time.monotonic() + 60
-        while http_status(port, "/readyz") != 200:
+        while http_status(ports["metrics"], "/readyz") != 200:
             expect(proc.poll() is None, f"server exited {proc.returncode}: {log.read_text()[-2000:]}")
             expect(time.monotonic() < deadline, f"/readyz not 200 within 60 s: {log.read_text()[-2000:]}")
             time.sleep(0.05)
-        expect_eq(http_status(port, "/livez"), 200, "/livez")
+        for probe, (path, port) in probes_of(objects).items():
+            expect(port in [p["name"] for p in c["ports"]], f"{probe} names a container port ({port})")
+            status = None
+            while (status := http_status(ports[port], path)) != 200 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            expect_eq(status, 200, f"{probe} {path} on {port}")
+        web = env.get("HAMI_WEBUI__WEB__ENABLED") != "false"
+        if web:
+            base = env["HAMI_WEBUI_BASE_PATH"]
+            status, headers, body = http_get(ports["http"], base)
+            expect_eq(status, 200, f"console at {base}")
+            expect(f'href="{base}"' in body, f"base tag rewritten to {base}: {body}")
+            flag = [a for a in args if a.startswith("--frame-ancestors-json=")]
+            csp = headers.get("Content-Security-Policy")
+            if flag:
+                expect_eq(csp, "frame-ancestors " + " ".join(json.loads(flag[0].split("=", 1)[1])), "CSP header")
+            else:
+                expect(csp is None or "frame-ancestors" not in csp, f"no frame-ancestors policy: {csp}")
+        else:
+            expect_eq(http_status(ports["http"], "/health_check"), None, "nothing listens on the public port")
     finally:
         proc.terminate()
         try:
@@ -611,15 +773,22 @@ def serve_rendered_config(config: dict, workdir: Path) -> None:
 
 BINARY = server_binary()
 if BINARY is None or not BINARY.is_file():
-    print("skip the server loads the rendered config.yaml (no built binary; set HAMI_WEBUI_SERVER_BIN)")
+    print("skip the server runs the rendered container (no built binary; set HAMI_WEBUI_SERVER_BIN)")
 else:
-    for label, objects in (("default", DEFAULT), ("2.0 values", RENDERED_UPSTREAM)):
+    SERVED = {
+        "default": DEFAULT,
+        "2.0 values": RENDERED_UPSTREAM,
+        "frameAncestors and base path": render({"frontend": {"basePath": "/a/gpu-ui",
+                                                             "frameAncestors": ["'self'", "https://portal.example.com"]}}),
+        "web.enabled false": render({"web": {"enabled": False}}),
+    }
+    shown = BINARY.relative_to(ROOT) if BINARY.is_relative_to(ROOT) else BINARY
+    for label, objects in SERVED.items():
 
-        @check(f"{label}: {BINARY.relative_to(ROOT) if BINARY.is_relative_to(ROOT) else BINARY} "
-               "serves with the rendered config.yaml, no unknown key")
+        @check(f"{label}: {shown} runs as the rendered container; every probe answers 200 on its port")
         def _serve(objects=objects):
             with tempfile.TemporaryDirectory() as workdir:
-                serve_rendered_config(config_of(objects), Path(workdir))
+                serve_rendered(objects, Path(workdir))
 
 
 # ------------------------------------------------------------------------------------------
@@ -652,6 +821,20 @@ INVALID = {
     "zero max concurrency (schema)": (
         {"externalPrometheus": {"maxConcurrency": 0}}, "/externalPrometheus/maxConcurrency"),
     "root user (schema)": ({"securityContext": {"runAsUser": -1}}, "/securityContext/runAsUser"),
+    "web.enabled not a boolean (schema)": ({"web": {"enabled": "yes"}}, "/web/enabled"),
+    "misspelt frontend key (schema)": ({"frontend": {"basepath": "/gpu/"}}, "'basepath' not allowed"),
+    "base path with a space (schema)": ({"frontend": {"basePath": "/my gpu/"}}, "/frontend/basePath"),
+    "base path with a dot segment": ({"frontend": {"basePath": "/a/../b/"}}, "not a plain URL path segment"),
+    "base path with an empty segment (schema)": ({"frontend": {"basePath": "/a//b/"}}, "/frontend/basePath"),
+    "base path shadowing /health_check": ({"frontend": {"basePath": "/health_check/"}}, "conflicts with /health_check"),
+    "frameAncestors as a string (schema)": ({"frontend": {"frameAncestors": "'self'"}}, "/frontend/frameAncestors"),
+    "frameAncestors wildcard (schema)": ({"frontend": {"frameAncestors": ["*"]}}, "/frontend/frameAncestors/0"),
+    "frameAncestors with a path (schema)": (
+        {"frontend": {"frameAncestors": ["https://portal.example.com/x"]}}, "/frontend/frameAncestors/0"),
+    "env overriding the base path": (
+        {"env": [{"name": "HAMI_WEBUI_BASE_PATH", "value": "/x/"}]}, "use frontend.basePath"),
+    "env turning the web entry off": (
+        {"env": [{"name": "HAMI_WEBUI__WEB__ENABLED", "value": "false"}]}, "use web.enabled"),
 }
 for label, (values, reason) in INVALID.items():
 

@@ -38,6 +38,49 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: backend
 {{- end }}
 
+{{/* The internal Service (port 8000): the fullname and "-backend", within 63 characters. */}}
+{{- define "hami-webui-server.backendServiceName" -}}
+{{- printf "%s-backend" (include "hami-webui-server.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/* Whether the public listener (port 3000: the console, /api/vgpu/v1/*, /health_check) runs. */}}
+{{- define "hami-webui-server.webEnabled" -}}
+{{- if .Values.web.enabled }}true{{ end }}
+{{- end }}
+
+{{/* frontend.basePath in the server's canonical form ("/", "/gpu/", "/a/b/"), refused with a
+     message when the server would refuse it: segments of letters, digits and . _ ~ - only,
+     no dot segments, no empty segments, nothing shadowing /health_check. */}}
+{{- define "hami-webui-server.basePath" -}}
+{{- $raw := .Values.frontend.basePath | default "/" }}
+{{- if not (kindIs "string" $raw) }}
+{{- fail "frontend.basePath must be a string" }}
+{{- end }}
+{{- $inner := $raw | trimPrefix "/" | trimSuffix "/" }}
+{{- if not $inner }}/{{ else }}
+{{- range $segment := splitList "/" $inner }}
+{{- if or (eq $segment ".") (eq $segment "..") (not (regexMatch "^[A-Za-z0-9._~-]+$" $segment)) }}
+{{- fail (printf "frontend.basePath %q: segment %q is not a plain URL path segment (letters, digits and . _ ~ - only)" $raw $segment) }}
+{{- end }}
+{{- end }}
+{{- if or (eq $inner "health_check") (hasPrefix "health_check/" $inner) }}
+{{- fail (printf "frontend.basePath %q conflicts with /health_check" $raw) }}
+{{- end }}
+{{- printf "/%s/" $inner }}
+{{- end }}
+{{- end }}
+
+{{/* Settings the chart derives from values may not be overridden through `env`, so the
+     container, its ports, its probes and its Services always agree. */}}
+{{- define "hami-webui-server.validateEnv" -}}
+{{- $owned := dict "HAMI_WEBUI_BASE_PATH" "frontend.basePath" "HAMI_WEBUI_FRAME_ANCESTORS_JSON" "frontend.frameAncestors" "HAMI_WEBUI__WEB__ENABLED" "web.enabled" "HAMI_WEBUI_LISTEN_ADDRESS" "web.enabled (the public port is 3000)" "HAMI_WEBUI__WEB__LISTEN_ADDRESS" "web.enabled (the public port is 3000)" }}
+{{- range $var := .Values.env | default list }}
+{{- if hasKey $owned $var.name }}
+{{- fail (printf "env must not set %s; use %s" $var.name (get $owned $var.name)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "hami-webui-server.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "hami-webui-server.fullname" .) .Values.serviceAccount.name }}
