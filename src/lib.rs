@@ -4,6 +4,8 @@
 //! - [`cli`], [`config`]: flags and one typed `Config` from the `--conf` YAML file and
 //!   `HAMI_WEBUI__*` overrides; [`duration`] and [`selector`] parse the Go-syntax values in it.
 //! - [`device`]: the plain device model (devices, allocations, vendors) every other part speaks.
+//! - [`device_catalog`]: HAMi's device ConfigMap: the pure `vnpus` parser (Ascend models and
+//!   templates) and the actor watching that one ConfigMap for `GET /v1/device-config`.
 //! - [`device_metrics`]: pure: a snapshot plus one cycle's batched query results → the
 //!   `/metrics` device and container families.
 //! - [`vendor`]: pure decoders, one module per vendor, from Kubernetes objects to the device model.
@@ -24,6 +26,7 @@
 pub mod cli;
 pub mod config;
 pub mod device;
+pub mod device_catalog;
 pub mod device_metrics;
 pub mod duration;
 pub mod error;

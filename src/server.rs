@@ -13,6 +13,7 @@ use kube::api::Api;
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Config;
+use crate::device_catalog::{watcher as catalog_watch, DeviceCatalogWatcher};
 use crate::http;
 use crate::http::logging::RequestLog;
 use crate::metrics_refresher::MetricsRefresher;
@@ -59,28 +60,43 @@ pub enum ClusterSource {
 pub struct Caches {
     pub nodes: Addr<NodeCache>,
     pub pods: Addr<PodCache>,
+    /// HAMi's device ConfigMap (`device_config`), watched from the same source.
+    pub catalog: Addr<DeviceCatalogWatcher>,
 }
 
 /// Readiness sources: one per watcher.
 pub const SOURCES: [&str; 2] = [node_cache::SOURCE, pod_cache::SOURCE];
 
-/// Starts the node and pod caches on the current actix system. With a Kubernetes source
-/// whose client cannot be built, the caches start empty and never sync; the error is logged.
+/// Starts the node and pod caches and the device catalog on the current actix system. With a
+/// Kubernetes source whose client cannot be built, the caches start empty and never sync (the
+/// catalog stays `loading`); the error is logged.
 pub async fn start_caches(
     config: &Config,
     metrics: &SelfMetrics,
     board: &Arc<ReadinessBoard>,
     source: ClusterSource,
 ) -> Caches {
+    let device_config = &config.device_config;
+    let mut catalog_source = (futures::StreamExt::boxed(futures::stream::pending()), None);
     let (node_events, pod_events, node_api, pod_api) = match source {
-        ClusterSource::Snapshot(export) => (
-            watch::replay(export.nodes),
-            watch::replay(export.pods),
-            None,
-            None,
-        ),
+        ClusterSource::Snapshot(export) => {
+            catalog_source.0 = watch::replay(export.config_maps);
+            (
+                watch::replay(export.nodes),
+                watch::replay(export.pods),
+                None,
+                None,
+            )
+        }
         ClusterSource::Kubernetes | ClusterSource::Client(_) => match client_for(source).await {
             Ok(client) => {
+                if catalog_watch::is_enabled(device_config) {
+                    let api = Api::namespaced(client.clone(), &device_config.namespace);
+                    catalog_source = (
+                        catalog_watch::live(api.clone(), &device_config.name),
+                        Some(api),
+                    );
+                }
                 let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
                 let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::all(client);
                 (
@@ -101,6 +117,9 @@ pub async fn start_caches(
             }
         },
     };
+    let catalog =
+        DeviceCatalogWatcher::new(device_config.clone(), catalog_source.0, catalog_source.1)
+            .start();
     let pods = PodCache::new(metrics.clone(), Arc::clone(board), pod_events, pod_api).start();
     let nodes = NodeCache::new(
         config.node_selectors.clone(),
@@ -111,7 +130,11 @@ pub async fn start_caches(
     )
     .start();
     nodes.do_send(node_cache::Subscribe(pods.clone().recipient()));
-    Caches { nodes, pods }
+    Caches {
+        nodes,
+        pods,
+        catalog,
+    }
 }
 
 async fn client_for(
@@ -135,6 +158,7 @@ pub async fn run(config: Config, source: ClusterSource) -> Result<(), ServeError
         source,
     })?;
     let caches = start_caches(&config, &self_metrics, &board, source).await;
+    let catalog_data = web::Data::new(caches.catalog.clone());
     let caches_data = web::Data::new(caches);
     let query_client = web::Data::new(QueryClient::start(&config.prometheus, &self_metrics)?);
     let config_data = web::Data::new(config.clone());
@@ -147,10 +171,12 @@ pub async fn run(config: Config, source: ClusterSource) -> Result<(), ServeError
             caches_data.clone(),
         );
         let (query, conf) = (query_client.clone(), config_data.clone());
+        let catalog = catalog_data.clone();
         move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(metrics.clone())
                 .app_data(board.clone())
                 .app_data(caches.clone())
+                .app_data(catalog.clone())
                 .app_data(query.clone())
                 .app_data(conf.clone());
         }
@@ -176,6 +202,7 @@ pub async fn run(config: Config, source: ClusterSource) -> Result<(), ServeError
             .app_data(metrics_data.clone())
             .app_data(board_data.clone())
             .app_data(caches_data.clone())
+            .app_data(catalog_data.clone())
             .app_data(query_client.clone())
             .app_data(config_data.clone())
             .configure(http::configure)

@@ -7,6 +7,7 @@
 
 pub mod cards;
 pub mod containers;
+pub mod device_config;
 pub mod fallback;
 pub mod health;
 pub mod logging;
@@ -43,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(fallback::resource("/v1/containers").route(web::post().to(containers::list)))
         .service(fallback::resource("/v1/container").route(web::get().to(containers::detail)))
         .service(fallback::resource("/v1/monitor/summary").route(web::post().to(summary::usage)))
+        .service(fallback::resource("/v1/device-config").route(web::get().to(device_config::get)))
         .service(fallback::resource("/openapi.json").route(web::get().to(openapi::document)));
     // PromQL pass-through routes (monitor) are registered here.
     cfg.service(

@@ -157,6 +157,14 @@ pub const ROUTES: &[RouteDoc] = &[
         &[],
         Some("InstantResponse"),
     ),
+    route(
+        "get",
+        "/v1/device-config",
+        "State of HAMi's device ConfigMap and the Ascend models configured in it",
+        None,
+        &[],
+        Some("DeviceConfigReply"),
+    ),
     route("get", "/openapi.json", "This document", None, &[], None),
 ];
 
@@ -260,6 +268,20 @@ fn schemas() -> Value {
             ("metric", string_map()),
             ("values", json!({"type": "array", "items": object(&[("value", float()), ("timestamp", int64())])}))])}))]),
         "QueryInstantRequest": object(&[("query", string())]),
+        "DeviceConfigReply": object(&[
+            ("state", json!({"type": "string", "enum": ["disabled", "loading", "loaded", "missing",
+                                                        "forbidden", "invalid", "error"]})),
+            ("reason", string()), ("namespace", string()), ("name", string()), ("key", string()),
+            ("resourceVersion", string()), ("observedAt", string()), ("issues", strings()),
+            ("ascendModels", list_of("AscendModel"))]),
+        "AscendModel": object(&[
+            ("commonWord", string()), ("chipName", string()), ("resourceName", string()),
+            ("resourceMemoryName", string()), ("resourceCoreName", string()),
+            ("memoryAllocatable", int64()), ("memoryCapacity", int64()), ("aiCore", int32()),
+            ("aiCpu", int32()), ("templates", list_of("AscendTemplate")), ("superPod", boolean())]),
+        "AscendTemplate": object(&[
+            ("name", string()), ("memory", int64()), ("aiCore", int32()), ("aiCpu", int32()),
+            ("computeShare", int32())]),
         "InstantResponse": object(&[("data", json!({"type": "array", "items": object(&[
             ("metric", string_map()), ("value", float()), ("timestamp", int64())])}))]),
     })

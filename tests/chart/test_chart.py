@@ -273,7 +273,8 @@ DEFAULT = render()
 def _default_kinds():
     expect_eq(
         kinds(DEFAULT),
-        {"ConfigMap", "Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"},
+        {"ConfigMap", "Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+         "Role", "RoleBinding"},
         "kinds",
     )
 
@@ -417,6 +418,39 @@ def _default_rbac():
     expect_eq(pod["serviceAccountName"], sa["metadata"]["name"], "pod service account")
 
 
+def check_device_config_role(objects: dict, namespace: str, name: str) -> None:
+    """A Role in HAMi's namespace grants get/list/watch on exactly one ConfigMap, bound to us."""
+    role = one(objects, "Role")
+    expect_eq(role["metadata"]["namespace"], namespace, "Role namespace")
+    expect_eq(len(role["rules"]), 1, "Role rules")
+    rule = role["rules"][0]
+    expect_eq(rule.get("apiGroups"), [""], "apiGroups")
+    expect_eq(rule.get("resources"), ["configmaps"], "resources")
+    expect_eq(rule.get("resourceNames"), [name], "resourceNames (exactly one ConfigMap)")
+    expect_eq(sorted(rule.get("verbs", [])), ["get", "list", "watch"], "verbs")
+    binding = one(objects, "RoleBinding")
+    expect_eq(binding["metadata"]["namespace"], namespace, "RoleBinding namespace")
+    expect_eq((binding["roleRef"]["kind"], binding["roleRef"]["name"]),
+              ("Role", role["metadata"]["name"]), "RoleBinding roleRef")
+    sa = one(objects, "ServiceAccount")
+    expect_eq([(s["kind"], s["name"], s["namespace"]) for s in binding["subjects"]],
+              [("ServiceAccount", sa["metadata"]["name"], NAMESPACE)], "RoleBinding subjects")
+    config = config_of(objects)["device_config"]
+    expect_eq((config["namespace"], config["name"]), (namespace, name), "the Role names what is read")
+
+
+@check("default: a Role in kube-system reads only the one device ConfigMap")
+def _default_device_config_role():
+    check_device_config_role(DEFAULT, "kube-system", "hami-scheduler-device")
+
+
+@check("hami.deviceConfig off, or rbac.create off: no Role")
+def _device_config_role_off():
+    for values in ({"hami": {"deviceConfig": {"enabled": False}}}, {"rbac": {"create": False}}):
+        objects = render(values)
+        expect(not kinds(objects) & {"Role", "RoleBinding"}, f"no Role with {values}")
+
+
 @check("default: ConfigMap mounted read-only at /apps/config/")
 def _default_config_mount():
     pod = one(DEFAULT, "Deployment")["spec"]["template"]["spec"]
@@ -509,6 +543,7 @@ def _upstream_config():
                                         "name": "hami-scheduler-device", "key": "device-config.yaml"},
               "hami.deviceConfig")
     expect_eq(config["ascend"]["annotationless_pod_mode"], "template", "ascend.annotationlessPodMode")
+    check_device_config_role(RENDERED_UPSTREAM, "hami-system", "hami-scheduler-device")
 
 
 @check("2.0 values: credentials mounted from their Secrets at the paths config.yaml names")
