@@ -1,0 +1,557 @@
+//! Load driver for the running service: the release binary on a synthetic `--snapshot`, its
+//! metrics store a real VictoriaMetrics (fed by import) or a real Prometheus (scraping a
+//! fixture exporter), every upstream request counted at a proxy. Prints one markdown table per
+//! figure of `BENCHMARKS.md`.
+//!
+//! ```sh
+//! cargo bench --bench load                               # 150, 1,000, 10,000 GPUs; both stores
+//! cargo bench --bench load -- --sizes 150,1000 --upstreams vm
+//! cargo test --bench load -- --quick                     # CI smoke: 150 GPUs, debug build
+//! ```
+//!
+//! Every loop is bounded in count and in time; everything listens on 127.0.0.1. Nothing is
+//! asserted about timings: the figures are for reading, the goals sit beside them.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hami_webui_server::synthetic::{ClusterShape, DEVICES_PER_NODE};
+use support::process::{request, wait_for, Launch, ServerProcess};
+use support::upstream::{CountingProxy, FixtureExporter, Prometheus, VictoriaMetrics};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Cluster sizes in GPUs (rounded up to whole 8-GPU nodes).
+    #[arg(long, value_delimiter = ',', default_values_t = [150, 1_000, 10_000])]
+    sizes: Vec<usize>,
+    /// Metrics stores: `vm` (VictoriaMetrics), `prometheus`.
+    #[arg(long, value_delimiter = ',', default_values_t = ["vm".to_string(), "prometheus".to_string()])]
+    upstreams: Vec<String>,
+    /// CI smoke mode: 150 GPUs, both stores, few requests (about a minute).
+    #[arg(long)]
+    quick: bool,
+    /// `exporter.interval` of the server under test, seconds.
+    #[arg(long, default_value_t = 5)]
+    interval: u64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// Request counts per client; `quick` shrinks them.
+struct Budget {
+    cycles: u64,
+    scrapes_per_client: usize,
+    list_requests_per_client: usize,
+    phase_deadline: Duration,
+}
+
+/// Everything measured for one (size, store).
+#[derive(Debug, Default, Clone)]
+struct Run {
+    gpus: usize,
+    upstream: String,
+    allocations: usize,
+    queries_per_cycle: f64,
+    reported_queries: f64,
+    cycle_mean_s: f64,
+    cycle_last_s: f64,
+    cpu_per_cycle_s: f64,
+    cycles_measured: f64,
+    metrics: Latency,
+    metrics_plain_bytes: usize,
+    metrics_gzip_bytes: usize,
+    lists: Vec<(String, Latency)>,
+    ready_s: f64,
+    peak_rss_mib: f64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Latency {
+    p50_ms: f64,
+    p99_ms: f64,
+    requests: usize,
+    failures: usize,
+}
+
+fn main() {
+    let raw: Vec<String> = std::env::args().collect();
+    // `cargo nextest run --all-targets` lists benches as tests: this driver offers none, so
+    // the test run does not start a load run. Without `--bench` (cargo bench) or `--quick`
+    // (cargo test --bench load -- --quick) it does nothing either.
+    if raw.iter().any(|a| a == "--list") {
+        return;
+    }
+    let args = Args::parse();
+    if !args.bench && !args.quick {
+        eprintln!("load driver: pass --quick, or run through `cargo bench --bench load`");
+        return;
+    }
+    let (sizes, budget) = if args.quick {
+        (
+            vec![150],
+            Budget {
+                cycles: 2,
+                scrapes_per_client: 10,
+                list_requests_per_client: 3,
+                phase_deadline: Duration::from_secs(30),
+            },
+        )
+    } else {
+        (
+            args.sizes.clone(),
+            Budget {
+                cycles: 4,
+                scrapes_per_client: 50,
+                list_requests_per_client: 10,
+                phase_deadline: Duration::from_secs(120),
+            },
+        )
+    };
+    println!(
+        "load driver: binary {}, {} cores",
+        support::process::BINARY,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let mut runs = Vec::new();
+    for &gpus in &sizes {
+        for upstream in &args.upstreams {
+            let started = Instant::now();
+            let run = measure(gpus, upstream, args.interval, &budget);
+            eprintln!(
+                "measured {gpus} GPUs on {upstream} in {:.0?}: {run:?}",
+                started.elapsed()
+            );
+            runs.push(run);
+        }
+    }
+    print_tables(&runs);
+}
+
+/// Pid's CPU seconds so far (user + system, all threads).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command: state is field 3, utime 14 and stime 15 (1-based in proc(5)).
+    let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(14), ticks(15)) {
+        (Some(u), Some(s)) => (u + s) / clock_ticks(),
+        _ => f64::NAN,
+    }
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The value of a self-metric line of a `/metrics` text: `prefix` is the name, or the name
+/// and its `{labels}`; 0 when absent.
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| match l.strip_prefix(prefix) {
+            Some(rest) if prefix.ends_with('}') => rest.starts_with(' '),
+            Some(rest) => rest.starts_with(' ') || rest.starts_with('{'),
+            None => false,
+        })
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn completed_cycles(text: &str) -> f64 {
+    ["ok", "partial", "timeout"]
+        .iter()
+        .map(|o| {
+            metric(
+                text,
+                &format!("hami_webui_refresh_cycles_total{{outcome=\"{o}\"}}"),
+            )
+        })
+        .sum()
+}
+
+fn scrape(server: &ServerProcess) -> String {
+    server.get("/metrics").map(|r| r.text()).unwrap_or_default()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// One request written in a single segment (no Nagle wait between head and body) on a
+/// `TCP_NODELAY` connection with `Connection: close`; returns the status.
+fn send(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut message = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAccept-Encoding: gzip\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(ct) = content_type {
+        message.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    message.push_str("\r\n");
+    let mut bytes = message.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    std::str::from_utf8(&raw[..raw.len().min(32)])
+        .ok()
+        .and_then(|head| head.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad HTTP reply"))
+}
+
+/// `clients` threads, each sending up to `per_client` requests until `deadline`.
+fn hammer(
+    clients: usize,
+    per_client: usize,
+    deadline: Duration,
+    send: impl Fn(usize) -> std::io::Result<u16> + Send + Sync + 'static,
+) -> Latency {
+    let send = Arc::new(send);
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let failures = Arc::new(Mutex::new(0usize));
+    let end = Instant::now() + deadline;
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let (send, times, failures) =
+                (Arc::clone(&send), Arc::clone(&times), Arc::clone(&failures));
+            std::thread::spawn(move || {
+                for i in 0..per_client {
+                    if Instant::now() >= end {
+                        break;
+                    }
+                    let t = Instant::now();
+                    let ok = send(c * per_client + i).is_ok_and(|status| status == 200);
+                    let ms = t.elapsed().as_secs_f64() * 1000.0;
+                    if ok {
+                        times.lock().unwrap().push(ms);
+                    } else {
+                        *failures.lock().unwrap() += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+    let mut times = times.lock().unwrap().clone();
+    times.sort_by(f64::total_cmp);
+    let failures = *failures.lock().unwrap();
+    Latency {
+        p50_ms: percentile(&times, 50.0),
+        p99_ms: percentile(&times, 99.0),
+        requests: times.len() + failures,
+        failures,
+    }
+}
+
+/// Three samples of the exposition 30 s apart, ending now: enough to answer every expression
+/// of a cycle (including the vGPU monitor's 10-minute subquery).
+fn history(exposition: &str) -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis();
+    let mut out = String::with_capacity(exposition.len() * 4);
+    for step in 0..3u128 {
+        let ts = now_ms - (2 - step) * 30_000;
+        for line in exposition.lines() {
+            out.push_str(line);
+            out.push(' ');
+            out.push_str(&ts.to_string());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The store under test and what keeps it fed.
+enum Store {
+    Vm(VictoriaMetrics),
+    Prometheus {
+        prometheus: Prometheus,
+        /// Kept alive for Prometheus to scrape.
+        _exporter: FixtureExporter,
+    },
+}
+
+impl Store {
+    fn port(&self) -> u16 {
+        match self {
+            Store::Vm(vm) => vm.port,
+            Store::Prometheus { prometheus, .. } => prometheus.port,
+        }
+    }
+}
+
+fn start_store(upstream: &str, shape: &ClusterShape, devices: usize) -> Store {
+    let exposition = shape.exposition();
+    match upstream {
+        "vm" => {
+            let vm = VictoriaMetrics::start();
+            vm.import(&history(&exposition));
+            Store::Vm(vm)
+        }
+        "prometheus" => {
+            let exporter = FixtureExporter::start(&exposition);
+            let prometheus = Prometheus::start(&[&exporter.target()]);
+            prometheus.wait_for_series("DCGM_FI_DEV_FB_USED", devices, Duration::from_secs(120));
+            Store::Prometheus {
+                prometheus,
+                _exporter: exporter,
+            }
+        }
+        other => panic!("unknown upstream {other:?} (vm, prometheus)"),
+    }
+}
+
+fn start_server(store_url: &str, interval: u64, cluster: &str) -> ServerProcess {
+    let config = format!(
+        "prometheus:\n  address: {store_url}\n  timeout: 30s\nexporter:\n  interval: {interval}s\n  timeout: 30s\n"
+    );
+    ServerProcess::start(Launch {
+        config_yaml: &config,
+        args: &["--snapshot", cluster],
+        ..Launch::default()
+    })
+}
+
+/// Waits (up to 150 s, polling slowly: a scrape at 10,000 GPUs is not free) for the first
+/// completed refresh cycle; returns that scrape.
+fn first_cycle(server: &ServerProcess) -> String {
+    let first = (0..600).find_map(|_| {
+        let text = scrape(server);
+        if completed_cycles(&text) >= 1.0 {
+            return Some(text);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        None
+    });
+    first.unwrap_or_else(|| panic!("no refresh cycle in 150 s:\n{}", server.log()))
+}
+
+fn measure(gpus: usize, upstream: &str, interval: u64, budget: &Budget) -> Run {
+    let shape = ClusterShape::gpus(gpus.div_ceil(DEVICES_PER_NODE));
+    let devices = shape.nodes * DEVICES_PER_NODE;
+    let allocations: usize = shape.pod_layout().iter().map(|(_, a)| a.len()).sum();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = dir.path().join("cluster.json");
+    std::fs::write(&cluster, shape.list().to_string()).expect("write cluster");
+    let cluster_arg = cluster.to_string_lossy().into_owned();
+
+    let store = start_store(upstream, &shape, devices);
+
+    // Phase 1, through a counting proxy: upstream requests per cycle. The proxy forwards on
+    // fresh connections and adds its own latency, so nothing is timed in this phase.
+    let proxy = CountingProxy::start(store.port());
+    let counted = start_server(&proxy.url(), interval, &cluster_arg);
+    let text = first_cycle(&counted);
+    let (q0, c0) = (proxy.request_count(), completed_cycles(&text));
+    let end = Instant::now() + budget.phase_deadline;
+    let mut counted_cycles = 0.0;
+    let mut q1 = q0;
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(500));
+        let q = proxy.request_count();
+        let c = completed_cycles(&scrape(&counted)) - c0;
+        (counted_cycles, q1) = (c, q);
+        if c >= 2.0 {
+            break;
+        }
+    }
+    drop(counted);
+    let queries_per_cycle = (q1 - q0) as f64 / counted_cycles.max(1.0);
+
+    // Phase 2, straight to the store: start to ready, then everything timed.
+    let started = Instant::now();
+    let server = start_server(
+        &format!("http://127.0.0.1:{}", store.port()),
+        interval,
+        &cluster_arg,
+    );
+    let ready = wait_for(Duration::from_secs(60), || {
+        server.get("/readyz").ok().filter(|r| r.status == 200)
+    });
+    assert!(ready.is_some(), "not ready in 60 s:\n{}", server.log());
+    let ready_s = started.elapsed().as_secs_f64();
+    first_cycle(&server);
+
+    // Idle window of whole cycles: queries at the proxy, CPU and wall time per cycle. CPU is
+    // read after the opening scrape and before the closing one, so scrapes are not counted.
+    let pid = server.pid();
+    let before = scrape(&server);
+    let cpu0 = cpu_seconds(pid);
+    let window_end = Instant::now() + budget.phase_deadline;
+    let c0 = completed_cycles(&before);
+    std::thread::sleep(Duration::from_secs(interval * budget.cycles));
+    let mut after;
+    let mut cpu1;
+    loop {
+        cpu1 = cpu_seconds(pid);
+        after = scrape(&server);
+        if completed_cycles(&after) - c0 >= budget.cycles as f64 || Instant::now() >= window_end {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let cycles = completed_cycles(&after) - c0;
+    let sum = |t: &str| metric(t, "hami_webui_refresh_duration_seconds_sum");
+    let count = |t: &str| metric(t, "hami_webui_refresh_duration_seconds_count");
+    let cycle_mean_s = (sum(&after) - sum(&before)) / (count(&after) - count(&before)).max(1.0);
+
+    // /metrics: sizes, then 8 concurrent scrapers while refreshes keep running.
+    let port = server.port;
+    let plain = request(port, "GET", "/metrics", &[], b"").expect("scrape");
+    let gzip =
+        request(port, "GET", "/metrics", &[("Accept-Encoding", "gzip")], b"").expect("gzip scrape");
+    assert_eq!(gzip.header("content-encoding"), Some("gzip"), "gzip served");
+    let metrics = hammer(
+        8,
+        budget.scrapes_per_client,
+        budget.phase_deadline,
+        move |_| send(port, "GET", "/metrics", None, b""),
+    );
+
+    // List routes: 32 concurrent clients each.
+    let lists = ["/v1/gpus", "/v1/nodes", "/v1/containers"]
+        .into_iter()
+        .map(|route| {
+            let latency = hammer(
+                32,
+                budget.list_requests_per_client,
+                budget.phase_deadline,
+                move |_| send(port, "POST", route, Some("application/json"), b"{}"),
+            );
+            (route.to_string(), latency)
+        })
+        .collect();
+
+    Run {
+        gpus: devices,
+        upstream: upstream.to_string(),
+        allocations,
+        queries_per_cycle,
+        reported_queries: metric(&after, "hami_webui_refresh_queries"),
+        cycle_mean_s,
+        cycle_last_s: metric(&after, "hami_webui_metrics_refresh_duration_seconds"),
+        cpu_per_cycle_s: (cpu1 - cpu0) / cycles.max(1.0),
+        cycles_measured: cycles,
+        metrics,
+        metrics_plain_bytes: plain.body.len(),
+        metrics_gzip_bytes: gzip.body.len(),
+        lists,
+        ready_s,
+        peak_rss_mib: peak_rss_mib(pid),
+    }
+}
+
+fn print_tables(runs: &[Run]) {
+    println!("\n### Upstream queries per refresh cycle (goal ≤ 40)\n");
+    println!("| GPUs | store | allocations | ours, at the proxy | ours, self-reported | Go design (10·devices + 3·allocations) |");
+    println!("|---:|---|---:|---:|---:|---:|");
+    for r in runs {
+        println!(
+            "| {} | {} | {} | {:.1} | {} | {} |",
+            r.gpus,
+            r.upstream,
+            r.allocations,
+            r.queries_per_cycle,
+            r.reported_queries,
+            10 * r.gpus + 3 * r.allocations
+        );
+    }
+    println!("\n### Refresh cycle (goal at 10,000 GPUs: < 2 s wall, < 0.5 CPU-s)\n");
+    println!("| GPUs | store | cycles measured | wall, mean (s) | wall, last (s) | server CPU per cycle (s) |");
+    println!("|---:|---|---:|---:|---:|---:|");
+    for r in runs {
+        println!(
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} |",
+            r.gpus,
+            r.upstream,
+            r.cycles_measured,
+            r.cycle_mean_s,
+            r.cycle_last_s,
+            r.cpu_per_cycle_s
+        );
+    }
+    println!("\n### `/metrics`, 8 concurrent scrapers during refreshes (goal p99 < 50 ms)\n");
+    println!(
+        "| GPUs | store | requests (failed) | p50 (ms) | p99 (ms) | plain (bytes) | gzip (bytes) |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    for r in runs {
+        println!(
+            "| {} | {} | {} ({}) | {:.1} | {:.1} | {} | {} |",
+            r.gpus,
+            r.upstream,
+            r.metrics.requests,
+            r.metrics.failures,
+            r.metrics.p50_ms,
+            r.metrics.p99_ms,
+            r.metrics_plain_bytes,
+            r.metrics_gzip_bytes
+        );
+    }
+    println!("\n### List routes, 32 concurrent clients, `POST {{}}` (goal p99 < 150 ms)\n");
+    println!("| GPUs | store | route | requests (failed) | p50 (ms) | p99 (ms) |");
+    println!("|---:|---|---|---:|---:|---:|");
+    for r in runs {
+        for (route, l) in &r.lists {
+            println!(
+                "| {} | {} | `{route}` | {} ({}) | {:.1} | {:.1} |",
+                r.gpus, r.upstream, l.requests, l.failures, l.p50_ms, l.p99_ms
+            );
+        }
+    }
+    println!(
+        "\n### Start to ready from a snapshot file (goal < 10 s), peak RSS (goal < 200 MiB)\n"
+    );
+    println!("| GPUs | store | ready (s) | peak RSS, VmHWM (MiB) |");
+    println!("|---:|---|---:|---:|");
+    for r in runs {
+        println!(
+            "| {} | {} | {:.2} | {:.1} |",
+            r.gpus, r.upstream, r.ready_s, r.peak_rss_mib
+        );
+    }
+}
