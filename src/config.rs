@@ -65,6 +65,8 @@ pub struct Config {
     /// The public listener: web console, `/api/vgpu`, `/health_check` (upstream 2.0's web
     /// entry; see [`crate::web`]).
     pub web: WebConfig,
+    /// Limits on what a caller may ask of the metrics store through the PromQL pass-through.
+    pub monitor: MonitorConfig,
     /// Keys present in the sources that no part of the server reads, for one warning.
     pub unknown_keys: Vec<String>,
 }
@@ -110,6 +112,10 @@ pub struct PrometheusConfig {
     pub address: String,
     /// Default deadline of one upstream query.
     pub timeout: Duration,
+    /// Deadline of the capacity lookups the card and node lists make (ours): past it the
+    /// lists answer from the snapshot alone, so a slow or trickling store cannot hold the
+    /// console's main pages for the whole `timeout`.
+    pub lookup_timeout: Duration,
     /// Deprecated upstream: sent verbatim as the `Authorization` header when set.
     pub auth: Option<String>,
     pub tls: TlsConfig,
@@ -195,6 +201,30 @@ pub struct KubernetesConfig {
     pub unready_after: Duration,
 }
 
+/// What the PromQL pass-through (`/v1/monitor/query/*`) lets a caller send upstream (ours;
+/// not in the Go config). Checked before anything leaves the process.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// Metric-name prefixes a pass-through query may select; empty allows every metric. Each
+    /// selector of the parsed query must be confined to one of them, so `{job="x"}` or a
+    /// `__name__` regex that could reach other metrics is refused.
+    pub allowed_metric_prefixes: Vec<String>,
+    /// Longest query text accepted, in bytes.
+    pub max_query_length: usize,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self {
+            allowed_metric_prefixes: Vec::new(),
+            max_query_length: DEFAULT_MAX_QUERY_LENGTH,
+        }
+    }
+}
+
+/// Default of `monitor.max_query_length`: 16 KiB, far above the frontend's longest query.
+pub const DEFAULT_MAX_QUERY_LENGTH: usize = 16 << 10;
+
 /// The public listener's settings (`web.*`, overridden by upstream 2.0's flags through
 /// [`Config::with_web_flags`]).
 #[derive(Debug, Clone)]
@@ -273,6 +303,7 @@ pub struct RawConfig {
     ascend: RawAscend,
     kubernetes: RawKubernetes,
     web: RawWeb,
+    monitor: RawMonitor,
     /// Keys of an unmerged upstream pull request that appear in some published files;
     /// accepted and ignored so those files load without a warning.
     exporter_concurrency_limit: Option<serde::de::IgnoredAny>,
@@ -304,6 +335,7 @@ struct RawListener {
 struct RawPrometheus {
     address: Option<String>,
     timeout: Option<String>,
+    lookup_timeout: Option<String>,
     auth: Option<String>,
     tls: RawTls,
     authorization: RawAuthorization,
@@ -385,6 +417,13 @@ struct RawWeb {
     frame_ancestors: Option<Vec<String>>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawMonitor {
+    allowed_metric_prefixes: Option<Vec<String>>,
+    max_query_length: Option<i64>,
+}
+
 /// Keys of an unmerged upstream pull request found in some published config files;
 /// accepted silently.
 const LEGACY_IGNORED: [&str; 2] = ["exporter_concurrency_limit", "metrics_generate_interval"];
@@ -417,6 +456,7 @@ impl Config {
                     .list_separator(",")
                     .with_list_parse_key("scheduling.resource_names")
                     .with_list_parse_key("web.frame_ancestors")
+                    .with_list_parse_key("monitor.allowed_metric_prefixes")
                     // Needed for the list key above; scalars convert back to text where a
                     // string is expected.
                     .try_parsing(true)
@@ -578,6 +618,11 @@ impl Config {
         let prometheus = PrometheusConfig {
             address,
             timeout: positive("prometheus.timeout", p.timeout, Duration::from_secs(60))?,
+            lookup_timeout: positive(
+                "prometheus.lookup_timeout",
+                p.lookup_timeout,
+                Duration::from_secs(5),
+            )?,
             auth: p.auth.filter(|a| !a.is_empty()),
             tls,
             authorization,
@@ -658,6 +703,15 @@ impl Config {
         };
 
         let web = web_config(raw.web)?;
+        let monitor = MonitorConfig {
+            allowed_metric_prefixes: metric_prefixes(raw.monitor.allowed_metric_prefixes)?,
+            max_query_length: count(
+                "monitor.max_query_length",
+                raw.monitor.max_query_length,
+                DEFAULT_MAX_QUERY_LENGTH,
+                1,
+            )?,
+        };
 
         Ok(Config {
             server,
@@ -677,6 +731,7 @@ impl Config {
                 )?,
             },
             web,
+            monitor,
             unknown_keys: Vec::new(),
         })
     }
@@ -726,6 +781,29 @@ fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
         base_path,
         frame_ancestors,
     })
+}
+
+/// `monitor.allowed_metric_prefixes`: trimmed, blanks dropped, each a metric-name prefix
+/// (`[a-zA-Z_:][a-zA-Z0-9_:]*`), so that matching a prefix means what it says.
+fn metric_prefixes(raw: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let mut prefixes = Vec::new();
+    for prefix in raw.unwrap_or_default() {
+        let prefix = prefix.trim();
+        if prefix.is_empty() {
+            continue;
+        }
+        let valid = prefix.char_indices().all(|(i, c)| {
+            c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+        });
+        if !valid {
+            return Err(ConfigError::invalid(
+                "monitor.allowed_metric_prefixes",
+                format!("{prefix:?} is not a metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)"),
+            ));
+        }
+        prefixes.push(prefix.to_string());
+    }
+    Ok(prefixes)
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -871,6 +949,7 @@ ascend: {annotationless_pod_mode: template}
         assert_eq!(config.exporter.interval, Duration::from_secs(30));
         assert_eq!(config.exporter.timeout, Duration::from_secs(60));
         assert_eq!(config.prometheus.max_concurrency, 8);
+        assert_eq!(config.prometheus.lookup_timeout, Duration::from_secs(5));
         assert_eq!(config.prometheus.max_queue, 256);
         assert_eq!(config.prometheus.max_response_bytes, 64 << 20);
         assert!(!config.prometheus.tls.insecure_skip_verify);
@@ -1091,6 +1170,61 @@ ascend: {annotationless_pod_mode: template}
                 .to_string();
             assert!(err.starts_with(&format!("{key}: ")), "{err}");
         }
+    }
+
+    #[test]
+    fn monitor_limits_default_to_allow_all_and_16_kib() {
+        let monitor = load("", &[]).unwrap().monitor;
+        assert!(monitor.allowed_metric_prefixes.is_empty());
+        assert_eq!(monitor.max_query_length, 16_384);
+    }
+
+    #[test]
+    fn monitor_limits_from_file_and_env() {
+        let yaml = "monitor:\n  allowed_metric_prefixes: [hami_, \" kube_ \", \"\"]\n  max_query_length: 4096\n";
+        let config = load(yaml, &[]).unwrap();
+        assert!(config.unknown_keys.is_empty(), "{:?}", config.unknown_keys);
+        assert_eq!(config.monitor.allowed_metric_prefixes, ["hami_", "kube_"]);
+        assert_eq!(config.monitor.max_query_length, 4096);
+        let env = load(
+            "",
+            &[
+                (
+                    "HAMI_WEBUI__MONITOR__ALLOWED_METRIC_PREFIXES",
+                    "hami_,DCGM_",
+                ),
+                ("HAMI_WEBUI__MONITOR__MAX_QUERY_LENGTH", "100"),
+            ],
+        )
+        .unwrap()
+        .monitor;
+        assert_eq!(env.allowed_metric_prefixes, ["hami_", "DCGM_"]);
+        assert_eq!(env.max_query_length, 100);
+    }
+
+    #[test]
+    fn bad_monitor_limits_name_their_key() {
+        for (yaml, key) in [
+            (
+                "monitor:\n  allowed_metric_prefixes: [\"hami.*\"]\n",
+                "monitor.allowed_metric_prefixes",
+            ),
+            (
+                "monitor:\n  allowed_metric_prefixes: [\"1abc\"]\n",
+                "monitor.allowed_metric_prefixes",
+            ),
+            (
+                "monitor:\n  max_query_length: 0\n",
+                "monitor.max_query_length",
+            ),
+        ] {
+            let err = load(yaml, &[]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{key}: ")),
+                "{yaml:?} gave {err:?}"
+            );
+        }
+        assert!(load("monitor:\n  max_query_length: [1]\n", &[]).is_err());
     }
 
     #[test]

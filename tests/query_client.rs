@@ -26,6 +26,7 @@ fn config(address: &str) -> PrometheusConfig {
     PrometheusConfig {
         address: address.to_string(),
         timeout: Duration::from_secs(10),
+        lookup_timeout: Duration::from_secs(5),
         auth: None,
         tls: TlsConfig::default(),
         authorization: None,

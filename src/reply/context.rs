@@ -28,6 +28,8 @@ use crate::snapshot::ClusterSnapshot;
 /// Deadline of a request when no configuration is registered (`server.http.timeout`'s
 /// default).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Capacity lookups' budget when no configuration is registered (tests), as configured.
+const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Per-request access to configuration, snapshot and metrics store.
 pub struct RestContext {
@@ -39,6 +41,8 @@ pub struct RestContext {
     pub started: Instant,
     caches: Option<web::Data<Caches>>,
     query: Option<Recipient<RunQuery>>,
+    /// `prometheus.timeout`: no upstream lookup of a handler waits longer than this.
+    query_timeout: Duration,
 }
 
 impl RestContext {
@@ -49,9 +53,11 @@ impl RestContext {
 
     /// The upstream queries' deadline: a tenth of the budget earlier than the request's, so
     /// a stalled metrics store still leaves time to answer from the snapshot (Go's handlers
-    /// fell back when their context expired and answered anyway).
+    /// fell back when their context expired and answered anyway), and never later than
+    /// `prometheus.lookup_timeout` from the start, so a slow or trickling store costs the
+    /// lists at most that before they answer from the snapshot.
     pub fn query_deadline(&self) -> Instant {
-        self.started + self.timeout.mul_f64(0.9)
+        (self.started + self.timeout.mul_f64(0.9)).min(self.started + self.query_timeout)
     }
 
     /// The current cluster snapshot.
@@ -124,6 +130,9 @@ impl FromRequest for RestContext {
             started: Instant::now(),
             caches: req.app_data::<web::Data<Caches>>().cloned(),
             query,
+            query_timeout: config.map_or(DEFAULT_LOOKUP_TIMEOUT, |c| {
+                c.prometheus.lookup_timeout.min(c.prometheus.timeout)
+            }),
         }))
     }
 }
