@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -268,23 +268,9 @@ impl SplitUpstream {
         let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
         let mut writer = stream;
         for _ in 0..10_000 {
-            let mut head = String::new();
-            let mut length = 0usize;
-            for _ in 0..200 {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                if line.trim_end().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = line.split_once(':') {
-                    if k.eq_ignore_ascii_case("content-length") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                head.push_str(&line);
-            }
+            let Some((head, length)) = support::wire::read_head(&mut reader) else {
+                return;
+            };
             let mut body = vec![0; length.min(1 << 20)];
             if reader.read_exact(&mut body).is_err() {
                 return;

@@ -7,3 +7,4 @@ pub mod fixtures;
 pub mod kube_api;
 pub mod process;
 pub mod upstream;
+pub mod wire;
