@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
+use crate::config::AnnotationlessPodMode;
+
 /// An accelerator family HAMi can share. The provider string doubles as the `node_selectors`
 /// config key and the `provider` label of exported metrics, so it must never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -153,7 +155,7 @@ pub struct Device {
 }
 
 /// One device slice held by one container, as HAMi's scheduler recorded it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DeviceAllocation {
     /// Device key the scheduler wrote; matched against [`Device::alias_id`].
     pub uuid: String,
@@ -163,6 +165,117 @@ pub struct DeviceAllocation {
     pub usedmem: i32,
     /// Compute reserved, in the same unit as the device's `devcore`.
     pub usedcores: i32,
+    /// What else the pod said about this slice, for vendors whose slices come in shapes
+    /// (Ascend vNPU templates, NVIDIA MIG instances); read by [`crate::reply::allocation`].
+    #[serde(skip)]
+    pub facts: AllocationFacts,
+}
+
+/// Pod-side facts about one allocation beyond the four annotation fields. Interpreted at
+/// read time against the [`DeviceContext`] of the inventory, so a change of HAMi's device
+/// configuration applies without decoding the pod again (pods are not kept whole).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AllocationFacts {
+    /// A vendor without shapes: every slice is a soft share of one device.
+    #[default]
+    Plain,
+    /// An Ascend vNPU slice (`hami.io/<commonWord>-devices-allocated`).
+    Ascend(AscendFacts),
+    /// An NVIDIA GPU slice (`hami.io/vgpu-devices-allocated`).
+    Nvidia(GpuFacts),
+}
+
+/// What a pod says about one of its Ascend slices.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AscendFacts {
+    /// The model's `commonWord`, from the annotation key.
+    pub common_word: String,
+    /// The cores field as HAMi wrote it (a soft-split reservation; 0 otherwise).
+    pub annotated_core: i32,
+    /// The pod's `huawei.com/vnpu-mode` annotation, empty when absent.
+    pub pod_mode: String,
+    /// The template the device plugin applied, from the pod's `huawei.com/<commonWord>` list.
+    pub template: String,
+    /// Whether that list names this slice at all (then an empty template is a whole card).
+    pub recorded: bool,
+}
+
+/// What a pod says about one of its NVIDIA slices.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GpuFacts {
+    /// The pod's `nvidia.com/vgpu-mode` annotation, empty when absent.
+    pub pod_mode: String,
+    /// The MIG reservation of `hami.io/vgpu-mig-allocations` for this slot, if any.
+    pub mig: Option<MigReservation>,
+    /// `hami.io/vgpu-mig-allocations` is present but unusable (HAMi rejects it whole).
+    pub mig_invalid: bool,
+    /// The uuid is HAMi's pre-2.10 MIG form `GPU-…[profile-slot]`.
+    pub legacy_mig: bool,
+}
+
+/// One MIG instance HAMi's scheduler reserved for a slot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigReservation {
+    /// GPU the instance is carved from.
+    pub gpu_uuid: String,
+    /// MIG profile, such as `3g.40gb`.
+    pub profile: String,
+    /// First memory slice of the instance.
+    pub start: u32,
+    /// Slices it spans.
+    pub size: u32,
+}
+
+/// One MIG profile a GPU registered (`migProfiles` of the JSON registration).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigProfile {
+    pub name: String,
+    /// MiB.
+    pub memory_mb: i64,
+    pub core: i32,
+    pub slice_count: i32,
+    /// `(start, size)` of every place the profile fits.
+    pub placements: Vec<(u32, u32)>,
+}
+
+/// What the inventory knows besides its devices: HAMi's device configuration in effect and
+/// the node facts that shape allocations. Built by the node cache with every inventory.
+#[derive(Debug, Clone)]
+pub struct DeviceContext {
+    /// HAMi's device catalog in effect (the current one, or the last good one while the
+    /// ConfigMap is unreadable); `None` when disabled, missing, forbidden or not read yet.
+    pub catalog: Option<std::sync::Arc<crate::device_catalog::DeviceCatalog>>,
+    /// `ascend.annotationless_pod_mode`: how pods without `huawei.com/vnpu-mode` run on
+    /// `hami-vnpu-core=true` nodes.
+    pub annotationless_pod_mode: AnnotationlessPodMode,
+    /// Node name → its `hami-vnpu-core` annotation, for nodes that carry it.
+    pub node_vnpu_core: std::collections::HashMap<String, String>,
+    /// `(node name, GPU id)` → the MIG profiles the GPU registered.
+    pub mig_profiles: std::collections::HashMap<(String, String), Vec<MigProfile>>,
+}
+
+impl DeviceContext {
+    /// Whether a device is an Ascend model HAMi's configuration does not list: it is shown
+    /// (its allocations stay visible) but adds no schedulable capacity. Never without a
+    /// catalog, where nothing can be told.
+    pub fn is_unconfigured(&self, device: &Device) -> bool {
+        device.vendor == Vendor::Ascend
+            && self
+                .catalog
+                .as_ref()
+                .is_some_and(|c| c.model(&device.device_type).is_none())
+    }
+}
+
+impl Default for DeviceContext {
+    fn default() -> Self {
+        Self {
+            catalog: None,
+            annotationless_pod_mode: AnnotationlessPodMode::Unknown,
+            node_vnpu_core: Default::default(),
+            mig_profiles: Default::default(),
+        }
+    }
 }
 
 #[cfg(test)]

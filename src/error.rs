@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The server is overloaded; retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// `GET /v1/scheduling/pod` has no such GPU pod (status and reason from the error).
+    #[error(transparent)]
+    SchedulingPod(#[from] crate::reply::scheduling::SchedulingPodError),
 }
 
 /// The wire shape of every error.
@@ -65,6 +68,7 @@ impl ApiError {
             Self::Plain(_) => "",
             Self::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            Self::SchedulingPod(error) => error.reason(),
         }
     }
 }
@@ -81,6 +85,7 @@ impl ResponseError for ApiError {
             Self::Plain(_) => 500,
             Self::DeadlineExceeded(_) => 504,
             Self::Unavailable(_) => 503,
+            Self::SchedulingPod(error) => error.status(),
         };
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }

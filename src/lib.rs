@@ -21,6 +21,8 @@
 //! - [`synthetic`]: generated clusters and exporter data for tests, benchmarks and demos.
 //! - [`web`]: the public listener: the HAMi-WebUI console's files, `/api/vgpu/v1/*` through
 //!   the same route table, `/health_check`, and the `--healthcheck` probe.
+//! - [`scheduling`]: pure: a GPU pod's scheduling stage, diagnosis, requests and 2.0 container
+//!   states; [`scheduling_events`]: the actor reading (and briefly caching) one pod's events.
 //! - [`kubernetes`]: the API client; [`server`]: wiring of all of the above.
 
 pub mod cli;
@@ -38,6 +40,8 @@ pub mod pod_cache;
 pub mod query_client;
 pub mod readiness;
 pub mod reply;
+pub mod scheduling;
+pub mod scheduling_events;
 pub mod selector;
 pub mod server;
 pub mod snapshot;

@@ -6,7 +6,12 @@
 //! (pure [`node_entry`]); a changed state is published as a new immutable
 //! `Arc<Inventory>` — at most once per [`PUBLISH_DELAY`] under a burst of events — to its
 //! subscribers (the `PodCache`, which combines it with the pods). Messages: [`GetInventory`],
-//! [`Subscribe`].
+//! [`Subscribe`], [`SetIdentities`], and [`CatalogChanged`] from the `DeviceCatalogWatcher`.
+//!
+//! HAMi's device configuration changes how Ascend nodes decode (which `commonWord`s are
+//! registrations) and how allocations read (template shares, unconfigured models), so a new
+//! catalog re-decodes every node from the (slimmed) objects kept for that purpose and
+//! publishes a new inventory carrying it in its [`DeviceContext`]; no restart, no relist.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,13 +20,15 @@ use std::time::Duration;
 use actix::prelude::*;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
+use kube::runtime::watcher::Event;
 
-use crate::config::NodeSelectors;
-use crate::device::Vendor;
+use crate::config::{AnnotationlessPodMode, NodeSelectors};
+use crate::device::{DeviceContext, Vendor};
+use crate::device_catalog::{CatalogChanged, DeviceCatalog};
 use crate::readiness::ReadinessBoard;
 use crate::snapshot::{Inventory, NodeRecord};
 use crate::telemetry::SelfMetrics;
-use crate::vendor::{decode_node_devices, DecodeError};
+use crate::vendor::{decode_node_devices_with, node_notes, DecodeError, NodeNotes};
 use crate::watch::{self, KeyedStore, StoreChange, WatchHealth, WatchItem};
 
 /// Readiness source and metrics `resource` label of this cache.
@@ -49,6 +56,15 @@ pub fn node_entry(
     node: &Node,
     selectors: &NodeSelectors,
 ) -> (NodeEntry, Vec<(Vendor, DecodeError)>) {
+    node_entry_with(node, selectors, &DeviceContext::default())
+}
+
+/// As [`node_entry`], decoding with HAMi's device configuration in `context`.
+pub fn node_entry_with(
+    node: &Node,
+    selectors: &NodeSelectors,
+    context: &DeviceContext,
+) -> (NodeEntry, Vec<(Vendor, DecodeError)>) {
     use kube::core::SelectorExt;
     let meta = &node.metadata;
     let name = meta.name.clone().unwrap_or_default();
@@ -64,7 +80,7 @@ pub fn node_entry(
             Some(_) => continue,
             None => false,
         };
-        match decode_node_devices(vendor, node) {
+        match decode_node_devices_with(vendor, node, context) {
             Ok(found) => {
                 selected |= by_selector || !found.is_empty();
                 devices.extend(found);
@@ -132,6 +148,44 @@ pub fn build_inventory<'a>(entries: impl Iterator<Item = &'a NodeEntry>) -> Inve
 /// same ids here keeps the REST lists, `/metrics` labels and the frontend's PromQL in step.
 pub type IdentityMap = HashMap<(String, String), (String, String)>;
 
+/// As [`build_identified_inventory`], carrying `context` (HAMi's catalog and node facts).
+pub fn build_inventory_with<'a>(
+    entries: impl Iterator<Item = &'a NodeEntry>,
+    identities: &IdentityMap,
+    context: Arc<DeviceContext>,
+) -> Inventory {
+    let mut inventory = build_identified_inventory(entries, identities);
+    inventory.context = context;
+    inventory
+}
+
+/// The [`DeviceContext`] of an inventory: the catalog in effect, the policy for
+/// annotation-less Ascend pods, and the node facts read from every node.
+pub fn device_context<'a>(
+    catalog: Option<Arc<DeviceCatalog>>,
+    policy: AnnotationlessPodMode,
+    notes: impl Iterator<Item = (&'a str, &'a NodeNotes)>,
+) -> DeviceContext {
+    let mut context = DeviceContext {
+        catalog,
+        annotationless_pod_mode: policy,
+        ..DeviceContext::default()
+    };
+    for (node, notes) in notes {
+        if let Some(value) = &notes.vnpu_core {
+            context
+                .node_vnpu_core
+                .insert(node.to_string(), value.clone());
+        }
+        for (gpu, profiles) in &notes.mig_profiles {
+            context
+                .mig_profiles
+                .insert((node.to_string(), gpu.clone()), profiles.clone());
+        }
+    }
+    context
+}
+
 /// As [`build_inventory`], with exporter identities applied to the devices they name.
 pub fn build_identified_inventory<'a>(
     entries: impl Iterator<Item = &'a NodeEntry>,
@@ -184,8 +238,24 @@ pub struct InventoryChanged(pub Arc<Inventory>);
 #[rtype(result = "()")]
 pub struct Subscribe(pub Recipient<InventoryChanged>);
 
+/// A node as kept for re-decoding when the catalog changes: without its image list and
+/// managed fields (the bulk of a node object), plus the notes read from it.
+struct KeptNode {
+    node: Node,
+    name: String,
+    notes: NodeNotes,
+}
+
 pub struct NodeCache {
     selectors: NodeSelectors,
+    /// HAMi's catalog in effect (`None` until the watcher reports one) and
+    /// `ascend.annotationless_pod_mode`; node facts are added at publication.
+    decode_context: DeviceContext,
+    /// Every node of the store, by store key, for re-decoding on a catalog change.
+    kept: HashMap<String, KeptNode>,
+    /// A relist is buffering; a catalog change meanwhile re-decodes once it is done.
+    relisting: bool,
+    redecode_after_relist: bool,
     metrics: SelfMetrics,
     /// Taken in `started`.
     events: Option<futures::stream::BoxStream<'static, WatchItem<Node>>>,
@@ -210,6 +280,10 @@ impl NodeCache {
     ) -> Self {
         Self {
             selectors,
+            decode_context: DeviceContext::default(),
+            kept: HashMap::new(),
+            relisting: false,
+            redecode_after_relist: false,
             metrics: metrics.clone(),
             events: Some(events),
             api,
@@ -223,15 +297,28 @@ impl NodeCache {
         }
     }
 
+    /// How annotation-less Ascend pods on `hami-vnpu-core=true` nodes are read
+    /// (`ascend.annotationless_pod_mode`).
+    pub fn with_annotationless_pod_mode(mut self, policy: AnnotationlessPodMode) -> Self {
+        self.decode_context.annotationless_pod_mode = policy;
+        self
+    }
+
     fn publish(&mut self) {
         self.publish_scheduled = false;
         if !self.dirty {
             return;
         }
         self.dirty = false;
-        let inventory = Arc::new(build_identified_inventory(
+        let context = device_context(
+            self.decode_context.catalog.clone(),
+            self.decode_context.annotationless_pod_mode,
+            self.kept.values().map(|k| (k.name.as_str(), &k.notes)),
+        );
+        let inventory = Arc::new(build_inventory_with(
             self.store.values(),
             &self.identities,
+            Arc::new(context),
         ));
         self.metrics
             .cache_objects
@@ -257,13 +344,38 @@ impl NodeCache {
         }
     }
 
-    fn decode(&self, node: &Node) -> (String, Option<NodeEntry>) {
-        let (entry, errors) = node_entry(node, &self.selectors);
+    fn decode(&mut self, node: &Node) -> (String, Option<NodeEntry>) {
+        let (entry, errors) = node_entry_with(node, &self.selectors, &self.decode_context);
         for (vendor, error) in errors {
             self.metrics.count_decode_error(vendor, error.kind());
             tracing::debug!(node = %entry.name, vendor = vendor.provider(), %error, "node annotation not decoded");
         }
-        (watch::object_key(node), Some(entry))
+        let key = watch::object_key(node);
+        self.kept.insert(
+            key.clone(),
+            KeptNode {
+                node: slimmed(node),
+                name: entry.name.clone(),
+                notes: node_notes(node),
+            },
+        );
+        (key, Some(entry))
+    }
+
+    /// Decodes every kept node again (the catalog changed) and schedules a publication even
+    /// when no device changed: unconfigured flags and allocation shapes read the catalog.
+    fn redecode_all(&mut self, ctx: &mut Context<Self>) {
+        let nodes: Vec<Node> = self.kept.values().map(|k| k.node.clone()).collect();
+        let mut store = std::mem::take(&mut self.store);
+        for node in nodes {
+            store.apply(
+                Event::Apply(node),
+                |object| self.decode(object),
+                watch::object_key,
+            );
+        }
+        self.store = store;
+        self.schedule_publish(ctx);
     }
 }
 
@@ -295,18 +407,32 @@ impl StreamHandler<WatchItem<Node>> for NodeCache {
             }
         };
         self.health.on_event(&event);
+        let deleted = match &event {
+            Event::Delete(node) => Some(watch::object_key(node)),
+            _ => None,
+        };
         // Taken out for the call so the decoder may borrow the rest of `self`.
         let mut store = std::mem::take(&mut self.store);
         let change = store.apply(event, |object| self.decode(object), watch::object_key);
         self.store = store;
+        if let Some(key) = deleted {
+            self.kept.remove(&key);
+        }
         match change {
             StoreChange::Changed => self.schedule_publish(ctx),
             StoreChange::RelistDone => {
+                self.relisting = false;
+                let store = &self.store;
+                self.kept.retain(|key, _| store.get(key).is_some());
+                if std::mem::take(&mut self.redecode_after_relist) {
+                    self.redecode_all(ctx);
+                }
                 self.dirty = true;
                 self.publish();
                 self.health.on_synced(self.store.len());
             }
-            StoreChange::RelistStarted | StoreChange::Unchanged => {}
+            StoreChange::RelistStarted => self.relisting = true,
+            StoreChange::Unchanged => {}
         }
     }
 
@@ -330,6 +456,36 @@ impl Handler<SetIdentities> for NodeCache {
             self.schedule_publish(ctx);
         }
     }
+}
+
+impl Handler<CatalogChanged> for NodeCache {
+    type Result = ();
+    fn handle(&mut self, msg: CatalogChanged, ctx: &mut Context<Self>) {
+        let next = msg.0.catalog.clone();
+        let same = match (&self.decode_context.catalog, &next) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        self.decode_context.catalog = next;
+        if self.relisting {
+            self.redecode_after_relist = true;
+        }
+        self.redecode_all(ctx);
+    }
+}
+
+/// A copy of `node` without what no decoder reads and what makes nodes large.
+fn slimmed(node: &Node) -> Node {
+    let mut node = node.clone();
+    node.metadata.managed_fields = None;
+    if let Some(status) = node.status.as_mut() {
+        status.images = None;
+    }
+    node
 }
 
 impl Handler<Subscribe> for NodeCache {

@@ -1,8 +1,10 @@
 //! `PodCache`: the actor that owns the tracked pods and publishes the [`ClusterSnapshot`].
 //!
-//! Fed by a watcher on every pod; keeps only pods that HAMi placed (annotation
-//! `hami.io/vgpu-node`) and that have not terminated, as small decoded [`PodRecord`]s (pure
-//! [`pod_record`]), not whole `Pod` objects. It subscribes to the `NodeCache`'s inventory
+//! Fed by a watcher on every pod; keeps only pods that have not terminated and that HAMi
+//! placed (annotation `hami.io/vgpu-node`) or that ask for a GPU resource named in
+//! `scheduling.resource_names` (pending pods included), as small decoded [`TrackedPod`]s
+//! (pure [`track_pod`]): the [`PodRecord`] of a placed pod and the [`SchedulingPod`] view of a
+//! GPU pod, not whole `Pod` objects. It subscribes to the `NodeCache`'s inventory
 //! and, whenever pods or inventory change, builds a new snapshot aside — usage computed once
 //! through the alias index — and swaps it in. Readers ask with [`GetSnapshot`] and get an
 //! `Arc` clone at once.
@@ -18,11 +20,13 @@ use kube::api::Api;
 use crate::device::Vendor;
 use crate::node_cache::InventoryChanged;
 use crate::readiness::ReadinessBoard;
+use crate::scheduling::{self, ContainerKind, SchedulingPod, SchedulingResources};
 use crate::snapshot::{
     compute_usage, ClusterSnapshot, ContainerRecord, ContainerState, Inventory, PodRecord,
 };
 use crate::telemetry::SelfMetrics;
-use crate::vendor::{decode_pod, DecodeError, ASSIGNED_NODE_ANNOTATION};
+use crate::device::DeviceContext;
+use crate::vendor::{decode_pod_with, DecodeError, ASSIGNED_NODE_ANNOTATION};
 use crate::watch::{self, KeyedStore, StoreChange, WatchHealth, WatchItem};
 
 /// Readiness source and metrics `resource` label of this cache.
@@ -32,10 +36,66 @@ pub const SOURCE: &str = "pods";
 /// build per interval, not one per event.
 pub const PUBLISH_DELAY: Duration = Duration::from_millis(100);
 
-/// Decodes one pod into what we keep of it; `None` when the pod is not tracked (no
+/// What the cache keeps of one pod: its allocations when HAMi placed it, its scheduling
+/// view when it asks for a GPU resource (or both).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackedPod {
+    pub record: Option<Arc<PodRecord>>,
+    pub scheduling: Option<Arc<SchedulingPod>>,
+}
+
+/// Decodes one pod into what we keep of it; `None` when the pod is not tracked
+/// (`Succeeded`/`Failed`, or neither placed by HAMi nor asking for one of `resources`).
+/// `now` stands in for the scheduling time when the pod has no `PodScheduled` condition.
+pub fn track_pod(
+    pod: &Pod,
+    now: Timestamp,
+    resources: &SchedulingResources,
+) -> (Option<TrackedPod>, Vec<(Vendor, DecodeError)>) {
+    track_pod_with(pod, now, resources, &DeviceContext::default())
+}
+
+/// As [`track_pod`], reading allocations with the device configuration in `context` (the
+/// catalog names the Ascend words whose annotations exist besides the built-in ones).
+pub fn track_pod_with(
+    pod: &Pod,
+    now: Timestamp,
+    resources: &SchedulingResources,
+    context: &DeviceContext,
+) -> (Option<TrackedPod>, Vec<(Vendor, DecodeError)>) {
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or_default();
+    if phase == "Succeeded" || phase == "Failed" {
+        return (None, Vec::new());
+    }
+    let (record, errors) = pod_record_with(pod, now, context);
+    let scheduling = scheduling::scheduling_pod(pod, resources);
+    if record.is_none() && scheduling.is_none() {
+        return (None, errors);
+    }
+    let tracked = TrackedPod {
+        record: record.map(Arc::new),
+        scheduling: scheduling.map(Arc::new),
+    };
+    (Some(tracked), errors)
+}
+
+/// Decodes the allocations of one pod; `None` when the pod is not tracked (no
 /// `hami.io/vgpu-node`, or `Succeeded`/`Failed`). `now` stands in for the scheduling time
 /// when the pod has no `PodScheduled` condition.
 pub fn pod_record(pod: &Pod, now: Timestamp) -> (Option<PodRecord>, Vec<(Vendor, DecodeError)>) {
+    pod_record_with(pod, now, &DeviceContext::default())
+}
+
+/// As [`pod_record`], with the device configuration in `context`.
+pub fn pod_record_with(
+    pod: &Pod,
+    now: Timestamp,
+    context: &DeviceContext,
+) -> (Option<PodRecord>, Vec<(Vendor, DecodeError)>) {
     let meta = &pod.metadata;
     let placed = meta
         .annotations
@@ -46,7 +106,7 @@ pub fn pod_record(pod: &Pod, now: Timestamp) -> (Option<PodRecord>, Vec<(Vendor,
     if !placed || phase == "Succeeded" || phase == "Failed" {
         return (None, Vec::new());
     }
-    let decoded = decode_pod(pod);
+    let decoded = decode_pod_with(pod, context);
     let statuses = status
         .and_then(|s| s.container_statuses.as_deref())
         .unwrap_or_default();
@@ -59,12 +119,16 @@ pub fn pod_record(pod: &Pod, now: Timestamp) -> (Option<PodRecord>, Vec<(Vendor,
                 Some(s) if phase == "Running" && s.ready => ContainerState::Success,
                 Some(_) => ContainerState::Unknown,
             };
+            let (status, status_detail) =
+                scheduling::container_status(pod, &c.name, ContainerKind::Regular);
             ContainerRecord {
                 name: c.name,
                 image: c.image,
                 allocations: c.allocations,
                 priority: c.priority,
                 state,
+                status,
+                status_detail,
             }
         })
         .collect();
@@ -89,18 +153,50 @@ pub fn pod_record(pod: &Pod, now: Timestamp) -> (Option<PodRecord>, Vec<(Vendor,
     (Some(record), decoded.errors)
 }
 
-/// Builds a snapshot from an inventory and the tracked pods.
+/// Builds a snapshot from an inventory and the placed pods (no scheduling views).
 pub fn build_snapshot<'a>(
     generation: u64,
     inventory: Arc<Inventory>,
     pods: impl Iterator<Item = &'a Arc<PodRecord>>,
 ) -> ClusterSnapshot {
-    let mut pods: Vec<Arc<PodRecord>> = pods.cloned().collect();
+    build_with_scheduling(generation, inventory, pods.cloned().collect(), Vec::new())
+}
+
+/// Builds a snapshot from an inventory and everything the cache tracks.
+pub fn build_tracked_snapshot<'a>(
+    generation: u64,
+    inventory: Arc<Inventory>,
+    tracked: impl Iterator<Item = &'a TrackedPod>,
+) -> ClusterSnapshot {
+    let mut pods = Vec::new();
+    let mut views = Vec::new();
+    for t in tracked {
+        pods.extend(t.record.iter().cloned());
+        views.extend(t.scheduling.iter().cloned());
+    }
+    build_with_scheduling(generation, inventory, pods, views)
+}
+
+fn build_with_scheduling(
+    generation: u64,
+    inventory: Arc<Inventory>,
+    mut pods: Vec<Arc<PodRecord>>,
+    mut scheduling: Vec<Arc<SchedulingPod>>,
+) -> ClusterSnapshot {
     pods.sort_by(|a, b| {
         (a.namespace.as_str(), a.name.as_str(), a.uid.as_str()).cmp(&(
             b.namespace.as_str(),
             b.name.as_str(),
             b.uid.as_str(),
+        ))
+    });
+    // Oldest first: the order the workload list's pending rows start from.
+    scheduling.sort_by(|a, b| {
+        (a.created_at, &a.namespace, &a.name, &a.uid).cmp(&(
+            b.created_at,
+            &b.namespace,
+            &b.name,
+            &b.uid,
         ))
     });
     let usage = compute_usage(&inventory, &pods);
@@ -109,6 +205,7 @@ pub fn build_snapshot<'a>(
         inventory,
         pods: Arc::new(pods),
         usage: Arc::new(usage),
+        scheduling: Arc::new(scheduling),
     }
 }
 
@@ -121,7 +218,9 @@ pub struct PodCache {
     metrics: SelfMetrics,
     events: Option<futures::stream::BoxStream<'static, WatchItem<Pod>>>,
     api: Option<Api<Pod>>,
-    store: KeyedStore<Arc<PodRecord>>,
+    store: KeyedStore<Arc<TrackedPod>>,
+    /// `scheduling.resource_names`: which pods count as GPU pods.
+    resources: SchedulingResources,
     inventory: Arc<Inventory>,
     published: Arc<ClusterSnapshot>,
     generation: u64,
@@ -142,6 +241,7 @@ impl PodCache {
             events: Some(events),
             api,
             store: KeyedStore::default(),
+            resources: SchedulingResources::default(),
             inventory: Arc::new(Inventory::default()),
             published: Arc::new(ClusterSnapshot::default()),
             generation: 0,
@@ -151,6 +251,13 @@ impl PodCache {
         }
     }
 
+    /// Tracks pods asking for these resources (`scheduling.resource_names`), not HAMi's
+    /// defaults.
+    pub fn with_scheduling_resources(mut self, resources: SchedulingResources) -> Self {
+        self.resources = resources;
+        self
+    }
+
     fn publish(&mut self) {
         self.publish_scheduled = false;
         if !self.dirty {
@@ -158,10 +265,10 @@ impl PodCache {
         }
         self.dirty = false;
         self.generation += 1;
-        let snapshot = build_snapshot(
+        let snapshot = build_tracked_snapshot(
             self.generation,
             Arc::clone(&self.inventory),
-            self.store.values(),
+            self.store.values().map(|t| t.as_ref()),
         );
         let containers: usize = snapshot.pods.iter().map(|p| p.allocated_containers()).sum();
         self.metrics
@@ -184,15 +291,17 @@ impl PodCache {
         }
     }
 
-    fn decode(&self, pod: &Pod) -> (String, Option<Arc<PodRecord>>) {
+    fn decode(&self, pod: &Pod) -> (String, Option<Arc<TrackedPod>>) {
         let key = watch::object_key(pod);
         // Keep the first-seen time of a pod that has no PodScheduled condition.
         let now = self
             .store
             .get(&key)
+            .and_then(|t| t.record.as_ref())
             .map(|r| r.create_time)
             .unwrap_or_else(Timestamp::now);
-        let (record, errors) = pod_record(pod, now);
+        // Pods decoded before a catalog arrived are read again only when they change.
+        let (record, errors) = track_pod_with(pod, now, &self.resources, &self.inventory.context);
         for (vendor, error) in errors {
             self.metrics.count_decode_error(vendor, error.kind());
             tracing::debug!(
@@ -268,5 +377,63 @@ impl Handler<GetSnapshot> for PodCache {
     type Result = Arc<ClusterSnapshot>;
     fn handle(&mut self, _: GetSnapshot, _: &mut Context<Self>) -> Self::Result {
         Arc::clone(&self.published)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(annotations: serde_json::Value, limits: serde_json::Value, phase: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u", "annotations": annotations},
+            "spec": {"containers": [{"name": "main", "resources": {"limits": limits}}]},
+            "status": {"phase": phase}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn tracks_placed_pods_and_pending_gpu_requests_only() {
+        let placed = json!({"hami.io/vgpu-node": "n", "hami.io/vgpu-devices-allocated": "GPU-a,NVIDIA,10,1:;"});
+        let gpu = json!({"nvidia.com/gpu": "1"});
+        let resources = SchedulingResources::default();
+        let track = |p: &Pod| track_pod(p, Timestamp::UNIX_EPOCH, &resources).0;
+        let both = track(&pod(placed.clone(), gpu.clone(), "Running")).unwrap();
+        assert!(both.record.is_some() && both.scheduling.is_some());
+        let pending = track(&pod(json!({}), gpu.clone(), "Pending")).unwrap();
+        assert!(pending.record.is_none());
+        assert_eq!(pending.scheduling.unwrap().stage, "waiting");
+        assert!(track(&pod(json!({}), json!({"cpu": "1"}), "Running")).is_none());
+        assert!(track(&pod(json!({}), json!({"nvidia.com/gpu": "0"}), "Pending")).is_none());
+        assert!(track(&pod(placed, gpu, "Succeeded")).is_none());
+    }
+
+    #[test]
+    fn snapshots_list_scheduling_views_oldest_first() {
+        let resources = SchedulingResources::default();
+        let view = |name: &str, created: &str| {
+            let p: Pod = serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "ns", "uid": name, "creationTimestamp": created},
+                "spec": {"containers": [{"name": "main", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
+                "status": {"phase": "Pending"}
+            }))
+            .unwrap();
+            track_pod(&p, Timestamp::UNIX_EPOCH, &resources).0.unwrap()
+        };
+        let tracked = [
+            view("b", "2026-01-01T00:00:02Z"),
+            view("a", "2026-01-01T00:00:03Z"),
+            view("c", "2026-01-01T00:00:01Z"),
+        ];
+        let snapshot = build_tracked_snapshot(1, Arc::new(Inventory::default()), tracked.iter());
+        let names: Vec<_> = snapshot
+            .scheduling
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(names, ["c", "b", "a"]);
+        assert!(snapshot.pods.is_empty());
     }
 }

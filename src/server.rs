@@ -21,6 +21,9 @@ use crate::node_cache::{self, NodeCache};
 use crate::pod_cache::{self, PodCache};
 use crate::query_client::QueryClient;
 use crate::readiness::ReadinessBoard;
+use crate::reply::cache::ReplyCache;
+use crate::scheduling::SchedulingResources;
+use crate::scheduling_events::SchedulingEvents;
 use crate::snapshot_file::ClusterExport;
 use crate::telemetry::SelfMetrics;
 use crate::watch;
@@ -62,6 +65,11 @@ pub struct Caches {
     pub pods: Addr<PodCache>,
     /// HAMi's device ConfigMap (`device_config`), watched from the same source.
     pub catalog: Addr<DeviceCatalogWatcher>,
+    /// One pod's events for `GET /v1/scheduling/pod`, read per request from the same API
+    /// server and briefly cached.
+    pub events: Addr<SchedulingEvents>,
+    /// Finished list replies per snapshot generation, shared by both listeners.
+    pub replies: Arc<ReplyCache>,
 }
 
 /// Readiness sources: one per watcher.
@@ -78,6 +86,7 @@ pub async fn start_caches(
 ) -> Caches {
     let device_config = &config.device_config;
     let mut catalog_source = (futures::StreamExt::boxed(futures::stream::pending()), None);
+    let mut events_client = None;
     let (node_events, pod_events, node_api, pod_api) = match source {
         ClusterSource::Snapshot(export) => {
             catalog_source.0 = watch::replay(export.config_maps);
@@ -90,6 +99,7 @@ pub async fn start_caches(
         }
         ClusterSource::Kubernetes | ClusterSource::Client(_) => match client_for(source).await {
             Ok(client) => {
+                events_client = Some(client.clone());
                 if catalog_watch::is_enabled(device_config) {
                     let api = Api::namespaced(client.clone(), &device_config.namespace);
                     catalog_source = (
@@ -120,7 +130,10 @@ pub async fn start_caches(
     let catalog =
         DeviceCatalogWatcher::new(device_config.clone(), catalog_source.0, catalog_source.1)
             .start();
-    let pods = PodCache::new(metrics.clone(), Arc::clone(board), pod_events, pod_api).start();
+    let pods = PodCache::new(metrics.clone(), Arc::clone(board), pod_events, pod_api)
+        .with_scheduling_resources(SchedulingResources::new(&config.scheduling.resource_names))
+        .start();
+    let events = SchedulingEvents::new(events_client).start();
     let nodes = NodeCache::new(
         config.node_selectors.clone(),
         metrics.clone(),
@@ -128,12 +141,18 @@ pub async fn start_caches(
         node_events,
         node_api,
     )
+    .with_annotationless_pod_mode(config.ascend.annotationless_pod_mode)
     .start();
     nodes.do_send(node_cache::Subscribe(pods.clone().recipient()));
+    catalog.do_send(crate::device_catalog::SubscribeCatalog(
+        nodes.clone().recipient(),
+    ));
     Caches {
         nodes,
         pods,
         catalog,
+        events,
+        replies: Arc::new(ReplyCache::new(config.server.http.reply_cache_ttl)),
     }
 }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::device::{Device, DeviceAllocation};
+use crate::scheduling::{SchedulingPod, StatusDetail};
 
 /// A node selected by some vendor's node selector (or carrying a vendor's devices), with the
 /// fields the node list shows.
@@ -61,6 +62,9 @@ pub struct Inventory {
     /// Name → UID of every node in the cluster, selected or not: a pod's node UID comes from
     /// here (the Go backend fetched it from the API server once per container).
     node_uids: HashMap<String, String>,
+    /// HAMi's device configuration and node facts allocations are interpreted against
+    /// (set by the node cache after [`Inventory::build`]).
+    pub context: Arc<crate::device::DeviceContext>,
 }
 
 impl Inventory {
@@ -178,6 +182,11 @@ pub struct ContainerRecord {
     /// `nvidia.com/priority` for NVIDIA/DCU allocations, else empty.
     pub priority: String,
     pub state: ContainerState,
+    /// Upstream 2.0's state of the container (`crate::scheduling::status`), shown by
+    /// `/v1/workloads`; `state` keeps the 1.x vocabulary of `/v1/containers`.
+    pub status: &'static str,
+    /// The evidence behind `status`.
+    pub status_detail: StatusDetail,
 }
 
 /// A pod carrying `hami.io/vgpu-node` and not terminated: what the caches keep of it (the
@@ -214,6 +223,9 @@ pub struct ClusterSnapshot {
     pub pods: Arc<Vec<Arc<PodRecord>>>,
     /// Aligned with `inventory.devices`.
     pub usage: Arc<Vec<DeviceUsage>>,
+    /// Every non-terminated pod asking for a configured GPU resource or carrying a HAMi
+    /// assignment, bound or not; sorted by creation time, then namespace, name, UID.
+    pub scheduling: Arc<Vec<Arc<SchedulingPod>>>,
 }
 
 impl ClusterSnapshot {
@@ -237,7 +249,14 @@ pub fn compute_usage(inventory: &Inventory, pods: &[Arc<PodRecord>]) -> Vec<Devi
             .and_then(|flat| usage.get_mut(flat))
         {
             slot.vgpu_used = slot.vgpu_used.saturating_add(1);
-            slot.core_used = slot.core_used.saturating_add(allocation.usedcores);
+            // With HAMi's catalog, the interpreted share (template slices), as the card list
+            // shows it; without one that is the decoded figure, read directly.
+            let cores = if inventory.context.catalog.is_some() {
+                crate::reply::allocation::allocation_cores(inventory, allocation).0
+            } else {
+                allocation.usedcores
+            };
+            slot.core_used = slot.core_used.saturating_add(cores);
             slot.memory_used = slot.memory_used.saturating_add(allocation.usedmem);
         }
     }
@@ -304,10 +323,13 @@ mod tests {
                         alloc_type: "DCU".into(),
                         usedmem: *mem,
                         usedcores: *cores,
+                        ..DeviceAllocation::default()
                     })
                     .collect(),
                 priority: String::new(),
                 state: ContainerState::NoStatus,
+                status: crate::scheduling::status::WAITING,
+                status_detail: StatusDetail::default(),
             }],
         })
     }

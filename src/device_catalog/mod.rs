@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use watcher::{CatalogState, CatalogStatus, DeviceCatalogWatcher, GetCatalog};
+pub use watcher::{
+    CatalogChanged, CatalogState, CatalogStatus, DeviceCatalogWatcher, GetCatalog, SubscribeCatalog,
+};
 
 /// The Ascend models of one version of the device configuration.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -84,6 +86,17 @@ impl AscendModel {
         }
         let (part, whole) = (i64::from(template.ai_core), i64::from(self.ai_core));
         i32::try_from((part * 100 + whole / 2) / whole).ok()
+    }
+
+    /// The memory HAMi's scheduler grants a request of `memory` MiB (its `trimMemory`): the
+    /// smallest template that holds it (with the template), else the whole card's
+    /// allocatable memory when the request fits the physical memory, else `None` (HAMi
+    /// rejects the request).
+    pub fn round(&self, memory: i64) -> Option<(i64, Option<&Template>)> {
+        if let Some(template) = self.templates.iter().find(|t| memory <= t.memory) {
+            return Some((template.memory, Some(template)));
+        }
+        (memory <= self.memory_capacity).then_some((self.memory_allocatable, None))
     }
 
     /// Whether HAMi allocates modules of two NPUs: only a `superPod` Ascend910C (what

@@ -5,7 +5,8 @@
 //! in its namespace, so a Role with `resourceNames` suffices), or in `--snapshot` mode by
 //! the ConfigMaps of the file, replayed as one list. Each change re-parses the one key and
 //! publishes a new immutable `Arc<CatalogState>` (the pure [`catalog_state`]); handlers ask
-//! with [`GetCatalog`] and never wait for the API.
+//! with [`GetCatalog`] and never wait for the API, and subscribers (the `NodeCache`, which
+//! decodes Ascend devices with the catalog) receive every state as [`CatalogChanged`].
 //!
 //! A catalog that was once loaded survives a later unparsable version (`invalid`) and API
 //! trouble (`error`): both states keep serving the last good catalog. A deleted ConfigMap
@@ -213,6 +214,16 @@ pub fn catalog_state(
 #[rtype(result = "Arc<CatalogState>")]
 pub struct GetCatalog;
 
+/// A new catalog state was published.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct CatalogChanged(pub Arc<CatalogState>);
+
+/// Receive every future [`CatalogChanged`], starting with the current state.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubscribeCatalog(pub Recipient<CatalogChanged>);
+
 /// A live watcher on the one ConfigMap `name` of `api`'s namespace, re-established with
 /// kube-rs' capped exponential backoff after any error.
 pub fn live(api: Api<ConfigMap>, name: &str) -> BoxStream<'static, WatchItem<ConfigMap>> {
@@ -242,6 +253,7 @@ pub struct DeviceCatalogWatcher {
     failure: Option<Failure>,
     probing: bool,
     published: Arc<CatalogState>,
+    subscribers: Vec<Recipient<CatalogChanged>>,
 }
 
 impl DeviceCatalogWatcher {
@@ -262,6 +274,7 @@ impl DeviceCatalogWatcher {
             last_good: None,
             failure: None,
             probing: false,
+            subscribers: Vec::new(),
         }
     }
 
@@ -325,6 +338,10 @@ impl DeviceCatalogWatcher {
             }
         }
         self.published = Arc::new(next);
+        self.subscribers.retain(|s| s.connected());
+        for subscriber in &self.subscribers {
+            subscriber.do_send(CatalogChanged(Arc::clone(&self.published)));
+        }
     }
 
     /// Lists the ConfigMap until the API answers; the watch may resume without any event,
@@ -422,6 +439,14 @@ impl StreamHandler<WatchItem<ConfigMap>> for DeviceCatalogWatcher {
 
     fn finished(&mut self, _: &mut Context<Self>) {
         tracing::warn!("device configuration watch stream ended");
+    }
+}
+
+impl Handler<SubscribeCatalog> for DeviceCatalogWatcher {
+    type Result = ();
+    fn handle(&mut self, msg: SubscribeCatalog, _: &mut Context<Self>) {
+        msg.0.do_send(CatalogChanged(Arc::clone(&self.published)));
+        self.subscribers.push(msg.0);
     }
 }
 

@@ -15,7 +15,9 @@ pub mod metrics;
 pub mod monitor;
 pub mod nodes;
 pub mod openapi;
+pub mod scheduling;
 pub mod summary;
+pub mod workloads;
 
 use actix_web::web;
 
@@ -43,6 +45,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(fallback::resource("/v1/summary").route(web::post().to(summary::devices)))
         .service(fallback::resource("/v1/containers").route(web::post().to(containers::list)))
         .service(fallback::resource("/v1/container").route(web::get().to(containers::detail)))
+        .service(fallback::resource("/v1/workloads").route(web::post().to(workloads::list)))
+        .service(fallback::resource("/v1/scheduling/pod").route(web::get().to(scheduling::pod)))
         .service(fallback::resource("/v1/monitor/summary").route(web::post().to(summary::usage)))
         .service(fallback::resource("/v1/device-config").route(web::get().to(device_config::get)))
         .service(fallback::resource("/openapi.json").route(web::get().to(openapi::document)));

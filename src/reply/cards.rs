@@ -2,14 +2,17 @@
 //! one card (`GET /v1/gpu`), built from a [`ClusterSnapshot`] and, for the list, the
 //! capacity overrides the metrics store reported.
 //!
-//! Field names and order follow `GPUReply` of `api/v1/card.proto`; usage comes from the
-//! snapshot's per-device usage (computed once per change, exact alias matching).
+//! Field names and order follow `GPUReply` of `api/v1/card.proto` (upstream 2.0 added 13
+//! `core_used_known`, 14 `unconfigured`, 15 `vendor`); usage comes from the snapshot's
+//! per-device usage (computed once per change, exact alias matching), compute in use from
+//! [`device_core_usage`], which applies HAMi's device configuration to Ascend slices.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::device::Device;
+use crate::reply::allocation::{device_core_usage, CoreUsage};
 use crate::reply::request::{string, FieldKind, FieldSchema, MessageSchema, ProtoRequest};
 use crate::snapshot::{ClusterSnapshot, DeviceUsage};
 
@@ -80,6 +83,14 @@ pub struct GpuReply {
     pub node_uid: String,
     pub health: bool,
     pub mode: String,
+    /// A proto3 `optional`: whether every slice on the card has a known compute share (an
+    /// Ascend template the device configuration does not describe has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core_used_known: Option<bool>,
+    /// Registered, but a model HAMi's device configuration does not list (Ascend only).
+    pub unconfigured: bool,
+    /// The provider, such as `NVIDIA` or `Ascend`.
+    pub vendor: String,
 }
 
 /// `GPUsReply`.
@@ -97,20 +108,28 @@ pub struct DeviceCapacity {
     pub memory: HashMap<String, i32>,
 }
 
-fn gpu_reply(device: &Device, usage: DeviceUsage) -> GpuReply {
+fn gpu_reply(
+    snapshot: &ClusterSnapshot,
+    device: &Device,
+    usage: DeviceUsage,
+    cores: CoreUsage,
+) -> GpuReply {
     GpuReply {
         uuid: device.id.clone(),
         node_name: device.node_name.clone(),
         device_type: device.device_type.clone(),
         vgpu_used: usage.vgpu_used,
         vgpu_total: device.count,
-        core_used: usage.core_used,
+        core_used: cores.core_used,
         core_total: device.devcore,
         memory_used: usage.memory_used,
         memory_total: device.devmem,
         node_uid: device.node_uid.clone(),
         health: device.health,
         mode: device.mode.clone(),
+        core_used_known: Some(cores.known),
+        unconfigured: snapshot.inventory.context.is_unconfigured(device),
+        vendor: device.vendor.provider().to_string(),
     }
 }
 
@@ -130,13 +149,15 @@ pub fn gpu_list(
     let device_type = trim_spaces(&filters.device_type);
     let node_name = trim_spaces(&filters.node_name);
     let inventory = &snapshot.inventory;
+    let cores = device_core_usage(snapshot);
     let mut list: Vec<GpuReply> = (0..inventory.device_count())
         .filter_map(|flat| Some((flat, inventory.device(flat)?)))
         .filter(|(_, d)| node_name.is_empty() || d.node_name == node_name)
         .filter(|(_, d)| device_type.is_empty() || d.device_type == device_type)
         .filter(|(_, d)| uid.is_empty() || d.id == uid)
         .map(|(flat, device)| {
-            let mut reply = gpu_reply(device, snapshot.usage_of(flat));
+            let core = cores.get(flat).copied().unwrap_or_default();
+            let mut reply = gpu_reply(snapshot, device, snapshot.usage_of(flat), core);
             if let Some(core) = capacity.core.get(&device.id) {
                 reply.core_total = *core;
             }
@@ -183,8 +204,15 @@ pub fn gpu_detail(snapshot: &ClusterSnapshot, uid: &str) -> GpuReply {
         return GpuReply::default();
     }
     let inventory = &snapshot.inventory;
-    inventory
-        .device_index_by_id(uid)
-        .and_then(|flat| Some(gpu_reply(inventory.device(flat)?, snapshot.usage_of(flat))))
-        .unwrap_or_default()
+    let Some(flat) = inventory.device_index_by_id(uid) else {
+        return GpuReply::default();
+    };
+    let Some(device) = inventory.device(flat) else {
+        return GpuReply::default();
+    };
+    let core = device_core_usage(snapshot)
+        .get(flat)
+        .copied()
+        .unwrap_or_default();
+    gpu_reply(snapshot, device, snapshot.usage_of(flat), core)
 }

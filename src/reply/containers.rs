@@ -5,14 +5,21 @@
 //! shows as the id of the device whose alias equals its uuid, else as the raw uuid. The list
 //! and the detail filter `deviceId` differently (prefix on the shown id vs. equality with the
 //! raw uuid); both are kept as Go had them, since the frontend links rely on each.
+//!
+//! Upstream 2.0 added fields 20–29 (allocation shape, vendor, status evidence, and the
+//! scheduling fields only `/v1/workloads` fills); older frontends ignore them. `status` here
+//! keeps the 1.x vocabulary (`success`/`unknown`/`""`): the 2.0 one is served by
+//! `/v1/workloads` (see `docs/compat.md`).
 
 use std::cmp::Reverse;
 
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
-use crate::device::DeviceAllocation;
+use crate::device::{AllocationFacts, DeviceAllocation};
+use crate::reply::allocation::describe_allocations;
 use crate::reply::request::{string, FieldKind, FieldSchema, MessageSchema, ProtoRequest};
+use crate::reply::scheduling::{RequestReply, SchedulingPodReply, StatusDetailReply};
 use crate::reply::times::rfc3339;
 use crate::snapshot::{ClusterSnapshot, ContainerRecord, Inventory, PodRecord};
 
@@ -143,6 +150,24 @@ pub struct ContainerReply {
     pub namespace: String,
     pub device_ids: Vec<String>,
     pub images: Vec<String>,
+    /// Whether `allocated_cores` is a real figure; left out when there is nothing to judge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocated_cores_known: Option<bool>,
+    pub status_detail: Option<StatusDetailReply>,
+    /// `/v1/workloads` only: a GPU request not bound to a node yet.
+    pub pending: bool,
+    /// `/v1/workloads` only: the pod's scheduling state, on request rows.
+    pub scheduling: Option<SchedulingPodReply>,
+    /// `/v1/workloads` only: what the container asks for, on request rows.
+    pub request: Option<RequestReply>,
+    /// `regular`, `init` or `sidecar` on `/v1/workloads`; empty elsewhere, as upstream.
+    pub container_kind: String,
+    /// `whole`, `template`, `soft` or `unknown`.
+    pub allocation_shape: String,
+    pub template: String,
+    pub allocated_cores_reason: String,
+    /// Provider of every listed allocation's device when they agree, else empty.
+    pub vendor: String,
 }
 
 /// `ContainersReply`.
@@ -186,8 +211,79 @@ fn base_reply(
         node_uid: snapshot.inventory.node_uid(&pod.node_name).to_string(),
         priority: container.priority.clone(),
         namespace: pod.namespace.clone(),
+        status_detail: Some(StatusDetailReply::from(&container.status_detail)),
         ..ContainerReply::default()
     }
+}
+
+/// The provider of an allocation: its device's vendor, else what the pod annotation told.
+fn allocation_vendor(inventory: &Inventory, allocation: &DeviceAllocation) -> &'static str {
+    let device = inventory
+        .device_index_by_alias(&allocation.uuid)
+        .and_then(|flat| inventory.device(flat));
+    match (device, &allocation.facts) {
+        (Some(device), _) => device.vendor.provider(),
+        (None, AllocationFacts::Ascend(_)) => crate::device::Vendor::Ascend.provider(),
+        (None, AllocationFacts::Nvidia(_)) => crate::device::Vendor::Nvidia.provider(),
+        (None, _) => "",
+    }
+}
+
+/// Fills the 2.0 fields that describe the listed allocations as a whole.
+fn describe(reply: &mut ContainerReply, inventory: &Inventory, listed: &[&DeviceAllocation]) {
+    let description = describe_allocations(inventory, listed);
+    reply.allocated_cores_known = description.allocated_cores_known;
+    reply.allocation_shape = description.allocation_shape;
+    reply.template = description.template;
+    reply.allocated_cores_reason = description.allocated_cores_reason;
+    let mut vendors = listed.iter().map(|a| allocation_vendor(inventory, a));
+    let first = vendors.next().unwrap_or_default();
+    reply.vendor = if vendors.all(|v| v == first) {
+        first.to_string()
+    } else {
+        String::new()
+    };
+}
+
+/// Whether the container lists some allocation whose shown id starts with `device_id`
+/// (what [`allocated_container`] needs to answer at all).
+pub fn lists_allocation(
+    inventory: &Inventory,
+    container: &ContainerRecord,
+    device_id: &str,
+) -> bool {
+    container.allocations.iter().any(|a| {
+        let shown = shown_id(inventory, a);
+        !shown.is_empty() && shown.starts_with(device_id)
+    })
+}
+
+/// One container of a placed pod with its allocations whose shown id starts with
+/// `device_id`; `None` when none is left.
+pub fn allocated_container(
+    snapshot: &ClusterSnapshot,
+    pod: &PodRecord,
+    container: &ContainerRecord,
+    device_id: &str,
+    zone: &TimeZone,
+) -> Option<ContainerReply> {
+    let inventory = &snapshot.inventory;
+    let mut reply = base_reply(snapshot, pod, container, zone);
+    let mut listed = Vec::new();
+    for allocation in &container.allocations {
+        let shown = shown_id(inventory, allocation);
+        if shown.is_empty() || !shown.starts_with(device_id) {
+            continue;
+        }
+        add_allocation(&mut reply, shown, allocation);
+        listed.push(allocation);
+    }
+    if listed.is_empty() {
+        return None;
+    }
+    reply.images = distinct_images([container.image.as_str()]);
+    describe(&mut reply, inventory, &listed);
+    Some(reply)
 }
 
 fn add_allocation(reply: &mut ContainerReply, shown: &str, allocation: &DeviceAllocation) {
@@ -233,19 +329,11 @@ pub fn container_list(
             {
                 continue;
             }
-            let mut reply = base_reply(snapshot, pod, container, zone);
-            for allocation in &container.allocations {
-                let shown = shown_id(inventory, allocation);
-                if shown.is_empty() || !shown.starts_with(filters.device_id.as_str()) {
-                    continue;
-                }
-                add_allocation(&mut reply, shown, allocation);
+            if let Some(reply) =
+                allocated_container(snapshot, pod, container, &filters.device_id, zone)
+            {
+                items.push((pod, reply));
             }
-            if reply.device_ids.is_empty() {
-                continue;
-            }
-            reply.images = distinct_images([container.image.as_str()]);
-            items.push((pod, reply));
         }
     }
     items.sort_by(|(pa, a), (pb, b)| {
@@ -290,6 +378,7 @@ pub fn container_detail(
         return ContainerReply::default();
     };
     let mut reply = base_reply(snapshot, pod, container, zone);
+    let mut listed = Vec::new();
     for allocation in &container.allocations {
         if !request.device_id.is_empty() && request.device_id != allocation.uuid {
             continue;
@@ -299,7 +388,9 @@ pub fn container_detail(
             shown_id(&snapshot.inventory, allocation),
             allocation,
         );
+        listed.push(allocation);
     }
+    describe(&mut reply, &snapshot.inventory, &listed);
     reply.images = distinct_images(pod.containers.iter().map(|c| c.image.as_str()));
     reply
 }

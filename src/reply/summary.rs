@@ -77,9 +77,12 @@ fn summarize(
             continue;
         }
         let usage = snapshot.usage_of(flat);
-        reply.vgpu_total = reply.vgpu_total.saturating_add(device.count);
-        reply.core_total = reply.core_total.saturating_add(device.devcore);
-        reply.memory_total = reply.memory_total.saturating_add(device.devmem);
+        // A model HAMi's configuration does not list is shown but schedules nothing.
+        if !inventory.context.is_unconfigured(device) {
+            reply.vgpu_total = reply.vgpu_total.saturating_add(device.count);
+            reply.core_total = reply.core_total.saturating_add(device.devcore);
+            reply.memory_total = reply.memory_total.saturating_add(device.devmem);
+        }
         reply.vgpu_used = reply.vgpu_used.saturating_add(usage.vgpu_used);
         reply.core_used = reply.core_used.saturating_add(usage.core_used);
         reply.memory_used = reply.memory_used.saturating_add(usage.memory_used);

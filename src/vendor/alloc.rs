@@ -44,6 +44,7 @@ fn decode_segment(segment: &str) -> Result<Vec<DeviceAllocation>, DecodeError> {
                     alloc_type: alloc_type.to_string(),
                     usedmem: parse_i32("usedmem", mem)?,
                     usedcores: parse_i32("usedcores", cores)?,
+                    facts: Default::default(),
                 }),
                 _ => Err(DecodeError::AllocationFields {
                     entry: snippet(entry),
@@ -115,6 +116,7 @@ mod tests {
             alloc_type: "NVIDIA".into(),
             usedmem: mem,
             usedcores: cores,
+            facts: Default::default(),
         }
     }
 

@@ -9,16 +9,39 @@
 //! found on a node or pod is decoded too, with the sane rules described on [`decode_pod`].
 //! Prometheus gives Ascend devices their user-facing id (`vdie_id`); that enrichment runs
 //! elsewhere through [`apply_vdie_ids`].
+//!
+//! With HAMi's device configuration loaded (the [`DeviceContext`] catalog), discovery also
+//! covers every configured `commonWord` (not only those starting with `Ascend`), and
+//! [`interpret`] tells each slice's shape (whole card, vNPU template, hami-core soft split)
+//! and compute share the way upstream 2.0 does. Pods record what interpretation needs in
+//! [`AscendFacts`], so a configuration change applies without decoding them again.
 
 use std::collections::HashMap;
 
-use super::alloc::{align_to_containers, decode_alloc_segments};
-use super::{json_register, DecodeError, NodeView, PodView, VendorAllocations};
-use crate::device::{Device, DeviceAllocation, Vendor};
+use serde::Deserialize;
 
-const REGISTER_PREFIX: &str = "hami.io/node-register-Ascend";
-const ALLOCATED_PREFIX: &str = "hami.io/Ascend";
+use super::alloc::{align_to_containers, decode_alloc_segments};
+use super::{json_register, DecodeError, NodeView, PodView, SliceShape, VendorAllocations};
+use crate::config::AnnotationlessPodMode;
+use crate::device::{
+    AllocationFacts, AscendFacts, Device, DeviceAllocation, DeviceContext, Vendor,
+};
+use crate::device_catalog::DeviceCatalog;
+
+const REGISTER_PREFIX: &str = "hami.io/node-register-";
+const ALLOCATED_PREFIX: &str = "hami.io/";
 const ALLOCATED_SUFFIX: &str = "-devices-allocated";
+/// Models the configuration does not list are still recognised by this prefix, so stale
+/// registrations and allocations stay visible.
+const WORD_PREFIX: &str = "Ascend";
+/// Pod annotation naming how the device plugin shares the NPU (`hami-core` = soft split).
+pub const VNPU_MODE_ANNOTATION: &str = "huawei.com/vnpu-mode";
+/// Node annotation: whether the node's plugin runs hami-vnpu-core (`true`/`false`).
+pub const NODE_VNPU_CORE_ANNOTATION: &str = "hami-vnpu-core";
+/// Pod annotation prefix of the device plugin's record of applied templates
+/// (`huawei.com/<commonWord>`: `[{"UUID", "temp", "memory"}]`).
+const TEMPLATE_RECORD_PREFIX: &str = "huawei.com/";
+const HAMI_CORE: &str = "hami-core";
 
 /// Chip words the Go backend decoded, with its unaligned allocation rule.
 const GO_WORDS: [&str; 2] = ["Ascend910B", "Ascend310P"];
@@ -44,6 +67,8 @@ const fn chip(
     }
 }
 
+/// Used only without a loaded catalog, so allocation cores stay what they were before the
+/// catalog existed.
 const TEMPLATES: &[ChipTemplates] = &[
     chip(
         "Ascend910A",
@@ -75,17 +100,35 @@ fn template_share(word: &str, usedmem: i32) -> i32 {
         .unwrap_or(100)
 }
 
-/// Devices of every `hami.io/node-register-Ascend*` annotation, in key order. The Go
-/// backend used only the first of `Ascend910B`/`Ascend310P`; a node with several models now
-/// shows all of them. `id` and `alias_id` are the registered id until Prometheus enrichment.
-pub(crate) fn decode_node(node: &NodeView<'_>) -> Result<Vec<Device>, DecodeError> {
+/// Whether `word` is decoded as an Ascend model: configured, or named like one.
+fn is_ascend_word(word: &str, catalog: Option<&DeviceCatalog>) -> bool {
+    !word.is_empty()
+        && (word.starts_with(WORD_PREFIX) || catalog.is_some_and(|c| c.model(word).is_some()))
+}
+
+/// Devices of every Ascend registration (`hami.io/node-register-<word>`), in key order. The
+/// Go backend used only the first of `Ascend910B`/`Ascend310P`; a node with several models
+/// now shows all of them. `id` and `alias_id` are the registered id until Prometheus
+/// enrichment; a device registered without a `type` takes the word of its key.
+pub(crate) fn decode_node(
+    node: &NodeView<'_>,
+    context: &DeviceContext,
+) -> Result<Vec<Device>, DecodeError> {
+    let catalog = context.catalog.as_deref();
     let mut devices = Vec::new();
-    for (_, value) in node.annotations_with_prefix(REGISTER_PREFIX) {
-        if value.trim().is_empty() {
+    for (key, value) in node.annotations_with_prefix(REGISTER_PREFIX) {
+        let word = &key[REGISTER_PREFIX.len()..];
+        if !is_ascend_word(word, catalog) || value.trim().is_empty() {
             continue;
         }
         let entries = json_register::decode(value)?;
-        devices.extend(node.registered_devices(Vendor::Ascend, entries));
+        let mut found = node.registered_devices(Vendor::Ascend, entries);
+        for device in &mut found {
+            if device.device_type.is_empty() {
+                device.device_type = word.to_string();
+            }
+        }
+        devices.extend(found);
     }
     Ok(devices)
 }
@@ -106,7 +149,23 @@ pub fn apply_vdie_ids(devices: &mut [Device], vdie_by_position: &HashMap<usize, 
     }
 }
 
-/// Allocations of every `hami.io/Ascend*-devices-allocated` key, words in key order.
+/// One entry of the device plugin's `huawei.com/<commonWord>` record.
+#[derive(Deserialize)]
+struct AppliedTemplate {
+    #[serde(rename = "UUID", default)]
+    uuid: String,
+    #[serde(default)]
+    temp: String,
+    #[serde(default)]
+    memory: i64,
+}
+
+/// The record of applied templates; unreadable text is no record (as upstream).
+fn applied_templates(value: Option<&str>) -> Option<Vec<AppliedTemplate>> {
+    serde_json::from_str(value.filter(|v| !v.is_empty())?).ok()
+}
+
+/// Allocations of every Ascend `hami.io/<word>-devices-allocated` key, words in key order.
 ///
 /// - `Ascend910B`, `Ascend310P` (Go rule): empty segments are skipped and the non-empty ones
 ///   go to containers 0, 1, … in order; cores come from the template table, the cores field
@@ -114,18 +173,37 @@ pub fn apply_vdie_ids(devices: &mut [Device], vdie_by_position: &HashMap<usize, 
 /// - Other words: segments aligned to containers like every other vendor (init-container
 ///   rule included); cores are the cores field when it is positive (HAMi writes it only in
 ///   hami-core soft-split mode), else the template share, else 100.
-pub(crate) fn decode_pod(pod: &PodView<'_>) -> VendorAllocations {
+///
+/// Those cores are what the slice shows without a catalog; each slice also carries the
+/// [`AscendFacts`] [`interpret`] needs once one is loaded.
+pub(crate) fn decode_pod(pod: &PodView<'_>, context: &DeviceContext) -> VendorAllocations {
+    let catalog = context.catalog.as_deref();
+    let pod_mode = pod.annotation(VNPU_MODE_ANNOTATION).unwrap_or_default();
     let mut out = VendorAllocations::new(pod.containers);
     for (key, value) in pod.annotations_with_prefix(ALLOCATED_PREFIX) {
         let Some(word) = key
-            .strip_prefix("hami.io/")
+            .strip_prefix(ALLOCATED_PREFIX)
             .and_then(|k| k.strip_suffix(ALLOCATED_SUFFIX))
+            .filter(|word| is_ascend_word(word, catalog))
         else {
             continue;
         };
+        let record = applied_templates(pod.annotation(&format!("{TEMPLATE_RECORD_PREFIX}{word}")));
         let decoded = decode_alloc_segments(value).map(|mut segments| {
             let go_rule = GO_WORDS.contains(&word);
             for allocation in segments.iter_mut().flatten() {
+                let applied = record.as_ref().and_then(|entries| {
+                    entries.iter().find(|e| {
+                        e.uuid == allocation.uuid && e.memory == i64::from(allocation.usedmem)
+                    })
+                });
+                allocation.facts = AllocationFacts::Ascend(AscendFacts {
+                    common_word: word.to_string(),
+                    annotated_core: allocation.usedcores.max(0),
+                    pod_mode: pod_mode.to_string(),
+                    template: applied.map(|e| e.temp.clone()).unwrap_or_default(),
+                    recorded: applied.is_some(),
+                });
                 allocation.usedcores = cores(allocation, go_rule);
             }
             if go_rule {
@@ -153,10 +231,131 @@ fn cores(allocation: &DeviceAllocation, go_rule: bool) -> i32 {
     }
 }
 
+/// How the device plugin shares the NPUs of a pod: a soft split (hami-vnpu-core), vNPU
+/// templates, or unknown with the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Soft,
+    Template,
+    Unknown(&'static str),
+}
+
+/// Reasons a slice's compute share is not known (upstream's `allocated_cores_reason`).
+pub mod reason {
+    pub const CATALOG_UNAVAILABLE: &str = "catalog_unavailable";
+    pub const MODEL_NOT_CONFIGURED: &str = "model_not_configured";
+    pub const TEMPLATE_NOT_CONFIGURED: &str = "template_not_configured";
+    pub const COMPUTE_NOT_CONFIGURED: &str = "compute_not_configured";
+    pub const MODE_AMBIGUOUS: &str = "mode_ambiguous";
+    pub const NODE_MODE_UNKNOWN: &str = "node_mode_unknown";
+}
+
+/// The device plugin's choice: the pod's `huawei.com/vnpu-mode` first, then the node's
+/// `hami-vnpu-core`, then the configured policy for annotation-less pods on soft nodes (the
+/// ambiguity is Project-HAMi/ascend-device-plugin#134).
+pub fn resolve_mode(
+    pod_mode: &str,
+    node_vnpu_core: Option<&str>,
+    policy: AnnotationlessPodMode,
+) -> Mode {
+    let node = node_vnpu_core.unwrap_or_default();
+    match (pod_mode, node, policy) {
+        (HAMI_CORE, _, _) => Mode::Soft,
+        ("", "false", _) => Mode::Template,
+        (mode, _, _) if !mode.is_empty() => Mode::Template,
+        ("", "true", AnnotationlessPodMode::Node) => Mode::Soft,
+        ("", "true", AnnotationlessPodMode::Template) => Mode::Template,
+        ("", "true", AnnotationlessPodMode::Unknown) => Mode::Unknown(reason::MODE_AMBIGUOUS),
+        _ => Mode::Unknown(reason::NODE_MODE_UNKNOWN),
+    }
+}
+
+/// What the inventory says about the node and card a slice sits on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CardFacts<'a> {
+    /// The card was found in the inventory (so its node was read).
+    pub node_read: bool,
+    /// The node's `hami-vnpu-core` annotation.
+    pub node_vnpu_core: Option<&'a str>,
+    /// The card's registered memory (MiB), 0 when unknown.
+    pub card_memory: i64,
+}
+
+/// Interprets one Ascend slice as upstream 2.0 does, never guessing a compute share the
+/// configuration does not state: without a loaded catalog template shares are unknown
+/// (`catalog_unavailable`); a whole card is 100; a soft split keeps the share HAMi wrote.
+pub fn interpret(
+    facts: &AscendFacts,
+    memory: i64,
+    card: CardFacts<'_>,
+    catalog: Option<&DeviceCatalog>,
+    policy: AnnotationlessPodMode,
+) -> SliceShape {
+    let mut mode = resolve_mode(&facts.pod_mode, card.node_vnpu_core, policy);
+    // As HAMi's scheduler does, a node without the annotation follows the configured default.
+    if let (Mode::Unknown(reason::NODE_MODE_UNKNOWN), true, Some(catalog)) =
+        (mode, card.node_read, catalog)
+    {
+        let configured = if catalog.hami_vnpu_core {
+            "true"
+        } else {
+            "false"
+        };
+        mode = resolve_mode("", Some(configured), policy);
+    }
+    match mode {
+        Mode::Soft => return SliceShape::known("soft", String::new(), facts.annotated_core),
+        Mode::Unknown(why) => return SliceShape::unknown("unknown", facts.template.clone(), why),
+        Mode::Template => {}
+    }
+    let model = catalog.and_then(|c| c.model(&facts.common_word));
+    let whole = if facts.recorded {
+        facts.template.is_empty()
+    } else {
+        memory > 0
+            && (model.is_some_and(|m| m.memory_allocatable == memory) || memory == card.card_memory)
+    };
+    if whole {
+        return SliceShape::known("whole", String::new(), 100);
+    }
+    if catalog.is_none() {
+        return SliceShape::unknown(
+            "template",
+            facts.template.clone(),
+            reason::CATALOG_UNAVAILABLE,
+        );
+    }
+    let Some(model) = model else {
+        return SliceShape::unknown(
+            "template",
+            facts.template.clone(),
+            reason::MODEL_NOT_CONFIGURED,
+        );
+    };
+    let name = if facts.template.is_empty() {
+        model
+            .templates
+            .iter()
+            .find(|t| t.memory == memory)
+            .map(|t| t.name.clone())
+            .unwrap_or_default()
+    } else {
+        facts.template.clone()
+    };
+    let Some(template) = model.template(&name) else {
+        return SliceShape::unknown("template", name, reason::TEMPLATE_NOT_CONFIGURED);
+    };
+    match model.compute_share(template) {
+        Some(share) => SliceShape::known("template", name, share),
+        None => SliceShape::unknown("template", name, reason::COMPUTE_NOT_CONFIGURED),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::vendor::testutil::{annotated_node, node, pod};
+    use crate::vendor::SliceShape;
     use crate::vendor::{decode_node_devices, decode_pod as decode_whole_pod};
 
     fn uuids_and_cores(
@@ -333,5 +532,471 @@ mod tests {
         assert_eq!(decoded.errors.len(), 1);
         assert_eq!(decoded.containers[0].allocations.len(), 1);
         assert_eq!(decoded.containers[0].allocations[0].usedcores, 25);
+    }
+
+    fn catalog(text: &str) -> std::sync::Arc<DeviceCatalog> {
+        std::sync::Arc::new(crate::device_catalog::parse(text).unwrap())
+    }
+
+    const V2_9: &str = include_str!("../../tests/golden/catalog/device-config-v2.9.yaml");
+    const V2_10: &str = include_str!("../../tests/golden/catalog/device-config-v2.10.yaml");
+
+    fn with_catalog(text: &str) -> DeviceContext {
+        DeviceContext {
+            catalog: Some(catalog(text)),
+            ..DeviceContext::default()
+        }
+    }
+
+    fn template_facts(word: &str) -> AscendFacts {
+        AscendFacts {
+            common_word: word.into(),
+            pod_mode: "template".into(),
+            ..AscendFacts::default()
+        }
+    }
+
+    #[test]
+    fn both_fixtures_parse_to_the_default_models() {
+        for text in [V2_9, V2_10] {
+            let parsed = crate::device_catalog::parse(text).unwrap();
+            assert!(parsed.issues.is_empty(), "{:?}", parsed.issues);
+            let words: Vec<_> = parsed
+                .models
+                .iter()
+                .map(|m| m.common_word.as_str())
+                .collect();
+            assert_eq!(
+                words,
+                [
+                    "Ascend310P",
+                    "Ascend910A",
+                    "Ascend910B2",
+                    "Ascend910B3",
+                    "Ascend910B4",
+                    "Ascend910B4-1",
+                    "Ascend910C"
+                ]
+            );
+        }
+        assert!(catalog(V2_9)
+            .model("Ascend910C")
+            .unwrap()
+            .templates
+            .is_empty());
+        assert!(catalog(V2_10).model("Ascend910C").unwrap().pairs_modules());
+    }
+
+    #[test]
+    fn configured_words_are_discovered_beside_unlisted_ascend_words() {
+        let n = node(
+            "npu-2",
+            &[
+                (
+                    "hami.io/node-register-Custom910",
+                    r#"[{"id":"C-0","count":2,"devmem":1000,"devcore":100,"health":true}]"#,
+                ),
+                (
+                    "hami.io/node-register-AscendFuture",
+                    r#"[{"id":"F-0","count":1,"devmem":12345,"devcore":7,"type":"AscendFuture","health":true}]"#,
+                ),
+                ("hami.io/node-register-xpu", r#"[{"id":"xpu-0"}]"#),
+            ],
+            &[],
+        );
+        let ids = |context: &DeviceContext| {
+            let view = NodeView::new(&n);
+            decode_node(&view, context)
+                .unwrap()
+                .into_iter()
+                .map(|d| (d.id, d.device_type))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(&DeviceContext::default()),
+            [("F-0".to_string(), "AscendFuture".to_string())]
+        );
+        let mut custom = crate::device_catalog::parse(V2_10).unwrap();
+        custom.models.push(crate::device_catalog::AscendModel {
+            common_word: "Custom910".into(),
+            memory_allocatable: 1000,
+            ..Default::default()
+        });
+        custom
+            .models
+            .sort_by(|a, b| a.common_word.cmp(&b.common_word));
+        let context = DeviceContext {
+            catalog: Some(std::sync::Arc::new(custom)),
+            ..DeviceContext::default()
+        };
+        assert_eq!(
+            ids(&context),
+            [
+                ("F-0".to_string(), "AscendFuture".to_string()),
+                ("C-0".to_string(), "Custom910".to_string()),
+            ],
+            "a configured word is found; a registration without type takes its key's word"
+        );
+    }
+
+    #[test]
+    fn unlisted_models_are_unconfigured_only_with_a_catalog() {
+        let n = node(
+            "npu-3",
+            &[(
+                "hami.io/node-register-Ascend910B9",
+                r#"[{"id":"B9-0","count":4,"devmem":65536,"devcore":100,"type":"Ascend910B9","health":true}]"#,
+            )],
+            &[],
+        );
+        let devices = decode_node_devices(Vendor::Ascend, &n).unwrap();
+        assert!(!DeviceContext::default().is_unconfigured(&devices[0]));
+        assert!(with_catalog(V2_10).is_unconfigured(&devices[0]));
+        let mut b3 = devices[0].clone();
+        b3.device_type = "Ascend910B3".into();
+        assert!(!with_catalog(V2_10).is_unconfigured(&b3));
+    }
+
+    #[test]
+    fn mode_follows_the_pod_then_the_node_then_the_policy() {
+        use AnnotationlessPodMode::{Node as PolicyNode, Template as PolicyTemplate, Unknown};
+        let cases = [
+            ("hami-core", Some("false"), Unknown, Mode::Soft),
+            ("template", Some("true"), PolicyNode, Mode::Template),
+            ("", Some("false"), PolicyNode, Mode::Template),
+            (
+                "",
+                Some("true"),
+                Unknown,
+                Mode::Unknown(reason::MODE_AMBIGUOUS),
+            ),
+            ("", Some("true"), PolicyNode, Mode::Soft),
+            ("", Some("true"), PolicyTemplate, Mode::Template),
+            (
+                "",
+                None,
+                PolicyNode,
+                Mode::Unknown(reason::NODE_MODE_UNKNOWN),
+            ),
+            (
+                "",
+                Some("yes"),
+                PolicyNode,
+                Mode::Unknown(reason::NODE_MODE_UNKNOWN),
+            ),
+        ];
+        for (pod, node, policy, want) in cases {
+            assert_eq!(
+                resolve_mode(pod, node, policy),
+                want,
+                "{pod:?} {node:?} {policy:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn shipped_templates_give_upstreams_shares() {
+        let v2_10 = catalog(V2_10);
+        let cases = [
+            ("Ascend910A", 2184, "vir02", 7),
+            ("Ascend910B2", 8192, "vir03_1c_8g", 13),
+            ("Ascend910B3", 16384, "vir05_1c_16g", 25),
+            ("Ascend910B4", 8192, "vir05_1c_8g", 25),
+            ("Ascend910B4-1", 32768, "vir10_3c_32g", 50),
+            ("Ascend310P", 6144, "vir02", 25),
+            ("Ascend310P", 3072, "vir01", 13),
+            ("Ascend910C", 16384, "vir05_1c_16g", 25),
+        ];
+        for (word, memory, template, cores) in cases {
+            let got = interpret(
+                &template_facts(word),
+                memory,
+                CardFacts::default(),
+                Some(&v2_10),
+                AnnotationlessPodMode::Unknown,
+            );
+            assert_eq!(
+                got,
+                SliceShape::known("template", template.into(), cores),
+                "{word} {memory}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_v2_9_and_v2_10_configurations_read_slices_differently() {
+        let read = |text: &str, word: &str, memory: i64| {
+            interpret(
+                &template_facts(word),
+                memory,
+                CardFacts::default(),
+                Some(&catalog(text)),
+                AnnotationlessPodMode::Unknown,
+            )
+        };
+        assert_eq!(
+            read(V2_9, "Ascend910B4-1", 32768),
+            SliceShape::known("template", "vir10_3c_16g".into(), 50)
+        );
+        assert_eq!(read(V2_10, "Ascend910B4-1", 32768).template, "vir10_3c_32g");
+        assert_eq!(
+            read(V2_9, "Ascend910C", 16384),
+            SliceShape::unknown("template", String::new(), reason::TEMPLATE_NOT_CONFIGURED)
+        );
+        assert_eq!(read(V2_10, "Ascend910C", 16384).cores, Some(25));
+    }
+
+    /// `(name, facts, memory, card, catalog, expected)` of one interpretation case.
+    type Case<'a> = (
+        &'static str,
+        AscendFacts,
+        i64,
+        CardFacts<'a>,
+        Option<&'a DeviceCatalog>,
+        SliceShape,
+    );
+
+    #[test]
+    fn slices_say_why_their_share_is_unknown() {
+        let v2_10 = catalog(V2_10);
+        let mut no_cores = crate::device_catalog::parse(V2_10).unwrap();
+        for model in &mut no_cores.models {
+            model.ai_core = 0;
+        }
+        let policy = AnnotationlessPodMode::Unknown;
+        let soft = AscendFacts {
+            pod_mode: "hami-core".into(),
+            annotated_core: 40,
+            ..template_facts("Ascend910B3")
+        };
+        let unannotated = AscendFacts {
+            pod_mode: String::new(),
+            ..template_facts("Ascend910B3")
+        };
+        let read_node = CardFacts {
+            node_read: true,
+            ..CardFacts::default()
+        };
+        let soft_node = CardFacts {
+            node_read: true,
+            node_vnpu_core: Some("true"),
+            card_memory: 65536,
+        };
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "whole card by the configuration",
+                template_facts("Ascend910C"),
+                65536,
+                CardFacts::default(),
+                Some(&v2_10),
+                SliceShape::known("whole", String::new(), 100),
+            ),
+            (
+                "whole card by the registration",
+                template_facts("Ascend910B3"),
+                61440,
+                CardFacts {
+                    card_memory: 61440,
+                    ..CardFacts::default()
+                },
+                None,
+                SliceShape::known("whole", String::new(), 100),
+            ),
+            (
+                "soft split keeps HAMi's share",
+                soft.clone(),
+                28672,
+                soft_node,
+                Some(&v2_10),
+                SliceShape::known("soft", String::new(), 40),
+            ),
+            (
+                "soft split without a catalog",
+                soft,
+                28672,
+                soft_node,
+                None,
+                SliceShape::known("soft", String::new(), 40),
+            ),
+            (
+                "no catalog",
+                template_facts("Ascend910B3"),
+                16384,
+                CardFacts::default(),
+                None,
+                SliceShape::unknown("template", String::new(), reason::CATALOG_UNAVAILABLE),
+            ),
+            (
+                "model not configured",
+                template_facts("Ascend910X"),
+                16384,
+                CardFacts::default(),
+                Some(&v2_10),
+                SliceShape::unknown("template", String::new(), reason::MODEL_NOT_CONFIGURED),
+            ),
+            (
+                "template not configured",
+                template_facts("Ascend910B4"),
+                4096,
+                CardFacts::default(),
+                Some(&v2_10),
+                SliceShape::unknown("template", String::new(), reason::TEMPLATE_NOT_CONFIGURED),
+            ),
+            (
+                "template without AI cores",
+                template_facts("Ascend910B3"),
+                16384,
+                CardFacts::default(),
+                Some(&no_cores),
+                SliceShape::unknown(
+                    "template",
+                    "vir05_1c_16g".into(),
+                    reason::COMPUTE_NOT_CONFIGURED,
+                ),
+            ),
+            (
+                "annotation-less pod on a soft node",
+                unannotated.clone(),
+                16384,
+                soft_node,
+                Some(&v2_10),
+                SliceShape::unknown("unknown", String::new(), reason::MODE_AMBIGUOUS),
+            ),
+            (
+                "node without the annotation follows the configuration",
+                unannotated.clone(),
+                16384,
+                read_node,
+                Some(&v2_10),
+                SliceShape::known("template", "vir05_1c_16g".into(), 25),
+            ),
+            (
+                "node not read is not guessed",
+                unannotated.clone(),
+                16384,
+                CardFacts::default(),
+                Some(&v2_10),
+                SliceShape::unknown("unknown", String::new(), reason::NODE_MODE_UNKNOWN),
+            ),
+            (
+                "node without the annotation and no catalog",
+                unannotated,
+                16384,
+                read_node,
+                None,
+                SliceShape::unknown("unknown", String::new(), reason::NODE_MODE_UNKNOWN),
+            ),
+            (
+                "recorded without a template is a whole card",
+                AscendFacts {
+                    recorded: true,
+                    ..template_facts("Ascend910B3")
+                },
+                61440,
+                CardFacts {
+                    card_memory: 65536,
+                    ..CardFacts::default()
+                },
+                Some(&v2_10),
+                SliceShape::known("whole", String::new(), 100),
+            ),
+            (
+                "the applied template wins over memory",
+                AscendFacts {
+                    recorded: true,
+                    template: "vir10_3c_32g".into(),
+                    ..template_facts("Ascend910B3")
+                },
+                20000,
+                CardFacts::default(),
+                Some(&v2_10),
+                SliceShape::known("template", "vir10_3c_32g".into(), 50),
+            ),
+        ];
+        for (name, facts, memory, card, catalog, want) in cases {
+            assert_eq!(
+                interpret(&facts, memory, card, catalog, policy),
+                want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn pods_record_the_mode_and_the_applied_template() {
+        let p = pod(
+            &[
+                ("huawei.com/vnpu-mode", "template"),
+                (
+                    "hami.io/Ascend910B3-devices-allocated",
+                    ";B3-0,Ascend910B3,16384,0:B3-1,Ascend910B3,65536,0:;",
+                ),
+                (
+                    "huawei.com/Ascend910B3",
+                    r#"[{"UUID":"B3-0","temp":"vir05_1c_16g","memory":16384},{"UUID":"B3-1","memory":65536}]"#,
+                ),
+                (
+                    "hami.io/Custom910-devices-allocated",
+                    "C-0,Custom910,500,0:;",
+                ),
+            ],
+            &["init"],
+            &["main"],
+        );
+        let decoded = decode_whole_pod(&p);
+        let allocations = &decoded.containers[0].allocations;
+        assert_eq!(
+            allocations.len(),
+            2,
+            "an unconfigured custom word is not read"
+        );
+        let facts: Vec<_> = allocations
+            .iter()
+            .map(|a| match &a.facts {
+                AllocationFacts::Ascend(f) => {
+                    (f.template.as_str(), f.recorded, f.pod_mode.as_str())
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            facts,
+            [("vir05_1c_16g", true, "template"), ("", true, "template")]
+        );
+        let mut custom = crate::device_catalog::parse(V2_10).unwrap();
+        custom.models.push(crate::device_catalog::AscendModel {
+            common_word: "Custom910".into(),
+            ..Default::default()
+        });
+        custom
+            .models
+            .sort_by(|a, b| a.common_word.cmp(&b.common_word));
+        let context = DeviceContext {
+            catalog: Some(std::sync::Arc::new(custom)),
+            ..DeviceContext::default()
+        };
+        let decoded = crate::vendor::decode_pod_with(&p, &context);
+        assert_eq!(decoded.containers[0].allocations.len(), 3);
+    }
+
+    #[test]
+    fn unreadable_template_records_are_no_record() {
+        let p = pod(
+            &[
+                (
+                    "hami.io/Ascend910B3-devices-allocated",
+                    "B3-0,Ascend910B3,16384,0:;",
+                ),
+                ("huawei.com/Ascend910B3", "{not json"),
+            ],
+            &[],
+            &["main"],
+        );
+        let decoded = decode_whole_pod(&p);
+        assert!(decoded.errors.is_empty());
+        match &decoded.containers[0].allocations[0].facts {
+            AllocationFacts::Ascend(f) => assert!(!f.recorded && f.template.is_empty()),
+            other => panic!("{other:?}"),
+        }
     }
 }

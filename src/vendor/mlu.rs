@@ -134,6 +134,7 @@ fn decode_profile(
         alloc_type: "MLU".to_string(),
         usedmem,
         usedcores: if cores == 0 { 100 } else { cores },
+        facts: Default::default(),
     })
 }
 
@@ -235,6 +236,7 @@ mod tests {
                 alloc_type: "MLU".into(),
                 usedmem: 2048,
                 usedcores: 20,
+                facts: Default::default(),
             }]
         );
         assert!(decoded.containers[1].allocations.is_empty());

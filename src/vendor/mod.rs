@@ -15,7 +15,7 @@ use std::ops::Bound;
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::device::{Device, DeviceAllocation, Vendor};
+use crate::device::{Device, DeviceAllocation, DeviceContext, MigProfile, Vendor};
 
 mod alloc;
 mod amd;
@@ -43,6 +43,12 @@ pub(crate) mod testutil;
 
 pub use alloc::{align_to_containers, count_segments, decode_alloc_segments};
 pub use ascend::apply_vdie_ids;
+
+/// Upstream 2.0's Ascend and NVIDIA slice interpretation, for the reply builders.
+pub mod shapes {
+    pub use super::ascend::{interpret as interpret_ascend, reason, resolve_mode, CardFacts, Mode};
+    pub use super::nvidia::{gpu_shape, legacy_mig_gpu, mig_reason};
+}
 pub use dcu::apply_dcu_device_ids;
 
 /// Pod annotation naming the node HAMi bound the pod to; DCU and MLU build allocation uuids
@@ -149,14 +155,57 @@ pub(crate) fn snippet(s: &str) -> String {
     }
 }
 
+/// How one slice was carved, as upstream 2.0 reports it: `shape` is `whole`, `template`,
+/// `soft` or `unknown`; `cores` is the compute share when it is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceShape {
+    pub shape: &'static str,
+    /// vNPU template or MIG profile name, else empty.
+    pub template: String,
+    /// `None` when the share cannot be told; `reason` then says why.
+    pub cores: Option<i32>,
+    pub reason: &'static str,
+}
+
+impl SliceShape {
+    pub fn known(shape: &'static str, template: String, cores: i32) -> Self {
+        Self {
+            shape,
+            template,
+            cores: Some(cores),
+            reason: "",
+        }
+    }
+
+    pub fn unknown(shape: &'static str, template: String, reason: &'static str) -> Self {
+        Self {
+            shape,
+            template,
+            cores: None,
+            reason,
+        }
+    }
+}
+
 /// Devices of `vendor` on `node`. No registration or capacity for that vendor is `Ok(vec![])`;
 /// a malformed one is `Err`, and the caller keeps the node and its other vendors' devices.
+/// Decodes as without HAMi's device configuration; see [`decode_node_devices_with`].
 pub fn decode_node_devices(vendor: Vendor, node: &Node) -> Result<Vec<Device>, DecodeError> {
+    decode_node_devices_with(vendor, node, &DeviceContext::default())
+}
+
+/// As [`decode_node_devices`], with HAMi's device configuration in `context`: Ascend
+/// registrations of every configured `commonWord` are found too.
+pub fn decode_node_devices_with(
+    vendor: Vendor,
+    node: &Node,
+    context: &DeviceContext,
+) -> Result<Vec<Device>, DecodeError> {
     let view = NodeView::new(node);
     match vendor {
         Vendor::Nvidia => nvidia::decode_node(&view),
         Vendor::Mlu => mlu::decode_node(&view),
-        Vendor::Ascend => ascend::decode_node(&view),
+        Vendor::Ascend => ascend::decode_node(&view, context),
         Vendor::Dcu => dcu::decode_node(&view),
         Vendor::Hcu => hcu::decode_node(&view),
         Vendor::Metax => metax::decode_node(&view),
@@ -171,11 +220,35 @@ pub fn decode_node_devices(vendor: Vendor, node: &Node) -> Result<Vec<Device>, D
     }
 }
 
-fn decode_vendor_pod(vendor: Vendor, pod: &PodView<'_>) -> VendorAllocations {
+/// Node facts that shape allocations but are no devices: the `hami-vnpu-core` annotation
+/// and the MIG profiles each NVIDIA GPU registered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeNotes {
+    pub vnpu_core: Option<String>,
+    /// `(GPU id, profiles)`, GPUs without readable profiles left out.
+    pub mig_profiles: Vec<(String, Vec<MigProfile>)>,
+}
+
+/// Reads the [`NodeNotes`] of a node; unreadable parts are simply absent.
+pub fn node_notes(node: &Node) -> NodeNotes {
+    let view = NodeView::new(node);
+    NodeNotes {
+        vnpu_core: view
+            .annotation(ascend::NODE_VNPU_CORE_ANNOTATION)
+            .map(|v| v.trim().to_string()),
+        mig_profiles: nvidia::mig_profiles(&view),
+    }
+}
+
+fn decode_vendor_pod(
+    vendor: Vendor,
+    pod: &PodView<'_>,
+    context: &DeviceContext,
+) -> VendorAllocations {
     match vendor {
         Vendor::Nvidia => nvidia::decode_pod(pod),
         Vendor::Mlu => mlu::decode_pod(pod),
-        Vendor::Ascend => ascend::decode_pod(pod),
+        Vendor::Ascend => ascend::decode_pod(pod, context),
         Vendor::Dcu => dcu::decode_pod(pod),
         Vendor::Hcu => hcu::decode_pod(pod),
         Vendor::Metax => metax::decode_pod(pod),
@@ -214,15 +287,22 @@ pub struct ContainerAllocations {
 
 /// Decodes every vendor's allocation annotation of `pod`. Allocations of several vendors
 /// for one container are concatenated in [`Vendor::ALL`] order (the Go backend merged them
-/// in random map order); a malformed key drops only that key's allocations.
+/// in random map order); a malformed key drops only that key's allocations. Decodes as
+/// without HAMi's device configuration; see [`decode_pod_with`].
 pub fn decode_pod(pod: &Pod) -> PodDecode {
+    decode_pod_with(pod, &DeviceContext::default())
+}
+
+/// As [`decode_pod`], with HAMi's device configuration in `context`: allocations of every
+/// configured Ascend `commonWord` are found too (words starting with `Ascend` always are).
+pub fn decode_pod_with(pod: &Pod, context: &DeviceContext) -> PodDecode {
     let view = PodView::new(pod);
     let specs: &[Container] = pod.spec.as_ref().map_or(&[], |s| s.containers.as_slice());
     let mut lists: Vec<Vec<DeviceAllocation>> = vec![Vec::new(); specs.len()];
     let mut has_priority_vendor = vec![false; specs.len()];
     let mut errors = Vec::new();
     for vendor in Vendor::ALL {
-        let decoded = decode_vendor_pod(vendor, &view);
+        let decoded = decode_vendor_pod(vendor, &view, context);
         let carries_priority = matches!(vendor, Vendor::Nvidia | Vendor::Dcu);
         for ((list, flag), extra) in lists
             .iter_mut()

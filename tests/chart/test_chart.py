@@ -396,7 +396,7 @@ def _default_shutdown():
     expect_eq(config_of(DEFAULT)["server"]["shutdown_timeout"], "25s", "server.shutdown_timeout")
 
 
-@check("default: RBAC is get/list/watch on nodes and pods, nothing else")
+@check("default: RBAC is get/list/watch on nodes and pods, list on events, nothing else")
 def _default_rbac():
     role = one(DEFAULT, "ClusterRole")
     granted = set()
@@ -407,6 +407,8 @@ def _default_rbac():
             for verb in rule["verbs"]:
                 granted.add((resource, verb))
     expected = {(r, v) for r in ("nodes", "pods") for v in ("get", "list", "watch")}
+    # GET /v1/scheduling/pod lists one pod's events (field selector involvedObject.uid).
+    expected.add(("events", "list"))
     expect_eq(granted, expected, "granted (resource, verb)")
     binding = one(DEFAULT, "ClusterRoleBinding")
     expect_eq(binding["roleRef"]["name"], role["metadata"]["name"], "binding roleRef")

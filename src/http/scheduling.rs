@@ -1,0 +1,37 @@
+//! `GET /v1/scheduling/pod?namespace=&name=&uid=`: one GPU pod's scheduling state from the
+//! snapshot and its recent events from the `SchedulingEvents` actor. The identity is checked
+//! before the events are asked for, and the pod part is taken after they arrive, so a pod
+//! bound meanwhile shows bound. A failed event read still answers with the pod part.
+
+use actix_web::{web, HttpResponse};
+
+use crate::error::ApiError;
+use crate::reply::context::RestContext;
+use crate::reply::request::ProtoQuery;
+use crate::reply::scheduling::{find_scheduling_pod, scheduling_detail, SchedulingPodRequest};
+use crate::scheduling_events::{GetPodEvents, PodEvents};
+use crate::server::Caches;
+
+pub async fn pod(
+    ctx: RestContext,
+    caches: Option<web::Data<Caches>>,
+    ProtoQuery(request): ProtoQuery<SchedulingPodRequest>,
+) -> Result<HttpResponse, ApiError> {
+    ctx.within_deadline(async {
+        find_scheduling_pod(ctx.snapshot().await?.as_ref(), &request)?;
+        let asked = caches.map(|c| {
+            c.events.send(GetPodEvents {
+                namespace: request.namespace.clone(),
+                uid: request.uid.clone(),
+            })
+        });
+        let events = match asked {
+            Some(answer) => answer.await.unwrap_or_else(|_| PodEvents::failed("error")),
+            None => PodEvents::failed("error"),
+        };
+        let snapshot = ctx.snapshot().await?;
+        let reply = scheduling_detail(&snapshot, &request, &events, &ctx.zone)?;
+        Ok(HttpResponse::Ok().json(reply))
+    })
+    .await
+}

@@ -1,0 +1,31 @@
+//! `POST /v1/workloads`: upstream 2.0's paged workload list, from the snapshot only (no
+//! event is read). The reply is built by [`crate::reply::workloads`].
+
+use actix_web::HttpResponse;
+
+use crate::error::ApiError;
+use crate::reply::cache::Freshness;
+use crate::reply::context::RestContext;
+use crate::reply::request::ProtoBody;
+use crate::reply::workloads::{workload_list, WorkloadsRequest};
+
+/// One build per snapshot and distinct request (filters and page): browsers paging the same
+/// list share it.
+pub async fn list(
+    ctx: RestContext,
+    ProtoBody(request): ProtoBody<WorkloadsRequest>,
+) -> Result<HttpResponse, ApiError> {
+    ctx.within_deadline(async {
+        let snapshot = ctx.snapshot().await?;
+        let build = || async { Ok(workload_list(&snapshot, &request, &ctx.zone)) };
+        ctx.cached_json(
+            "/v1/workloads",
+            &request,
+            &snapshot,
+            Freshness::Snapshot,
+            build,
+        )
+        .await
+    })
+    .await
+}

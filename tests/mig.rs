@@ -1,0 +1,164 @@
+//! NVIDIA MIG as HAMi v2.10 records it: `migProfiles` in the JSON registration and the
+//! scheduler's reservations in `hami.io/vgpu-mig-allocations` (and the pre-2.10 uuid form),
+//! read into card replies and allocation descriptions of a hand-built cluster.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hami_webui_server::config::{AnnotationlessPodMode, NodeSelectors};
+use hami_webui_server::node_cache::{build_inventory_with, device_context, node_entry_with};
+use hami_webui_server::pod_cache::{build_snapshot, pod_record};
+use hami_webui_server::reply::allocation::{describe_allocation, describe_allocations};
+use hami_webui_server::reply::cards::{gpu_list, CardFilters, DeviceCapacity};
+use hami_webui_server::snapshot::ClusterSnapshot;
+use hami_webui_server::vendor::node_notes;
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::{json, Value};
+use support::fixtures;
+
+fn assert_golden(name: &str, reply: &impl Serialize) {
+    let text = serde_json::to_string_pretty(reply).expect("serializable") + "\n";
+    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/catalog")
+        .join(format!("{name}.json"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing {}: run with UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(text, expected, "golden {name} differs");
+}
+
+const REGISTRATION: &str = r#"[
+ {"id":"GPU-C","index":0,"count":10,"devmem":40960,"devcore":100,"type":"NVIDIA A100-SXM4-40GB","mode":"hami-core","health":true},
+ {"id":"GPU-M","index":1,"count":7,"devmem":40960,"devcore":100,"type":"NVIDIA A100-SXM4-40GB","mode":"mig","health":true,
+  "migProfiles":[{"name":"1g.5gb","memoryMB":4864,"core":14,"sliceCount":1,"placements":[{"start":0,"size":1},{"start":1,"size":1}]},
+                 {"name":"3g.20gb","memoryMB":19968,"core":42,"sliceCount":3,"placements":[{"start":0,"size":4},{"start":4,"size":4}]}]},
+ {"id":"GPU-X","index":2,"count":7,"devmem":40960,"devcore":100,"type":"NVIDIA A100-SXM4-40GB","mode":"mig","health":true,"migProfiles":{}}
+]"#;
+
+fn reservation(gpu: &str, profile: &str, start: u32, size: u32) -> String {
+    json!([{"containerIndex": 0, "deviceIndex": 0, "gpuUUID": gpu, "profile": profile,
+            "placement": {"start": start, "size": size},
+            "migUUID": "MIG-7f3a", "gpuInstanceID": 1, "computeInstanceID": 0}])
+    .to_string()
+}
+
+fn gpu_pod(name: &str, annotations: Value) -> k8s_openapi::api::core::v1::Pod {
+    let mut annotations = annotations;
+    annotations["hami.io/vgpu-node"] = json!("gpu-mig");
+    fixtures::pod("ml", name, "gpu-mig", annotations, "Running")
+}
+
+fn snapshot() -> ClusterSnapshot {
+    let node = fixtures::node(
+        "gpu-mig",
+        json!({"gpu": "on"}),
+        json!({"hami.io/node-nvidia-register": REGISTRATION}),
+    );
+    let notes = node_notes(&node);
+    let context = device_context(
+        None,
+        AnnotationlessPodMode::Unknown,
+        [("gpu-mig", &notes)].into_iter(),
+    );
+    let entry = node_entry_with(&node, &NodeSelectors::default(), &context).0;
+    let inventory = Arc::new(build_inventory_with(
+        [&entry].into_iter(),
+        &Default::default(),
+        Arc::new(context),
+    ));
+    let pods = [
+        gpu_pod(
+            "soft",
+            json!({"hami.io/vgpu-devices-allocated": "GPU-C,NVIDIA,4096,30:;"}),
+        ),
+        gpu_pod(
+            "mig",
+            json!({
+                "hami.io/vgpu-devices-allocated": "GPU-M,NVIDIA,19968,42:;",
+                "hami.io/vgpu-mig-allocations": reservation("GPU-M", "3g.20gb", 4, 4),
+            }),
+        ),
+        gpu_pod(
+            "legacy",
+            json!({"hami.io/vgpu-devices-allocated": "GPU-M[1-0],NVIDIA,4864,14:;"}),
+        ),
+        gpu_pod(
+            "missing-reservation",
+            json!({"hami.io/vgpu-devices-allocated": "GPU-M,NVIDIA,4864,14:;"}),
+        ),
+        gpu_pod(
+            "mismatch",
+            json!({
+                "hami.io/vgpu-devices-allocated": "GPU-C,NVIDIA,4864,14:;",
+                "hami.io/vgpu-mig-allocations": reservation("GPU-C", "1g.5gb", 0, 1),
+            }),
+        ),
+        gpu_pod(
+            "invalid",
+            json!({
+                "hami.io/vgpu-devices-allocated": "GPU-M,NVIDIA,4864,14:;",
+                "hami.io/vgpu-mig-allocations": r#"[{"containerIndex":0,"deviceIndex":0,"gpuUUID":"GPU-M","profile":"1g.5gb","placement":{"start":0,"size":0}}]"#,
+            }),
+        ),
+    ];
+    let now: Timestamp = "2025-03-01T03:00:00Z".parse().expect("timestamp");
+    let records: Vec<_> = pods
+        .iter()
+        .filter_map(|p| pod_record(p, now).0.map(Arc::new))
+        .collect();
+    build_snapshot(1, inventory, records.iter())
+}
+
+#[test]
+fn mig_profiles_are_decoded_and_bad_ones_cost_only_themselves() {
+    let snapshot = snapshot();
+    let profiles = &snapshot.inventory.context.mig_profiles;
+    let names: Vec<_> = profiles[&("gpu-mig".to_string(), "GPU-M".to_string())]
+        .iter()
+        .map(|p| (p.name.as_str(), p.placements.len()))
+        .collect();
+    assert_eq!(names, [("1g.5gb", 2), ("3g.20gb", 2)]);
+    assert!(!profiles.contains_key(&("gpu-mig".to_string(), "GPU-X".to_string())));
+    let cards = gpu_list(
+        &snapshot,
+        &CardFilters::default(),
+        &DeviceCapacity::default(),
+    );
+    assert_eq!(cards.list.len(), 3, "GPU-X keeps its card");
+}
+
+#[test]
+fn mig_cards_and_allocations_match_goldens() {
+    let snapshot = snapshot();
+    assert_golden(
+        "mig-gpus",
+        &gpu_list(
+            &snapshot,
+            &CardFilters::default(),
+            &DeviceCapacity::default(),
+        ),
+    );
+    let inventory = &snapshot.inventory;
+    let mut out = serde_json::Map::new();
+    for pod in snapshot.pods.iter() {
+        let allocations: Vec<_> = pod.containers[0].allocations.iter().collect();
+        let described = describe_allocations(inventory, &allocations);
+        let slice = describe_allocation(inventory, allocations[0]);
+        out.insert(
+            pod.name.clone(),
+            json!({
+                "allocationShape": described.allocation_shape,
+                "template": described.template,
+                "allocatedCoresKnown": described.allocated_cores_known,
+                "shapeReason": slice.reason,
+            }),
+        );
+    }
+    assert_golden("mig-allocations", &Value::Object(out));
+}
