@@ -93,6 +93,10 @@ pub struct HttpConfig {
     pub timeout: Duration,
     /// Limits on what one client connection may hold; see [`ConnectionLimits`].
     pub limits: ConnectionLimits,
+    /// How long a list reply that depends on the metrics store may be served again to an
+    /// identical request (ours; `0s` rebuilds every such reply). Replies built from the
+    /// cluster snapshot alone are reused until the snapshot changes, whatever this says.
+    pub reply_cache_ttl: Duration,
 }
 
 /// What idle, slow or numerous clients may hold, so that a thousand idle sockets or a
@@ -327,6 +331,7 @@ struct RawListener {
     timeout: Option<String>,
     client_request_timeout: Option<String>,
     keep_alive: Option<String>,
+    reply_cache_ttl: Option<String>,
     max_connections: Option<i64>,
 }
 
@@ -536,6 +541,11 @@ impl Config {
                         1,
                     )?,
                 },
+                reply_cache_ttl: duration(
+                    "server.http.reply_cache_ttl",
+                    raw.server.http.reply_cache_ttl,
+                    Duration::from_secs(2),
+                )?,
             },
             grpc_configured: raw.server.grpc.is_some(),
             timezone: match non_empty(raw.server.timezone) {

@@ -1188,3 +1188,59 @@ async fn a_stalled_upstream_still_gets_an_answer_from_the_snapshot_within_the_de
         assert!(started.elapsed() < Duration::from_millis(1500), "{path}");
     }
 }
+
+#[actix_rt::test]
+async fn identical_list_requests_share_one_build_until_the_reply_ages_out() {
+    let mut config = config();
+    config.server.http.reply_cache_ttl = Duration::from_millis(300);
+    let caches = running_caches(demo_export(), &config).await;
+    let log = QueryLog::default();
+    let store = FakeStore {
+        log: log.clone(),
+        answers: HashMap::new(),
+    }
+    .start();
+    let app = app!(
+        config,
+        caches,
+        web::Data::new(store.recipient::<RunQuery>())
+    );
+    let queries = |log: &QueryLog| log.0.lock().expect("log").len();
+
+    // 32 browsers polling the same page at once: one build, two capacity queries, and the
+    // same body for every one of them.
+    let replies = futures::future::join_all(
+        (0..32).map(|_| async { call!(&app, post("/v1/gpus", json!({"filters": {}}))).await }),
+    )
+    .await;
+    assert!(replies.iter().all(|(status, _)| *status == 200));
+    assert!(replies.iter().all(|(_, body)| *body == replies[0].1));
+    assert_eq!(queries(&log), 2);
+    let containers = futures::future::join_all(
+        (0..32).map(|_| async { call!(&app, post("/v1/containers", json!({}))).await }),
+    )
+    .await;
+    assert!(containers.iter().all(|reply| *reply == containers[0]));
+    assert_eq!(containers[0].1, golden_value("demo/containers"));
+
+    // A different request is built on its own; the same one later is built again once its
+    // metrics-store values are older than `server.http.reply_cache_ttl`.
+    let (status, _) = call!(
+        &app,
+        post("/v1/gpus", json!({"filters": {"nodeName": "x"}}))
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(queries(&log), 4);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while queries(&log) == 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reply never aged out"
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        let (status, _) = call!(&app, post("/v1/gpus", json!({"filters": {}}))).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(queries(&log), 6);
+}

@@ -4,6 +4,7 @@
 use actix_web::HttpResponse;
 
 use crate::error::ApiError;
+use crate::reply::cache::Freshness;
 use crate::reply::cards::{
     gpu_detail, gpu_list, gpu_types, DeviceCapacity, GpuRequest, GpusRequest,
 };
@@ -11,20 +12,30 @@ use crate::reply::context::RestContext;
 use crate::reply::request::{ProtoBody, ProtoQuery};
 use crate::reply::upstream::{DEVICE_CORE_QUERY, DEVICE_LABEL, DEVICE_MEMORY_QUERY};
 
-/// `POST /v1/gpus`: snapshot and both capacity queries are awaited together.
+/// `POST /v1/gpus`: both capacity queries are awaited together, and the reply is shared by
+/// identical requests for `server.http.reply_cache_ttl` on the same snapshot.
 pub async fn list(
     ctx: RestContext,
     ProtoBody(request): ProtoBody<GpusRequest>,
 ) -> Result<HttpResponse, ApiError> {
     ctx.within_deadline(async {
-        let (snapshot, core, memory) = futures::join!(
-            ctx.snapshot(),
-            ctx.gauge(DEVICE_CORE_QUERY, DEVICE_LABEL),
-            ctx.gauge(DEVICE_MEMORY_QUERY, DEVICE_LABEL),
-        );
-        let capacity = DeviceCapacity { core, memory };
-        let snapshot = snapshot?;
-        Ok(HttpResponse::Ok().json(gpu_list(&snapshot, &request.filters, &capacity)))
+        let snapshot = ctx.snapshot().await?;
+        let build = || async {
+            let (core, memory) = futures::join!(
+                ctx.gauge(DEVICE_CORE_QUERY, DEVICE_LABEL),
+                ctx.gauge(DEVICE_MEMORY_QUERY, DEVICE_LABEL),
+            );
+            let capacity = DeviceCapacity { core, memory };
+            Ok(gpu_list(&snapshot, &request.filters, &capacity))
+        };
+        ctx.cached_json(
+            "/v1/gpus",
+            &request,
+            &snapshot,
+            Freshness::WithUpstream,
+            build,
+        )
+        .await
     })
     .await
 }

@@ -4,6 +4,7 @@
 use actix_web::HttpResponse;
 
 use crate::error::ApiError;
+use crate::reply::cache::Freshness;
 use crate::reply::containers::{
     container_detail, container_list, ContainerRequest, ContainersRequest,
 };
@@ -11,14 +12,22 @@ use crate::reply::context::RestContext;
 use crate::reply::request::{ProtoBody, ProtoQuery};
 
 /// `POST /v1/containers`: `pageSize` and `resourceGroup` are accepted and ignored (the
-/// frontend pages locally).
+/// frontend pages locally). One build per snapshot and distinct request.
 pub async fn list(
     ctx: RestContext,
     ProtoBody(request): ProtoBody<ContainersRequest>,
 ) -> Result<HttpResponse, ApiError> {
     ctx.within_deadline(async {
         let snapshot = ctx.snapshot().await?;
-        Ok(HttpResponse::Ok().json(container_list(&snapshot, &request.filters, &ctx.zone)))
+        let build = || async { Ok(container_list(&snapshot, &request.filters, &ctx.zone)) };
+        ctx.cached_json(
+            "/v1/containers",
+            &request,
+            &snapshot,
+            Freshness::Snapshot,
+            build,
+        )
+        .await
     })
     .await
 }

@@ -4,25 +4,36 @@
 use actix_web::HttpResponse;
 
 use crate::error::ApiError;
+use crate::reply::cache::Freshness;
 use crate::reply::context::RestContext;
 use crate::reply::nodes::{node_detail, node_list, NodeCapacity, NodeRequest, NodesRequest};
 use crate::reply::request::{ProtoBody, ProtoQuery};
 use crate::reply::upstream::{NODE_CORE_QUERY, NODE_LABEL, NODE_MEMORY_QUERY};
 
-/// `POST /v1/nodes`: snapshot and both capacity queries are awaited together.
+/// `POST /v1/nodes`: both capacity queries are awaited together, and the reply is shared by
+/// identical requests for `server.http.reply_cache_ttl` on the same snapshot.
 pub async fn list(
     ctx: RestContext,
     ProtoBody(request): ProtoBody<NodesRequest>,
 ) -> Result<HttpResponse, ApiError> {
     ctx.within_deadline(async {
-        let (snapshot, core, memory) = futures::join!(
-            ctx.snapshot(),
-            ctx.gauge(NODE_CORE_QUERY, NODE_LABEL),
-            ctx.gauge(NODE_MEMORY_QUERY, NODE_LABEL),
-        );
-        let capacity = NodeCapacity { core, memory };
-        let snapshot = snapshot?;
-        Ok(HttpResponse::Ok().json(node_list(&snapshot, &request.filters, &capacity, &ctx.zone)))
+        let snapshot = ctx.snapshot().await?;
+        let build = || async {
+            let (core, memory) = futures::join!(
+                ctx.gauge(NODE_CORE_QUERY, NODE_LABEL),
+                ctx.gauge(NODE_MEMORY_QUERY, NODE_LABEL),
+            );
+            let capacity = NodeCapacity { core, memory };
+            Ok(node_list(&snapshot, &request.filters, &capacity, &ctx.zone))
+        };
+        ctx.cached_json(
+            "/v1/nodes",
+            &request,
+            &snapshot,
+            Freshness::WithUpstream,
+            build,
+        )
+        .await
     })
     .await
 }

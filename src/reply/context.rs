@@ -14,13 +14,16 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::http::header::ContentType;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use jiff::tz::TimeZone;
 
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::pod_cache::GetSnapshot;
 use crate::query_client::{Lane, Query, QueryClient, RunQuery};
+use crate::reply::cache::Freshness;
 use crate::reply::upstream::gauge_by_label;
 use crate::server::Caches;
 use crate::snapshot::ClusterSnapshot;
@@ -71,6 +74,50 @@ impl RestContext {
             .send(GetSnapshot)
             .await
             .map_err(|_| ApiError::Unavailable("cluster caches are not running".into()))
+    }
+
+    /// The JSON reply `build` makes for `request` on `snapshot`, through the shared
+    /// [`ReplyCache`](crate::reply::cache::ReplyCache) when the server runs one: identical requests on the same snapshot get
+    /// the same bytes, built once. The decoded request's `Debug` form is the cache key: it is
+    /// derived, covers every field, and is equal exactly when the requests are.
+    pub async fn cached_json<Request, Reply, Build, Fut>(
+        &self,
+        route: &'static str,
+        request: &Request,
+        snapshot: &ClusterSnapshot,
+        freshness: Freshness,
+        build: Build,
+    ) -> Result<HttpResponse, ApiError>
+    where
+        Request: std::fmt::Debug,
+        Reply: serde::Serialize,
+        Build: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Reply, ApiError>>,
+    {
+        let serialize = || async {
+            let reply = build().await?;
+            serde_json::to_vec(&reply)
+                .map(Bytes::from)
+                .map_err(|error| ApiError::Plain(format!("cannot render reply: {error}")))
+        };
+        let body = match self.caches.as_ref() {
+            Some(caches) => {
+                caches
+                    .replies
+                    .get_or_build(
+                        route,
+                        format!("{request:?}"),
+                        snapshot.generation,
+                        freshness,
+                        serialize,
+                    )
+                    .await?
+            }
+            None => serialize().await?,
+        };
+        Ok(HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .body(body))
     }
 
     /// One instant query, its vector keyed by `label`; empty on any failure.
