@@ -6,6 +6,7 @@
 //! ```sh
 //! cargo bench --bench load                               # 150, 1,000, 10,000 GPUs; both stores
 //! cargo bench --bench load -- --sizes 150,1000 --upstreams vm
+//! cargo bench --bench load -- --sizes 10000 --api-start-only --api-pods 100000
 //! cargo test --bench load -- --quick                     # CI smoke: 150 GPUs, debug build
 //! ```
 //!
@@ -36,6 +37,13 @@ struct Args {
     /// CI smoke mode: 150 GPUs, both stores, few requests (about a minute).
     #[arg(long)]
     quick: bool,
+    /// Pods served by the test API server for the start-from-Kubernetes figure (GPU pods of
+    /// the largest size, the rest plain pods); 0 skips it. `--quick` uses 2,000.
+    #[arg(long, default_value_t = 100_000)]
+    api_pods: usize,
+    /// Only the start-from-the-API figure (at the largest of `--sizes`).
+    #[arg(long)]
+    api_start_only: bool,
     /// `exporter.interval` of the server under test, seconds.
     #[arg(long, default_value_t = 5)]
     interval: u64,
@@ -120,7 +128,7 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let mut runs = Vec::new();
-    for &gpus in &sizes {
+    for &gpus in sizes.iter().filter(|_| !args.api_start_only) {
         for upstream in &args.upstreams {
             let started = Instant::now();
             let run = measure(gpus, upstream, args.interval, &budget);
@@ -131,7 +139,119 @@ fn main() {
             runs.push(run);
         }
     }
-    print_tables(&runs);
+    if !runs.is_empty() {
+        print_tables(&runs);
+    }
+    let api_pods = if args.quick { 2_000 } else { args.api_pods };
+    let largest = sizes.iter().copied().max().unwrap_or(150);
+    if api_pods > 0 {
+        let started = Instant::now();
+        let start = measure_api_start(largest, api_pods);
+        eprintln!(
+            "measured start from the API in {:.0?}: {start:?}",
+            started.elapsed()
+        );
+        print_api_start(&start);
+    }
+}
+
+/// Start from the test API server (list + watch, pages of 500, as in a cluster).
+#[derive(Debug, Default, Clone)]
+struct ApiStart {
+    gpus: usize,
+    gpu_pods: usize,
+    pods: usize,
+    ready_s: f64,
+    synced_s: f64,
+    peak_rss_mib: f64,
+}
+
+/// The shape's nodes and GPU pods plus plain pods up to `pods` in all, on the test API
+/// server (its own actix system on a thread); the release binary pointed at it through a
+/// kubeconfig. Measures spawn → `/readyz` 200 and spawn → every GPU pod in the cache.
+fn measure_api_start(gpus: usize, pods: usize) -> ApiStart {
+    use hami_webui_server::snapshot_file::{parse, ClusterExport};
+    use support::kube_api::TestApiServer;
+
+    let shape = ClusterShape::gpus(gpus.div_ceil(DEVICES_PER_NODE));
+    let export: ClusterExport =
+        parse("synthetic", &shape.list().to_string()).expect("synthetic cluster");
+    let gpu_pods = export.pods.len();
+    let plain = pods.saturating_sub(gpu_pods);
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let api_thread = std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let api = TestApiServer::start().await;
+            for node in export.nodes {
+                api.apply_node(node);
+            }
+            api.apply_many_pods(export.pods);
+            let filler = (0..plain).map(|i| {
+                support::fixtures::pod(
+                    "batch",
+                    &format!("plain-{i}"),
+                    &ClusterShape::node_name(i % shape.nodes.max(1)),
+                    serde_json::json!({}),
+                    "Running",
+                )
+            });
+            api.apply_many_pods(filler.collect());
+            port_tx.send(api.port()).expect("report the API port");
+            while stop_rx.try_recv().is_err() {
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+            }
+            api.stop().await;
+        });
+    });
+    let port = port_rx.recv().expect("test API server started");
+    let api_url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let server = ServerProcess::start(Launch {
+        config_yaml: "prometheus:\n  address: http://127.0.0.1:9\n",
+        api_server: &api_url,
+        ..Launch::default()
+    });
+    let ready = wait_for(Duration::from_secs(120), || {
+        server.get("/readyz").ok().filter(|r| r.status == 200)
+    });
+    assert!(ready.is_some(), "not ready in 120 s:\n{}", server.log());
+    let ready_s = started.elapsed().as_secs_f64();
+    let synced = wait_for(Duration::from_secs(120), || {
+        let cached = metric(
+            &scrape(&server),
+            "hami_webui_cache_objects{resource=\"pods\"}",
+        );
+        (cached as usize >= gpu_pods).then_some(())
+    });
+    assert!(
+        synced.is_some(),
+        "GPU pods not cached in 120 s:\n{}",
+        server.log()
+    );
+    let synced_s = started.elapsed().as_secs_f64();
+    let peak_rss_mib = peak_rss_mib(server.pid());
+    drop(server);
+    let _ = stop_tx.send(());
+    let _ = api_thread.join();
+    ApiStart {
+        gpus: shape.nodes * DEVICES_PER_NODE,
+        gpu_pods,
+        pods: gpu_pods + plain,
+        ready_s,
+        synced_s,
+        peak_rss_mib,
+    }
+}
+
+fn print_api_start(start: &ApiStart) {
+    println!("\n### Start to ready from the (test) Kubernetes API (goal < 10 s)\n");
+    println!("| GPUs | pods served (GPU pods) | ready (s) | all GPU pods cached (s) | peak RSS, VmHWM (MiB) |");
+    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} ({}) | {:.2} | {:.2} | {:.1} |",
+        start.gpus, start.pods, start.gpu_pods, start.ready_s, start.synced_s, start.peak_rss_mib
+    );
 }
 
 /// Pid's CPU seconds so far (user + system, all threads).
