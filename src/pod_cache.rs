@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 
+use crate::device::DeviceContext;
 use crate::device::Vendor;
 use crate::node_cache::InventoryChanged;
 use crate::readiness::ReadinessBoard;
@@ -25,7 +26,6 @@ use crate::snapshot::{
     compute_usage, ClusterSnapshot, ContainerRecord, ContainerState, Inventory, PodRecord,
 };
 use crate::telemetry::SelfMetrics;
-use crate::device::DeviceContext;
 use crate::vendor::{decode_pod_with, DecodeError, ASSIGNED_NODE_ANNOTATION};
 use crate::watch::{self, KeyedStore, StoreChange, WatchHealth, WatchItem};
 

@@ -285,10 +285,25 @@ fn unconfigured_models_add_no_capacity_to_nodes_or_the_summary() {
 
     let zone = jiff::tz::TimeZone::UTC;
     let totals = |snapshot: &ClusterSnapshot| {
-        let nodes = node_list(snapshot, &NodeFilters::default(), &NodeCapacity::default(), &zone);
-        let npu_a = nodes.list.iter().find(|n| n.name == "npu-a").cloned().expect("npu-a");
+        let nodes = node_list(
+            snapshot,
+            &NodeFilters::default(),
+            &NodeCapacity::default(),
+            &zone,
+        );
+        let npu_a = nodes
+            .list
+            .iter()
+            .find(|n| n.name == "npu-a")
+            .cloned()
+            .expect("npu-a");
         let summary = device_summary(snapshot, &SummaryFilters::default());
-        (npu_a.vgpu_total, npu_a.memory_total, summary.vgpu_total, summary.gpu_count)
+        (
+            npu_a.vgpu_total,
+            npu_a.memory_total,
+            summary.vgpu_total,
+            summary.gpu_count,
+        )
     };
     // Without a catalog every registered card counts: npu-a's four cards of 4 slices and
     // 64 GiB; with v2.10's, the 910B9 (not configured) is listed but adds nothing.
@@ -297,7 +312,10 @@ fn unconfigured_models_add_no_capacity_to_nodes_or_the_summary() {
     let configured = totals(&snapshot(Some(V2_10), AnnotationlessPodMode::Unknown));
     assert_eq!((configured.0, configured.1), (12, 3 * 65536));
     assert_eq!(configured.2, all_vgpu - 4);
-    assert_eq!(configured.3, cards, "an unconfigured card is still counted as a card");
+    assert_eq!(
+        configured.3, cards,
+        "an unconfigured card is still counted as a card"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
