@@ -1,98 +1,18 @@
 //! The node and pod caches against the test API server, through a kubeconfig exactly as in
 //! production: initial sync, live changes, `410 Gone`, an API outage, and a large list.
+//! The harness is `tests/support/cluster_harness.rs`; the 30 s outage with changes on the
+//! API meanwhile, seen through the HTTP routes, is in `tests/kube_faults.rs`.
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hami_webui_server::config::Config;
-use hami_webui_server::pod_cache::GetSnapshot;
-use hami_webui_server::readiness::{Readiness, ReadinessBoard};
-use hami_webui_server::server::{start_caches, Caches, ClusterSource, SOURCES};
-use hami_webui_server::snapshot::ClusterSnapshot;
-use hami_webui_server::telemetry::SelfMetrics;
+use hami_webui_server::readiness::Readiness;
+use hami_webui_server::server::SOURCES;
 use serde_json::json;
+use support::cluster_harness::{counts, start};
 use support::fixtures::{node, nvidia_node, nvidia_pod};
 use support::kube_api::TestApiServer;
-
-struct Harness {
-    caches: Caches,
-    board: Arc<ReadinessBoard>,
-    metrics: SelfMetrics,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(api: &TestApiServer, unready_after: Duration) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let path = api.write_kubeconfig(dir.path());
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
-    let client_config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    let client = kube::Client::try_from(client_config).unwrap();
-    let mut config = Config::from_raw(Default::default()).unwrap();
-    config.kubernetes.unready_after = unready_after;
-    let metrics = SelfMetrics::new().unwrap();
-    let board = ReadinessBoard::new(&SOURCES, unready_after);
-    let caches = start_caches(&config, &metrics, &board, ClusterSource::Client(client)).await;
-    Harness {
-        caches,
-        board,
-        metrics,
-        _dir: dir,
-    }
-}
-
-impl Harness {
-    async fn snapshot(&self) -> Arc<ClusterSnapshot> {
-        self.caches.pods.send(GetSnapshot).await.unwrap()
-    }
-
-    /// Polls the snapshot until `check` holds, failing the test after `deadline`.
-    async fn until(
-        &self,
-        deadline: Duration,
-        what: &str,
-        check: impl Fn(&ClusterSnapshot) -> bool,
-    ) -> Arc<ClusterSnapshot> {
-        let end = Instant::now() + deadline;
-        loop {
-            let snapshot = self.snapshot().await;
-            if check(&snapshot) {
-                return snapshot;
-            }
-            assert!(Instant::now() < end, "timed out waiting for: {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn until_ready(&self, deadline: Duration) {
-        let end = Instant::now() + deadline;
-        while self.board.check() != Readiness::Ready {
-            assert!(Instant::now() < end, "not ready: {:?}", self.board.check());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn cache_objects(&self, resource: &str) -> i64 {
-        self.metrics
-            .cache_objects
-            .with_label_values(&[resource])
-            .get()
-    }
-}
-
-fn counts(s: &ClusterSnapshot) -> (usize, usize, usize) {
-    (
-        s.inventory.nodes.len(),
-        s.inventory.device_count(),
-        s.pods.len(),
-    )
-}
 
 #[actix_rt::test]
 async fn initial_sync_then_live_changes_reach_the_snapshot_and_metrics() {
@@ -199,21 +119,7 @@ async fn api_outage_serves_last_state_and_recovers_without_restart() {
 
     let down_at = Instant::now();
     api.stop().await;
-    let errors = || {
-        h.metrics
-            .watch_events
-            .with_label_values(&["nodes", "error"])
-            .get()
-            + h.metrics
-                .watch_events
-                .with_label_values(&["pods", "error"])
-                .get()
-    };
-    let end = Instant::now() + Duration::from_secs(15);
-    while errors() == 0 {
-        assert!(Instant::now() < end, "the outage was never noticed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    h.until_outage_noticed(Duration::from_secs(15)).await;
     // The outage lasts 10 s; during it the last state is served and readiness holds.
     while down_at.elapsed() < Duration::from_secs(10) {
         assert_eq!(counts(&*h.snapshot().await), (1, 2, 1));

@@ -1,105 +1,26 @@
 //! Kubernetes faults against the node and pod caches (in process, through a kubeconfig, as
-//! `tests/caches.rs`): a burst of 10,000 pod events, hostile annotations, and watch streams
-//! cut while changes keep coming. Expected: no panic, every object kept, decode errors
-//! counted, and convergence to the API's state.
+//! `tests/caches.rs`, harness in `tests/support/cluster_harness.rs`): a burst of 10,000 pod
+//! events, hostile annotations, watch streams cut while changes keep coming, and the API
+//! server unreachable for 30 s while objects change on it. Expected: no panic, every object
+//! kept, decode errors counted, the last state served meanwhile, and convergence to the
+//! API's state.
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hami_webui_server::config::Config;
-use hami_webui_server::pod_cache::GetSnapshot;
-use hami_webui_server::readiness::{Readiness, ReadinessBoard};
-use hami_webui_server::server::{start_caches, Caches, ClusterSource, SOURCES};
-use hami_webui_server::snapshot::ClusterSnapshot;
-use hami_webui_server::telemetry::SelfMetrics;
+use actix_web::test as atest;
+use actix_web::{web, App};
+use hami_webui_server::http;
+use hami_webui_server::server::SOURCES;
 use serde_json::{json, Value};
+use support::cluster_harness::{allocated_memory, counts, resident_bytes, start};
 use support::fixtures::{node, nvidia_node, nvidia_pod, pod};
 use support::kube_api::TestApiServer;
 
-// The harness of `tests/caches.rs`, trimmed to what these tests need.
-struct Harness {
-    caches: Caches,
-    board: Arc<ReadinessBoard>,
-    metrics: SelfMetrics,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(api: &TestApiServer) -> Harness {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = api.write_kubeconfig(dir.path());
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
-    let client_config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .expect("client config");
-    let client = kube::Client::try_from(client_config).expect("client");
-    let config = Config::from_raw(Default::default()).expect("default config");
-    let metrics = SelfMetrics::new().expect("self-metrics");
-    let board = ReadinessBoard::new(&SOURCES, config.kubernetes.unready_after);
-    let caches = start_caches(&config, &metrics, &board, ClusterSource::Client(client)).await;
-    Harness {
-        caches,
-        board,
-        metrics,
-        _dir: dir,
-    }
-}
-
-impl Harness {
-    async fn snapshot(&self) -> Arc<ClusterSnapshot> {
-        self.caches.pods.send(GetSnapshot).await.expect("pod cache")
-    }
-
-    async fn until(
-        &self,
-        deadline: Duration,
-        what: &str,
-        check: impl Fn(&ClusterSnapshot) -> bool,
-    ) -> Arc<ClusterSnapshot> {
-        let end = Instant::now() + deadline;
-        loop {
-            let snapshot = self.snapshot().await;
-            if check(&snapshot) {
-                return snapshot;
-            }
-            assert!(Instant::now() < end, "timed out waiting for: {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn until_ready(&self) {
-        let end = Instant::now() + Duration::from_secs(10);
-        while self.board.check() != Readiness::Ready {
-            assert!(Instant::now() < end, "not ready: {:?}", self.board.check());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn decode_errors(&self) -> u64 {
-        self.metrics
-            .registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == "hami_webui_decode_errors_total")
-            .flat_map(|f| f.get_metric().iter())
-            .map(|m| m.get_counter().get_value() as u64)
-            .sum()
-    }
-}
-
-/// Memory (MiB) of the one allocation of pod `name`, if it is in the snapshot.
-fn allocated_memory(s: &ClusterSnapshot, name: &str) -> Option<i32> {
-    let pod = s.pods.iter().find(|p| p.name == name)?;
-    pod.containers
-        .iter()
-        .flat_map(|c| c.allocations.iter())
-        .map(|a| a.usedmem)
-        .next()
-}
+/// `kubernetes.unready_after` where a test does not turn readiness off on purpose.
+const PATIENT: Duration = Duration::from_secs(300);
+const SYNC_DEADLINE: Duration = Duration::from_secs(10);
 
 #[actix_rt::test]
 async fn a_burst_of_10000_pod_events_converges_to_the_apis_state() {
@@ -107,8 +28,8 @@ async fn a_burst_of_10000_pod_events_converges_to_the_apis_state() {
     for n in 0..4 {
         api.apply_node(nvidia_node(&format!("gpu-{n}"), 8));
     }
-    let h = start(&api).await;
-    h.until_ready().await;
+    let h = start(&api, PATIENT).await;
+    h.until_ready(SYNC_DEADLINE).await;
     let gpu = |i: usize| format!("GPU-gpu-{}-{}", i % 4, (i / 4) % 8);
     let make = |i: usize, mem: u32| {
         nvidia_pod(
@@ -163,8 +84,8 @@ fn hostile_values() -> Vec<String> {
 async fn hostile_annotations_keep_their_objects_and_count_decode_errors() {
     let api = TestApiServer::start().await;
     api.apply_node(nvidia_node("good", 2));
-    let h = start(&api).await;
-    h.until_ready().await;
+    let h = start(&api, PATIENT).await;
+    h.until_ready(SYNC_DEADLINE).await;
     h.until(Duration::from_secs(5), "good node", |s| {
         s.inventory.device_count() == 2
     })
@@ -225,8 +146,8 @@ async fn hostile_annotations_keep_their_objects_and_count_decode_errors() {
 async fn watches_cut_while_changes_keep_coming_converge() {
     let api = TestApiServer::start().await;
     api.apply_node(nvidia_node("gpu-0", 8));
-    let h = start(&api).await;
-    h.until_ready().await;
+    let h = start(&api, PATIENT).await;
+    h.until_ready(SYNC_DEADLINE).await;
     // Ten rounds: a batch of changes, a cut in the middle of it, more changes.
     for round in 0..10usize {
         for i in 0..20usize {
@@ -256,4 +177,173 @@ async fn watches_cut_while_changes_keep_coming_converge() {
     assert!(allocated_memory(&s, "job-0-0").is_none());
     assert_eq!(allocated_memory(&s, "job-9-19"), Some(100));
     assert_eq!(s.inventory.device_count(), 8 + 10);
+}
+
+/// The routes a client reads during an outage, as `GET`/`POST` requests.
+fn list_requests() -> [(&'static str, atest::TestRequest); 3] {
+    let post = |uri: &str| {
+        atest::TestRequest::post()
+            .uri(uri)
+            .insert_header(("Content-Type", "application/json"))
+            .set_payload(json!({"filters": {}}).to_string())
+    };
+    [
+        ("nodes", post("/v1/nodes")),
+        ("gpus", post("/v1/gpus")),
+        ("containers", post("/v1/containers")),
+    ]
+}
+
+/// Status and body of one request: JSON when it parses, else the text as a JSON string.
+macro_rules! call {
+    ($app:expr, $req:expr) => {{
+        let response = atest::call_service(&$app, ($req).to_request()).await;
+        let status = response.status().as_u16();
+        let bytes = atest::read_body(response).await;
+        let body = serde_json::from_slice::<Value>(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, body)
+    }};
+}
+
+/// The three list replies, each asserted `200`.
+macro_rules! lists {
+    ($app:expr) => {{
+        let mut replies = Vec::new();
+        for (name, request) in list_requests() {
+            let (status, body) = call!($app, request);
+            assert_eq!(status, 200, "{name}: {body}");
+            replies.push(body);
+        }
+        replies
+    }};
+}
+
+/// Lengths of the node, GPU and container lists.
+fn list_lengths(replies: &[Value]) -> (usize, usize, usize) {
+    let len = |v: &Value, key: &str| v[key].as_array().map_or(0, Vec::len);
+    (
+        len(&replies[0], "list"),
+        len(&replies[1], "list"),
+        len(&replies[2], "items"),
+    )
+}
+
+/// The API server refuses connections for 30 s while nodes and pods change on it. Meanwhile
+/// the list routes answer `200` with the last state, `/livez` is `200`, `/readyz` stays `200`
+/// for `kubernetes.unready_after` (10 s) of failures and is `503` naming the watchers after
+/// it, and memory stays bounded. Once the API is back, readiness returns and the snapshot
+/// and the routes converge to the API's state, without a restart.
+#[actix_rt::test]
+async fn api_down_for_30_s_serves_last_state_then_converges() {
+    const OUTAGE: Duration = Duration::from_secs(30);
+    const UNREADY_AFTER: Duration = Duration::from_secs(10);
+    /// Slack for scheduling: a probe this close to the `unready_after` edge may see either.
+    const EDGE: Duration = Duration::from_secs(1);
+
+    let api = TestApiServer::start().await;
+    api.apply_node(nvidia_node("gpu-0", 4));
+    api.apply_node(nvidia_node("gpu-1", 4));
+    let job = |i: usize, mem: u32| {
+        let node = format!("gpu-{}", i % 2);
+        let uuid = format!("GPU-{node}-{}", i % 4);
+        nvidia_pod(
+            "default",
+            &format!("job-{i:03}"),
+            &node,
+            &[(uuid.as_str(), mem, 10)],
+        )
+    };
+    api.apply_many_pods((0..20).map(|i| job(i, 1024)).collect());
+    let h = start(&api, UNREADY_AFTER).await;
+    h.until_ready(SYNC_DEADLINE).await;
+    h.until(Duration::from_secs(5), "initial state", |s| {
+        counts(s) == (2, 8, 20)
+    })
+    .await;
+    let app = atest::init_service(
+        App::new()
+            .app_data(web::Data::new(h.config.clone()))
+            .app_data(web::Data::new(h.caches.clone()))
+            .app_data(web::Data::from(std::sync::Arc::clone(&h.board)))
+            .app_data(web::Data::new(h.metrics.clone()))
+            .configure(http::configure)
+            .default_service(web::to(http::fallback::not_found)),
+    )
+    .await;
+    let before = lists!(app);
+    assert_eq!(list_lengths(&before), (2, 8, 20));
+    let baseline = resident_bytes();
+
+    let down_at = Instant::now();
+    api.stop().await;
+    h.until_outage_noticed(Duration::from_secs(15)).await;
+    let noticed_at = Instant::now();
+    // Changes the caches cannot see: a node added, one resized, half the pods deleted, one
+    // updated and 100 created.
+    api.apply_node(nvidia_node("gpu-2", 2));
+    api.apply_node(nvidia_node("gpu-0", 6));
+    for i in 0..10 {
+        api.delete_pod("default", &format!("job-{i:03}"));
+    }
+    api.apply_pod(job(19, 2048));
+    api.apply_many_pods((100..200).map(|i| job(i, 512)).collect());
+
+    let mut probes = (0, 0);
+    let mut peak = baseline;
+    while down_at.elapsed() < OUTAGE {
+        assert_eq!(counts(&*h.snapshot().await), (2, 8, 20), "last state kept");
+        assert_eq!(lists!(app), before, "routes serve the last state");
+        let (status, body) = call!(app, atest::TestRequest::get().uri("/livez"));
+        assert_eq!(status, 200, "/livez during the outage: {body}");
+        // Sampled before and after the probe: the board's verdict moves only one way.
+        let (early, late) = (down_at.elapsed(), noticed_at.elapsed());
+        let (status, body) = call!(app, atest::TestRequest::get().uri("/readyz"));
+        if early + EDGE < UNREADY_AFTER {
+            assert_eq!(status, 200, "/readyz {early:?} into the outage: {body}");
+            probes.0 += 1;
+        } else if late > UNREADY_AFTER + EDGE {
+            assert_eq!(status, 503, "/readyz {late:?} after the outage was noticed");
+            assert_eq!(body["ready"], false, "{body}");
+            let waiting = body["waiting_for"].as_array().expect("waiting_for list");
+            assert!(!waiting.is_empty(), "{body}");
+            assert!(
+                waiting
+                    .iter()
+                    .all(|s| s.as_str().is_some_and(|s| SOURCES.contains(&s))),
+                "{body}"
+            );
+            probes.1 += 1;
+        }
+        peak = peak.max(resident_bytes());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        probes.0 > 0 && probes.1 > 0,
+        "readiness probed on both sides of unready_after: {probes:?}"
+    );
+    if let (Some(baseline), Some(peak)) = (baseline, peak) {
+        let growth = peak.saturating_sub(baseline);
+        assert!(
+            growth < 64 << 20,
+            "resident memory grew by {} MiB during the outage",
+            growth >> 20
+        );
+    }
+
+    api.restart().await;
+    let s = h
+        .until(
+            Duration::from_secs(90),
+            "the API's state after the outage",
+            |s| counts(s) == (3, 12, 110) && allocated_memory(s, "job-019") == Some(2048),
+        )
+        .await;
+    assert_eq!(allocated_memory(&s, "job-000"), None, "deleted meanwhile");
+    assert_eq!(allocated_memory(&s, "job-199"), Some(512));
+    h.until_ready(Duration::from_secs(30)).await;
+    let (status, _) = call!(app, atest::TestRequest::get().uri("/readyz"));
+    assert_eq!(status, 200);
+    assert_eq!(list_lengths(&lists!(app)), (3, 12, 110));
+    assert_eq!(h.decode_errors(), 0);
 }

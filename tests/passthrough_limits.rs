@@ -114,7 +114,7 @@ async fn refused_queries_never_reach_the_upstream() {
     assert_eq!(
         body,
         transform_error(
-            "the range has 86401 points per series; at most 11000 are accepted (Prometheus' limit): increase the step or shorten the range"
+            "the range has 86401 points per series; at most 11001 are accepted (Prometheus' limit, (end - start) / step <= 11000): increase the step or shorten the range"
         )
     );
     let zero_step = range("hami_x", "2025-05-01 00:00:00", "2025-05-01 01:00:00", "0s");
@@ -157,6 +157,51 @@ async fn refused_queries_never_reach_the_upstream() {
     let (status, body) = post!(app, RANGE, edge);
     assert_eq!(status, 200, "{body}");
     assert_eq!(proxy.request_count(), 1);
+}
+
+/// Prometheus refuses a range when `(end - start) / step > 11000` (whole steps): 11,001
+/// points per series pass, 11,002 do not, and a partial last step does not count.
+#[actix_rt::test]
+async fn range_limit_is_prometheus_rule_at_the_boundary() {
+    let stub = StubServer::start(StubReply::Json(
+        200,
+        r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#.into(),
+    ));
+    let proxy = CountingProxy::start(stub.port);
+    let app = app!(&proxy.url(), "");
+    let start = "2025-05-01 00:00:00";
+    // (end, step, accepted): 11,000 minutes end at 2025-05-08 15:20, 11,000 s at 03:03:20.
+    let cases = [
+        ("2025-05-08 15:19:00", "1m", true),
+        ("2025-05-08 15:20:00", "1m", true),
+        ("2025-05-08 15:20:59", "1m", true),
+        ("2025-05-08 15:21:00", "1m", false),
+        ("2025-05-01 03:03:20", "1s", true),
+        ("2025-05-01 03:03:21", "1s", false),
+    ];
+    let mut forwarded = 0;
+    for (end, step, accepted) in cases {
+        let (status, body) = post!(app, RANGE, range("hami_core_util", start, end, step));
+        if accepted {
+            forwarded += 1;
+            assert_eq!(status, 200, "{end} at {step}: {body}");
+        } else {
+            assert_eq!(status, 522, "{end} at {step}: {body}");
+            assert_eq!(body["reason"], "TRANSFORM_ERROR", "{body}");
+        }
+        assert_eq!(proxy.request_count(), forwarded, "{end} at {step}");
+    }
+    let (_, body) = post!(
+        app,
+        RANGE,
+        range("hami_core_util", start, "2025-05-08 15:21:00", "1m")
+    );
+    assert_eq!(
+        body,
+        transform_error(
+            "the range has 11002 points per series; at most 11001 are accepted (Prometheus' limit, (end - start) / step <= 11000): increase the step or shorten the range"
+        )
+    );
 }
 
 #[actix_rt::test]

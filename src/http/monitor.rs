@@ -9,8 +9,8 @@
 //! [`fill_gaps`], [`check_query`], [`check_range_points`]) are table-tested below.
 //!
 //! Before a query leaves the process it must pass the pass-through limits (ours; the Go
-//! backend had none): its length (`monitor.max_query_length`), the points per series of a
-//! range (Prometheus' own 11,000) and, when `monitor.allowed_metric_prefixes` is set, the
+//! backend had none): its length (`monitor.max_query_length`), the steps of a range
+//! (Prometheus' own rule, `(end - start) / step <= 11000`) and, when `monitor.allowed_metric_prefixes` is set, the
 //! metric names its selectors can reach, read from the query parsed by `promql-parser`.
 //! A refused query is `522 TRANSFORM_ERROR` and never reaches the upstream.
 
@@ -43,9 +43,10 @@ const LAYOUT: &str = "2006-01-02 15:04:05";
 /// starts within one step of `start`, so this only guards against a misbehaving upstream.
 pub const MAX_FILLED_POINTS: usize = 1_000_000;
 
-/// Points per series a range query may ask for: Prometheus' own limit (its `query_range`
-/// refuses more), checked here so that such a request never reaches the upstream.
-pub const MAX_RANGE_POINTS: i128 = 11_000;
+/// Steps a range query may span, `(end - start) / step` in whole steps: Prometheus' own
+/// limit (its `query_range` refuses more), so at most 11,001 points per series. Checked here
+/// so that such a request never reaches the upstream.
+pub const MAX_RANGE_STEPS: i128 = 11_000;
 
 /// Upper bound on the bracket and operator nesting of a query we parse for the allow-list.
 /// The parser and the syntax tree's destructor recurse per level; the frontend's deepest
@@ -346,9 +347,10 @@ fn regex_confined(re: &str, prefixes: &[String]) -> bool {
         })
 }
 
-/// Refuses a range with more than [`MAX_RANGE_POINTS`] points per series,
-/// `(end − start) / step + 1`, or a zero step (unbounded points). An end before the start
-/// is left to the upstream, which names that error itself.
+/// Refuses a range Prometheus would refuse for its resolution: `(end − start) / step` (Go's
+/// integer division of `time.Duration`s, the span saturating at Go's largest duration as
+/// `time.Time.Sub` does) above [`MAX_RANGE_STEPS`], or a zero step (unbounded points). An
+/// end before the start is left to the upstream, which names that error itself.
 pub fn check_range_points(
     start: jiff::Timestamp,
     end: jiff::Timestamp,
@@ -358,16 +360,19 @@ pub fn check_range_points(
     if span < 0 {
         return Ok(());
     }
+    let span = span.min(i128::from(i64::MAX));
     let step_ns = i128::try_from(step.as_nanos()).unwrap_or(i128::MAX);
     if step_ns == 0 {
         return Err(
             "zero query resolution step widths are not accepted; use a positive step".into(),
         );
     }
-    let points = span / step_ns + 1;
-    if points > MAX_RANGE_POINTS {
+    let steps = span / step_ns;
+    if steps > MAX_RANGE_STEPS {
         return Err(format!(
-            "the range has {points} points per series; at most {MAX_RANGE_POINTS} are accepted (Prometheus' limit): increase the step or shorten the range"
+            "the range has {points} points per series; at most {max} are accepted (Prometheus' limit, (end - start) / step <= {MAX_RANGE_STEPS}): increase the step or shorten the range",
+            points = steps + 1,
+            max = MAX_RANGE_STEPS + 1,
         ));
     }
     Ok(())
@@ -931,10 +936,16 @@ mod tests {
     fn range_points_follow_prometheus_limit() {
         let t = |s: i64| jiff::Timestamp::from_second(s).unwrap();
         let minute = Duration::from_secs(60);
-        assert_eq!(check_range_points(t(0), t(10_999 * 60), minute), Ok(()));
+        // Prometheus refuses `(end - start) / step > 11000`: 11,001 points pass, 11,002 do not.
+        assert_eq!(check_range_points(t(0), t(11_000 * 60), minute), Ok(()));
         assert_eq!(
-            check_range_points(t(0), t(11_000 * 60), minute).unwrap_err(),
-            "the range has 11001 points per series; at most 11000 are accepted (Prometheus' limit): increase the step or shorten the range"
+            check_range_points(t(0), t(11_000 * 60 + 59), minute),
+            Ok(()),
+            "a partial last step does not count"
+        );
+        assert_eq!(
+            check_range_points(t(0), t(11_001 * 60), minute).unwrap_err(),
+            "the range has 11002 points per series; at most 11001 are accepted (Prometheus' limit, (end - start) / step <= 11000): increase the step or shorten the range"
         );
         assert!(check_range_points(t(0), t(3600), Duration::ZERO).is_err());
         assert!(check_range_points(t(0), t(3600), Duration::from_micros(500)).is_err());
@@ -944,6 +955,12 @@ mod tests {
         );
         // An end before the start is the upstream's to name.
         assert_eq!(check_range_points(t(3600), t(0), minute), Ok(()));
+        // Go's `time.Time.Sub` saturates at ~292 years; so does the span here.
+        let ten_days = Duration::from_secs(10 * 86_400);
+        assert_eq!(
+            check_range_points(jiff::Timestamp::MIN, jiff::Timestamp::MAX, ten_days),
+            Ok(())
+        );
         assert!(check_range_points(
             t(i64::from(i32::MIN)),
             t(i64::from(i32::MAX)),
