@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,24 +31,8 @@ use support::kube_api::TestApiServer;
 const V2_9: &str = include_str!("golden/catalog/device-config-v2.9.yaml");
 const V2_10: &str = include_str!("golden/catalog/device-config-v2.10.yaml");
 
-fn golden_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/catalog")
-        .join(format!("{name}.json"))
-}
-
-/// Compares the exact JSON text with `tests/golden/catalog/<name>.json`;
-/// `UPDATE_GOLDEN=1` rewrites it.
 fn assert_golden(name: &str, reply: &impl Serialize) {
-    let text = serde_json::to_string_pretty(reply).expect("serializable") + "\n";
-    let path = golden_path(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &text).expect("write golden");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing {}: run with UPDATE_GOLDEN=1", path.display()));
-    assert_eq!(text, expected, "golden {name} differs");
+    support::golden::assert_golden(&format!("catalog/{name}"), reply);
 }
 
 fn register(devices: &[(&str, &str, i32)]) -> String {

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hami_webui_server::config::{AnnotationlessPodMode, NodeSelectors};
@@ -20,17 +19,7 @@ use serde_json::{json, Value};
 use support::fixtures;
 
 fn assert_golden(name: &str, reply: &impl Serialize) {
-    let text = serde_json::to_string_pretty(reply).expect("serializable") + "\n";
-    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/catalog")
-        .join(format!("{name}.json"));
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &text).expect("write golden");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing {}: run with UPDATE_GOLDEN=1", path.display()));
-    assert_eq!(text, expected, "golden {name} differs");
+    support::golden::assert_golden(&format!("catalog/{name}"), reply);
 }
 
 const REGISTRATION: &str = r#"[

@@ -10,7 +10,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,7 +40,6 @@ use hami_webui_server::snapshot::{ClusterSnapshot, NodeRecord};
 use hami_webui_server::snapshot_file::{self, ClusterExport};
 use hami_webui_server::telemetry::SelfMetrics;
 use jiff::Timestamp;
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use support::fixtures;
@@ -112,34 +110,7 @@ fn demo_snapshot() -> ClusterSnapshot {
     snapshot_from(&entries(&export, &config()), &export)
 }
 
-fn golden_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("{name}.json"))
-}
-
-/// Compares the exact JSON text (field order included) with `tests/golden/<name>.json`.
-fn assert_golden(name: &str, reply: &impl Serialize) {
-    let text = serde_json::to_string_pretty(reply).expect("serializable") + "\n";
-    let path = golden_path(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("golden dir");
-        std::fs::write(&path, &text).expect("write golden");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "missing {}: run with UPDATE_GOLDEN=1 and review it",
-            path.display()
-        )
-    });
-    assert_eq!(text, expected, "golden {name} differs");
-}
-
-fn golden_value(name: &str) -> Value {
-    let text = std::fs::read_to_string(golden_path(name)).expect("golden exists");
-    serde_json::from_str(&text).expect("golden is JSON")
-}
+use support::golden::{assert_golden, value as golden_value};
 
 fn shanghai() -> jiff::tz::TimeZone {
     jiff::tz::TimeZone::get("Asia/Shanghai").expect("zone")

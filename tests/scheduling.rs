@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -134,27 +134,8 @@ fn snapshot_of(nodes: &[Node], pods: &[Pod]) -> ClusterSnapshot {
     build_tracked_snapshot(1, inventory, tracked.iter())
 }
 
-fn golden_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/scheduling")
-        .join(format!("{name}.json"))
-}
-
 fn assert_golden(name: &str, reply: &impl Serialize) {
-    let text = serde_json::to_string_pretty(reply).expect("serializable") + "\n";
-    let path = golden_path(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("golden dir");
-        std::fs::write(&path, &text).expect("write golden");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "missing {}: run with UPDATE_GOLDEN=1 and review it",
-            path.display()
-        )
-    });
-    assert_eq!(text, expected, "golden {name} differs");
+    support::golden::assert_golden(&format!("scheduling/{name}"), reply);
 }
 
 fn identity(namespace: &str, name: &str, uid: &str) -> SchedulingPodRequest {

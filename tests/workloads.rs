@@ -9,7 +9,6 @@
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -237,28 +236,8 @@ fn cluster_snapshot() -> ClusterSnapshot {
     snapshot_of(&nodes, &pods)
 }
 
-fn golden_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/workloads")
-        .join(format!("{name}.json"))
-}
-
-/// Compares the exact JSON text (field order included) with the golden file.
 fn assert_golden(name: &str, reply: &impl Serialize) {
-    let text = serde_json::to_string_pretty(reply).expect("serializable") + "\n";
-    let path = golden_path(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("golden dir");
-        std::fs::write(&path, &text).expect("write golden");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "missing {}: run with UPDATE_GOLDEN=1 and review it",
-            path.display()
-        )
-    });
-    assert_eq!(text, expected, "golden {name} differs");
+    support::golden::assert_golden(&format!("workloads/{name}"), reply);
 }
 
 fn request(filters: WorkloadFilters, page: i32, page_size: i32) -> WorkloadsRequest {

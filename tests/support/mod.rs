@@ -6,6 +6,7 @@
 pub mod cluster_harness;
 pub mod faults;
 pub mod fixtures;
+pub mod golden;
 pub mod kube_api;
 pub mod process;
 pub mod upstream;
