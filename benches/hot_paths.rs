@@ -1,11 +1,15 @@
 //! Criterion benches of the pure hot paths at 150, 1,000 and 10,000 GPUs (synthetic NVIDIA
 //! clusters, 8 GPUs per node, 4 allocations per GPU): decoding nodes and pods, usage
 //! computation, the list replies (built and serialized, as a handler does) and one refresh
-//! cycle's `/metrics` state (build + render) from query results shaped like the upstream's.
+//! cycle's `/metrics` state (build + render, and build + gzip as the refresher publishes it,
+//! after an unchanged cycle and from cold) from query results shaped like the upstream's.
 //!
 //! ```sh
 //! cargo bench --bench hot_paths            # all sizes
 //! cargo bench --bench hot_paths -- 150     # one size (criterion filter)
+//! # One test-mode run of one bench at one size, e.g. for instruction counts:
+//! HOT_PATHS_GPUS=1000 valgrind --tool=callgrind --collect-atstart=no \
+//!     --toggle-collect='*publish_once*' target/release/deps/hot_paths-<hash> exposition/publish
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,7 +20,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use hami_webui_server::config::NodeSelectors;
 use hami_webui_server::device::Vendor;
-use hami_webui_server::device_metrics::{build_cycle, CycleQuery, CycleState, QueryResults};
+use hami_webui_server::device_metrics::{build_cycle, CycleQuery, QueryResults, VectorAnswer};
+use hami_webui_server::metrics_refresher::{expose, Exposition};
 use hami_webui_server::node_cache::{build_inventory, node_entry};
 use hami_webui_server::pod_cache::{build_snapshot, pod_record};
 use hami_webui_server::query_client::Sample;
@@ -133,11 +138,36 @@ fn query_results(shape: &ClusterShape) -> QueryResults {
         }
     }
     QueryResults::from([
-        (CycleQuery::Device(Vendor::Nvidia), Ok(device)),
-        (CycleQuery::Info(Vendor::Nvidia), Ok(info)),
-        (CycleQuery::TaskCore(Vendor::Nvidia), Ok(core)),
-        (CycleQuery::TaskMemory(Vendor::Nvidia), Ok(memory)),
+        (
+            CycleQuery::Device(Vendor::Nvidia),
+            Ok(VectorAnswer::from(device)),
+        ),
+        (
+            CycleQuery::Info(Vendor::Nvidia),
+            Ok(VectorAnswer::from(info)),
+        ),
+        (
+            CycleQuery::TaskCore(Vendor::Nvidia),
+            Ok(VectorAnswer::from(core)),
+        ),
+        (
+            CycleQuery::TaskMemory(Vendor::Nvidia),
+            Ok(VectorAnswer::from(memory)),
+        ),
     ])
+}
+
+/// What the refresher does off the actor for one cycle: build the state, then compress its
+/// text (families unchanged since `previous` keep their compressed bytes).
+#[inline(never)]
+fn publish_once(
+    snapshot: &ClusterSnapshot,
+    results: &QueryResults,
+    previous: &Exposition,
+) -> usize {
+    let next = build_cycle(snapshot, results, &previous.state, 3);
+    let published = expose(Arc::new(next), previous);
+    published.text_len + published.gzip.len()
 }
 
 fn hot_paths(c: &mut Criterion) {
@@ -146,7 +176,15 @@ fn hot_paths(c: &mut Criterion) {
     // `--bench`): the smallest cluster is enough to show the benches still work.
     let measuring = std::env::args().any(|a| a == "--bench");
     let sizes = if measuring { &SIZES[..] } else { &SIZES[..1] };
-    for &gpus in sizes {
+    // `HOT_PATHS_GPUS=1000` picks one size, e.g. for a single test-mode run under callgrind.
+    let chosen: Option<usize> = std::env::var("HOT_PATHS_GPUS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let sizes: Vec<usize> = match chosen {
+        Some(gpus) => vec![gpus],
+        None => sizes.to_vec(),
+    };
+    for gpus in sizes {
         let cluster = cluster(gpus);
         let selectors = NodeSelectors::default();
 
@@ -216,13 +254,23 @@ fn hot_paths(c: &mut Criterion) {
             })
         });
         let results = query_results(&cluster.shape);
-        let state = build_cycle(&cluster.snapshot, &results, &CycleState::default(), 3);
+        let state = build_cycle(&cluster.snapshot, &results, &Default::default(), 3);
         assert!(state.series_count() > 0);
         group.bench_function(BenchmarkId::new("exposition", "build_cycle+render"), |b| {
             b.iter(|| {
                 let next = build_cycle(&cluster.snapshot, &results, &state, 3);
                 black_box(next.render())
             })
+        });
+        // A cycle after an unchanged one (label sets and compressed families reused), and
+        // a first cycle (everything rendered and compressed: the cost when every value moves).
+        let published = expose(Arc::new(state.clone()), &Exposition::default());
+        group.bench_function(BenchmarkId::new("exposition", "publish"), |b| {
+            b.iter(|| black_box(publish_once(&cluster.snapshot, &results, &published)))
+        });
+        let cold = Exposition::default();
+        group.bench_function(BenchmarkId::new("exposition", "publish_cold"), |b| {
+            b.iter(|| black_box(publish_once(&cluster.snapshot, &results, &cold)))
         });
         group.finish();
     }

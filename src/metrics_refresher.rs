@@ -3,10 +3,13 @@
 //! A cycle takes the current `ClusterSnapshot`, sends the fixed list of batched queries of
 //! `device_metrics::queries` to the `QueryClient` (all under the cycle's deadline,
 //! `exporter.timeout`), builds a complete new state aside (`device_metrics::build_cycle`, on
-//! a blocking thread), renders it to exposition bytes and a gzip copy once, and swaps the
+//! a blocking thread), compresses its text once ([`expose`]: one gzip member per family, a
+//! family whose series did not change keeps the previous cycle's member), and swaps the
 //! published `Arc` in one step. A scrape ([`GetExposition`]) gets the last published `Arc`
-//! at once: it never waits for a cycle or for the metrics store. One cycle at a time: a tick
-//! during a cycle is dropped and counted; a cycle that misses its deadline publishes nothing.
+//! at once: it never waits for a cycle or for the metrics store; a plain scrape renders the
+//! text of that same state as it streams it, so no ~100 MB text is kept. One cycle at a
+//! time: a tick during a cycle is dropped and counted; a cycle that misses its deadline
+//! publishes nothing.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -18,20 +21,115 @@ use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts}
 
 use crate::config::ExporterConfig;
 use crate::device::Vendor;
-use crate::device_metrics::{self, CycleQuery, CycleState, QueryResults};
+use crate::device_metrics::{self, CycleQuery, CycleState, QueryResults, VectorAnswer};
 use crate::node_cache::{IdentityMap, SetIdentities};
 use crate::pod_cache::{GetSnapshot, PodCache};
-use crate::query_client::{Lane, Query, QueryData, RunQuery};
+use crate::query_client::{Lane, Query, RunQuery};
 use crate::readiness::{Readiness, ReadinessBoard};
 use crate::telemetry::SelfMetrics;
 
-/// What a scrape serves of the device families: rendered once per publication.
+/// What a scrape serves of the device families: one published cycle's state and its text,
+/// gzip-compressed once per publication.
 #[derive(Debug, Default)]
 pub struct Exposition {
-    pub text: Bytes,
-    /// `text`, gzip-compressed once, for scrapers that accept it.
+    /// The published state; also the reference for the next cycle's carried-over families
+    /// and reused label sets. Plain scrapes render its text ([`CycleState::text_chunks`]).
+    pub state: Arc<CycleState>,
+    /// The text, gzip-compressed: one member per family, back to back (one gzip stream,
+    /// RFC 1952 §2.2).
     pub gzip: Bytes,
+    /// Per family of `state.families()`: its member of `gzip` and its text length.
+    members: Vec<Member>,
+    /// Length of the text in bytes.
+    pub text_len: usize,
     pub series: usize,
+    /// Families compressed for this publication (the others kept the previous member).
+    pub compressed_families: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    gzip: Bytes,
+    text_len: usize,
+}
+
+/// The gzip level of published families. With the `zlib-rs` backend, level 1 is its
+/// "quick" strategy: at 1,000 GPUs 6.8 MB of text compress in 5.7 ms to 337 KB at level 1,
+/// in 6.3 ms to 248 KB at level 2, in 12.6 ms to 213 KB at level 3.
+const FAMILY_LEVEL: flate2::Compression = flate2::Compression::new(2);
+
+/// Compresses a state's text, family by family. A family whose series are the same as in
+/// `previous` (same label sets, same values) keeps its member, so an unchanged family costs
+/// neither rendering nor compression; most of the published bytes are inventory families
+/// that change only with the cluster.
+pub fn expose(state: Arc<CycleState>, previous: &Exposition) -> Exposition {
+    let mut pieces: Vec<Member> = Vec::with_capacity(state.families().len());
+    let mut scratch = Vec::new();
+    let mut compressed_families = 0;
+    for (family, points) in state.families() {
+        let reused = previous
+            .state
+            .families()
+            .iter()
+            .zip(&previous.members)
+            .find(|((f, _), _)| f == family)
+            .filter(|((_, old), _)| {
+                Arc::ptr_eq(old, points)
+                    || (old.len() == points.len()
+                        && old.iter().zip(points.iter()).all(|(a, b)| a.same(b)))
+            })
+            .map(|(_, member)| member.clone());
+        let member = match reused {
+            Some(member) => member,
+            None => {
+                compressed_families += 1;
+                let mut encoder = flate2::write::GzEncoder::new(Vec::new(), FAMILY_LEVEL);
+                let mut failed = false;
+                let text_len = device_metrics::exposition::render_family_in_pieces(
+                    *family,
+                    points,
+                    64 * 1024,
+                    &mut scratch,
+                    |piece| failed |= encoder.write_all(piece).is_err(),
+                );
+                let gzip = match encoder.finish() {
+                    Ok(bytes) if !failed => bytes,
+                    // Writing to a Vec does not fail; an empty member would still be valid.
+                    _ => Vec::new(),
+                };
+                Member {
+                    gzip: Bytes::from(gzip),
+                    text_len,
+                }
+            }
+        };
+        pieces.push(member);
+    }
+    // One buffer for the whole stream; members become views of it.
+    let mut all = Vec::with_capacity(pieces.iter().map(|m| m.gzip.len()).sum());
+    let mut ranges = Vec::with_capacity(pieces.len());
+    for member in &pieces {
+        let start = all.len();
+        all.extend_from_slice(&member.gzip);
+        ranges.push(start..all.len());
+    }
+    let gzip = Bytes::from(all);
+    let members = pieces
+        .iter()
+        .zip(ranges)
+        .map(|(member, range)| Member {
+            gzip: gzip.slice(range),
+            text_len: member.text_len,
+        })
+        .collect::<Vec<_>>();
+    Exposition {
+        text_len: members.iter().map(|m| m.text_len).sum(),
+        series: state.series_count(),
+        state,
+        gzip,
+        members,
+        compressed_families,
+    }
 }
 
 /// The last published exposition; answered at once.
@@ -164,8 +262,7 @@ pub struct MetricsRefresher {
     identities: Recipient<SetIdentities>,
     board: Arc<ReadinessBoard>,
     metrics: RefreshMetrics,
-    /// The last published cycle's state, the reference for carried-over families.
-    state: Arc<CycleState>,
+    /// The last published cycle (its state is the reference for carried-over families).
     published: Arc<Exposition>,
     running: bool,
     first_cycle_started: bool,
@@ -187,7 +284,6 @@ impl MetricsRefresher {
             identities,
             board,
             metrics: RefreshMetrics::register(self_metrics)?,
-            state: Arc::new(CycleState::default()),
             published: Arc::new(Exposition::default()),
             running: false,
             first_cycle_started: false,
@@ -209,7 +305,7 @@ impl MetricsRefresher {
         let deadline = started + self.config.timeout;
         let pods = self.pods.clone();
         let queries = self.queries.clone();
-        let previous = Arc::clone(&self.state);
+        let previous = Arc::clone(&self.published);
         let stale_cycles = self.config.stale_cycles;
         let work = async move {
             tokio::time::timeout_at(
@@ -245,7 +341,6 @@ impl MetricsRefresher {
         self.metrics
             .published_series
             .set(cycle.exposition.series as i64);
-        self.state = cycle.state;
         self.published = cycle.exposition;
         let outcome = if cycle.failed_queries == 0 {
             CycleOutcome::Ok
@@ -280,7 +375,6 @@ impl MetricsRefresher {
 
 /// The result of a cycle that finished in time.
 struct FinishedCycle {
-    state: Arc<CycleState>,
     exposition: Arc<Exposition>,
     queries: usize,
     failed_queries: usize,
@@ -292,7 +386,7 @@ struct FinishedCycle {
 async fn run_cycle(
     pods: Addr<PodCache>,
     queries: Recipient<RunQuery>,
-    previous: Arc<CycleState>,
+    previous: Arc<Exposition>,
     stale_cycles: u32,
     deadline: Instant,
 ) -> Option<FinishedCycle> {
@@ -302,13 +396,7 @@ async fn run_cycle(
         .iter_devices()
         .map(|d| d.vendor)
         .collect();
-    let alloc_types: std::collections::BTreeSet<String> = snapshot
-        .pods
-        .iter()
-        .flat_map(|p| p.containers.iter())
-        .flat_map(|c| c.allocations.iter())
-        .map(|a| a.alloc_type.clone())
-        .collect();
+    let alloc_types = alloc_types(&snapshot);
     let plan = device_metrics::queries::plan(&vendors, &alloc_types);
     let count = plan.len();
     let answers = futures::future::join_all(plan.into_iter().map(|(id, expr)| {
@@ -322,10 +410,8 @@ async fn run_cycle(
                 })
                 .await;
             let result = match asked {
-                Ok(Ok(output)) => match &output.data {
-                    QueryData::Vector(samples) => Ok(samples.clone()),
-                    _ => Err(()),
-                },
+                // Shared with the query client, not copied.
+                Ok(Ok(output)) => VectorAnswer::new(output).ok_or(()),
                 Ok(Err(error)) => {
                     tracing::debug!(query = ?id, %error, "refresh query failed");
                     Err(())
@@ -339,29 +425,20 @@ async fn run_cycle(
     let results: QueryResults = answers.into_iter().collect::<QueryResults>();
     let failed = results.values().filter(|r| r.is_err()).count();
     let built = tokio::task::spawn_blocking(move || {
-        let state = device_metrics::build_cycle(&snapshot, &results, &previous, stale_cycles);
+        let state = device_metrics::build_cycle(&snapshot, &results, &previous.state, stale_cycles);
         let identities = device_metrics::identity_overrides(&snapshot, &results);
-        let text = state.render();
-        let gzip = gzip(text.as_bytes());
-        let series = state.series_count();
-        (
-            state,
-            Exposition {
-                text: Bytes::from(text),
-                gzip,
-                series,
-            },
-            identities,
-        )
+        // The answers go before compressing: they are the cycle's largest transient.
+        drop(results);
+        let exposition = expose(Arc::new(state), &previous);
+        (exposition, identities)
     })
     .await
     .ok()?;
     Some(FinishedCycle {
-        state: Arc::new(built.0),
-        exposition: Arc::new(built.1),
+        exposition: Arc::new(built.0),
         queries: count,
         failed_queries: failed,
-        identities: built.2,
+        identities: built.1,
     })
 }
 
@@ -408,6 +485,19 @@ impl Handler<StartCycle> for MetricsRefresher {
     }
 }
 
+/// The allocation types held by containers (borrowed while scanning: ~40,000 allocations at
+/// 10,000 GPUs, a handful of types).
+fn alloc_types(snapshot: &crate::snapshot::ClusterSnapshot) -> std::collections::BTreeSet<String> {
+    let types: std::collections::BTreeSet<&str> = snapshot
+        .pods
+        .iter()
+        .flat_map(|p| p.containers.iter())
+        .flat_map(|c| c.allocations.iter())
+        .map(|a| a.alloc_type.as_str())
+        .collect();
+    types.into_iter().map(String::from).collect()
+}
+
 /// Which queries a cycle issues for a snapshot (exposed for tests and benchmarks).
 pub fn planned_queries(snapshot: &crate::snapshot::ClusterSnapshot) -> Vec<CycleQuery> {
     let vendors = snapshot
@@ -415,15 +505,129 @@ pub fn planned_queries(snapshot: &crate::snapshot::ClusterSnapshot) -> Vec<Cycle
         .iter_devices()
         .map(|d| d.vendor)
         .collect();
-    let types = snapshot
-        .pods
-        .iter()
-        .flat_map(|p| p.containers.iter())
-        .flat_map(|c| c.allocations.iter())
-        .map(|a| a.alloc_type.clone())
-        .collect();
-    device_metrics::queries::plan(&vendors, &types)
+    device_metrics::queries::plan(&vendors, &alloc_types(snapshot))
         .into_iter()
         .map(|(q, _)| q)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device_metrics::{build_cycle, VectorAnswer};
+    use crate::query_client::Sample;
+    use std::io::Read as _;
+
+    fn gunzip(bytes: &[u8]) -> String {
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    }
+
+    fn cluster() -> crate::snapshot::ClusterSnapshot {
+        cluster_of(2)
+    }
+
+    fn cluster_of(nodes: usize) -> crate::snapshot::ClusterSnapshot {
+        let shape = crate::synthetic::ClusterShape::gpus(nodes);
+        let config = crate::config::Config::from_raw(Default::default()).unwrap();
+        let mut entries = Vec::new();
+        let mut pods = Vec::new();
+        for object in shape.objects() {
+            if object["kind"] == "Node" {
+                let node = serde_json::from_value(object).unwrap();
+                entries.push(crate::node_cache::node_entry(&node, &config.node_selectors).0);
+            } else {
+                let pod = serde_json::from_value(object).unwrap();
+                if let Some(record) =
+                    crate::pod_cache::pod_record(&pod, jiff::Timestamp::UNIX_EPOCH).0
+                {
+                    pods.push(Arc::new(record));
+                }
+            }
+        }
+        let inventory = Arc::new(crate::node_cache::build_inventory(entries.iter()));
+        crate::pod_cache::build_snapshot(1, inventory, pods.iter())
+    }
+
+    fn utilisation(snapshot: &crate::snapshot::ClusterSnapshot, util: f64) -> QueryResults {
+        let samples = snapshot
+            .inventory
+            .iter_devices()
+            .map(|d| Sample {
+                metric: [
+                    ("__name__".to_string(), "DCGM_FI_DEV_GPU_UTIL".to_string()),
+                    ("UUID".to_string(), d.id.clone()),
+                ]
+                .into(),
+                timestamp: 0.0,
+                value: util,
+            })
+            .collect::<Vec<_>>();
+        QueryResults::from([(
+            CycleQuery::Device(Vendor::Nvidia),
+            Ok(VectorAnswer::from(samples)),
+        )])
+    }
+
+    #[test]
+    fn gzip_and_plain_carry_the_same_text_and_unchanged_families_are_not_recompressed() {
+        let snapshot = cluster();
+        let first = build_cycle(
+            &snapshot,
+            &utilisation(&snapshot, 40.0),
+            &Default::default(),
+            3,
+        );
+        let text = first.render();
+        let first = expose(Arc::new(first), &Exposition::default());
+        assert_eq!(gunzip(&first.gzip), text);
+        assert_eq!(first.text_len, text.len());
+        assert_eq!(first.compressed_families, first.state.families().len());
+
+        let same = build_cycle(&snapshot, &utilisation(&snapshot, 40.0), &first.state, 3);
+        let same = expose(Arc::new(same), &first);
+        assert_eq!(same.compressed_families, 0);
+        assert_eq!(gunzip(&same.gzip), text);
+
+        let busier = build_cycle(&snapshot, &utilisation(&snapshot, 50.0), &same.state, 3);
+        let busier_text = busier.render();
+        let busier = expose(Arc::new(busier), &same);
+        // The four core utilisation families changed; the rest kept their members.
+        assert_eq!(busier.compressed_families, 4);
+        assert_eq!(gunzip(&busier.gzip), busier_text);
+        assert_eq!(busier.text_len, busier_text.len());
+    }
+
+    #[test]
+    fn every_publication_of_a_failing_sequence_is_self_consistent() {
+        let snapshot = cluster();
+        let mut published = Exposition::default();
+        let phases = [40.0, 41.0, -1.0, -1.0, -1.0, -1.0, 42.0, -1.0, 42.0, 43.0];
+        for (cycle, util) in phases.into_iter().enumerate() {
+            let results = if util < 0.0 {
+                QueryResults::from([(CycleQuery::Device(Vendor::Nvidia), Err(()))])
+            } else {
+                utilisation(&snapshot, util)
+            };
+            let state = build_cycle(&snapshot, &results, &published.state, 3);
+            let text = state.render();
+            published = expose(Arc::new(state), &published);
+            assert_eq!(gunzip(&published.gzip), text, "cycle {cycle}");
+            assert_eq!(published.text_len, text.len(), "cycle {cycle}");
+            let streamed: Vec<u8> = Arc::clone(&published.state)
+                .text_chunks(333)
+                .flatten()
+                .collect();
+            assert_eq!(streamed, text.as_bytes(), "cycle {cycle}");
+            let carried = (2..=4).contains(&cycle) || cycle >= 6;
+            assert_eq!(
+                text.contains("hami_memory_used{"),
+                util >= 0.0 || carried,
+                "cycle {cycle}: {text}"
+            );
+        }
+    }
 }

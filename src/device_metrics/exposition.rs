@@ -5,7 +5,10 @@
 //! and the frontend's PromQL keep working; the families upstream 2.0 added follow upstream's
 //! wording. Rendering is done once per published cycle, never per scrape.
 
-use std::fmt::Write as _;
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use super::labels::LabelSet;
 
 /// Device labels, in the Go backend's order.
 pub const DEVICE_LABELS: &[&str] = &[
@@ -191,71 +194,165 @@ impl Family {
     }
 }
 
-/// One series: label values in the family's label order, and the value.
+/// One series: its label set (rendered once, shared) and the value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
-    pub labels: Vec<String>,
+    pub labels: Arc<LabelSet>,
     pub value: f64,
 }
 
-/// Renders families (each with its series, any order) to the text format, families in
-/// [`Family::ALL`] order and series sorted by label values, so equal states render to equal
-/// bytes. Families without series are omitted, as client_golang omits empty vectors.
+impl Point {
+    /// The same series with the same value: the same shared label set or equal values, and
+    /// the same value bits (so a family whose points are all `same` renders to equal bytes).
+    pub fn same(&self, other: &Point) -> bool {
+        self.value.to_bits() == other.value.to_bits()
+            && (Arc::ptr_eq(&self.labels, &other.labels) || self.labels == other.labels)
+    }
+}
+
+/// The series of one family in exposition order: sorted by label values, duplicates dropped.
+/// `groups` in source order, each with whether it is already strictly in label order.
+pub fn family_view(family: Family, groups: &[(&Arc<[Point]>, bool)]) -> Arc<[Point]> {
+    let n = family.spec().2.len();
+    let sorted_and_unique = |points: &[Point]| {
+        points.windows(2).all(|w| {
+            !Arc::ptr_eq(&w[0].labels, &w[1].labels)
+                && w[0].labels.cmp_values(&w[1].labels, n) == Ordering::Less
+        })
+    };
+    if let [(only, ordered)] = groups {
+        if *ordered || sorted_and_unique(only) {
+            return Arc::clone(only);
+        }
+    }
+    let mut all: Vec<Point> = groups.iter().flat_map(|(g, _)| g.iter().cloned()).collect();
+    // Stable: of equal label sets the first (by source, then insertion) is kept.
+    all.sort_by(|a, b| a.labels.cmp_values(&b.labels, n));
+    all.dedup_by(|b, a| Arc::ptr_eq(&a.labels, &b.labels) || a.labels.eq_values(&b.labels, n));
+    all.into()
+}
+
+/// Appends the HELP and TYPE lines and every series of one family (nothing when it is empty).
+pub fn write_family(out: &mut Vec<u8>, family: Family, points: &[Point]) {
+    if points.is_empty() {
+        return;
+    }
+    write_header(out, family);
+    write_points(out, family, points);
+}
+
+pub(super) fn write_header(out: &mut Vec<u8>, family: Family) {
+    let (name, help, _) = family.spec();
+    out.extend_from_slice(b"# HELP ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(escape_help(help).as_bytes());
+    out.extend_from_slice(b"\n# TYPE ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b" gauge\n");
+}
+
+pub(super) fn write_points(out: &mut Vec<u8>, family: Family, points: &[Point]) {
+    let (name, _, label_names) = family.spec();
+    let n = label_names.len();
+    for point in points {
+        out.extend_from_slice(name.as_bytes());
+        point.labels.write(out, n);
+        out.push(b' ');
+        write_value(out, point.value);
+        out.push(b'\n');
+    }
+}
+
+/// Renders one family (HELP, TYPE, series) in pieces of about `piece` bytes, handing each
+/// to `sink`; nothing when it has no series. Returns the text's length.
+pub fn render_family_in_pieces(
+    family: Family,
+    points: &[Point],
+    piece: usize,
+    scratch: &mut Vec<u8>,
+    mut sink: impl FnMut(&[u8]),
+) -> usize {
+    if points.is_empty() {
+        return 0;
+    }
+    scratch.clear();
+    write_header(scratch, family);
+    let mut total = 0;
+    for part in points.chunks(256) {
+        write_points(scratch, family, part);
+        if scratch.len() >= piece {
+            total += scratch.len();
+            sink(scratch);
+            scratch.clear();
+        }
+    }
+    if !scratch.is_empty() {
+        total += scratch.len();
+        sink(scratch);
+        scratch.clear();
+    }
+    total
+}
+
+/// Renders families (each a view from [`family_view`]) in the order given to the text format.
 pub fn render<'a>(families: impl IntoIterator<Item = (Family, &'a [Point])>) -> String {
-    let mut by_family: Vec<(Family, Vec<&Point>)> = Vec::new();
+    let mut out = Vec::new();
     for (family, points) in families {
-        match by_family.iter_mut().find(|(f, _)| *f == family) {
-            Some((_, all)) => all.extend(points.iter()),
-            None => by_family.push((family, points.iter().collect())),
-        }
+        write_family(&mut out, family, points);
     }
-    by_family.sort_by_key(|(f, _)| *f);
-    let mut out = String::new();
-    for (family, mut points) in by_family {
-        if points.is_empty() {
-            continue;
-        }
-        points.sort_by(|a, b| a.labels.cmp(&b.labels));
-        points.dedup_by(|a, b| a.labels == b.labels);
-        let (name, help, label_names) = family.spec();
-        let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
-        let _ = writeln!(out, "# TYPE {name} gauge");
-        for point in points {
-            out.push_str(name);
-            out.push('{');
-            for (i, (label, value)) in label_names.iter().zip(&point.labels).enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "{label}=\"{}\"", escape_label(value));
-            }
-            out.push_str("} ");
-            out.push_str(&format_value(point.value));
-            out.push('\n');
-        }
-    }
-    out
+    // Only `&str` pieces and ASCII were appended.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn escape_help(text: &str) -> String {
     text.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-fn escape_label(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Sample values as the text format spells them (as Rust's `Display` writes an `f64`, plus
+/// `NaN`, `+Inf` and `-Inf`).
+pub fn format_value(value: f64) -> String {
+    let mut out = Vec::new();
+    write_value(&mut out, value);
+    String::from_utf8(out).unwrap_or_default()
 }
 
-/// Sample values as the text format spells them.
-pub fn format_value(value: f64) -> String {
+/// Appends a sample value exactly as Rust's `Display` writes an `f64` (what this exporter
+/// always wrote), plus `NaN`, `+Inf` and `-Inf`, without `fmt` in the common cases: whole
+/// numbers through `itoa`, short fractions through `ryu`. `ryu` and `Display` both write the
+/// shortest digits that read back to the value, but break ties differently (to even, and
+/// away from zero), and a tie needs about 16 significant digits; from 15 on, and where `ryu`
+/// would write an exponent (Display never does), `Display` writes it.
+pub fn write_value(out: &mut Vec<u8>, value: f64) {
     if value.is_nan() {
-        "NaN".into()
+        out.extend_from_slice(b"NaN");
     } else if value.is_infinite() {
-        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
+        out.extend_from_slice(if value > 0.0 { b"+Inf" } else { b"-Inf" });
+    } else if value.fract() == 0.0 && value.abs() < 9.0e15 {
+        if value == 0.0 && value.is_sign_negative() {
+            out.extend_from_slice(b"-0");
+        } else {
+            out.extend_from_slice(itoa::Buffer::new().format(value as i64).as_bytes());
+        }
     } else {
-        format!("{value}")
+        let mut buffer = ryu::Buffer::new();
+        let text = buffer.format_finite(value);
+        if text.contains('e') || significant_digits(text) >= 15 {
+            use std::io::Write as _;
+            let _ = write!(out, "{value}");
+        } else {
+            // `ryu` marks whole numbers with ".0"; Display does not.
+            out.extend_from_slice(text.strip_suffix(".0").unwrap_or(text).as_bytes());
+        }
     }
+}
+
+/// Digits from the first non-zero one (trailing zeros included: an overcount is safe).
+fn significant_digits(text: &str) -> usize {
+    text.bytes()
+        .filter(u8::is_ascii_digit)
+        .skip_while(|&b| b == b'0')
+        .count()
 }
 
 #[cfg(test)]
@@ -264,9 +361,15 @@ mod tests {
 
     fn point(labels: &[&str], value: f64) -> Point {
         Point {
-            labels: labels.iter().map(|s| s.to_string()).collect(),
+            labels: Arc::new(LabelSet::new(DEVICE_LABELS, labels)),
             value,
         }
+    }
+
+    fn rendered(family: Family, points: Vec<Point>) -> String {
+        let group: Arc<[Point]> = points.into();
+        let view = family_view(family, &[(&group, false)]);
+        render([(family, &view[..])])
     }
 
     #[test]
@@ -275,7 +378,7 @@ mod tests {
             point(&["n2", "NVIDIA", "T4", "GPU-b", "", ""], 10.0),
             point(&["n1", "NVIDIA", "T\"4\n", "GPU-a", "535", "0"], 0.5),
         ];
-        let text = render([(Family::VgpuCount, points.as_slice())]);
+        let text = rendered(Family::VgpuCount, points);
         assert_eq!(
             text,
             "# HELP hami_vgpu_count Total vGPU count\n# TYPE hami_vgpu_count gauge\n\
@@ -286,8 +389,10 @@ mod tests {
 
     #[test]
     fn trailing_spaces_of_go_help_texts_are_kept() {
-        let points = [point(&["n", "p", "t", "u", "d", "0"], 1.0)];
-        let text = render([(Family::MemoryUsed, &points[..])]);
+        let text = rendered(
+            Family::MemoryUsed,
+            vec![point(&["n", "p", "t", "u", "d", "0"], 1.0)],
+        );
         assert!(text.starts_with("# HELP hami_memory_used Actual memory usage, unit is 'MB' \n"));
     }
 
@@ -298,5 +403,62 @@ mod tests {
         assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
         assert_eq!(format_value(100.0), "100");
         assert_eq!(render([(Family::CoreSize, &[][..])]), "");
+    }
+
+    #[test]
+    fn values_are_written_as_display_writes_them() {
+        let mut cases = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.5,
+            25.3,
+            1.0 / 3.0,
+            1e-7,
+            1.5e-5,
+            1e15,
+            9.0e15,
+            1e16,
+            1.5e16,
+            1e21,
+            1e300,
+            -2.5e-300,
+            123456.789,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            // A tie: ryu rounds it to even ("…312"), Display away from zero ("…313").
+            "-132.706817626953125".parse().unwrap(),
+        ];
+        // Every float32 quantity of the families goes through f64; spread over many exponents.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = f64::from_bits(x);
+            if v.is_finite() {
+                cases.push(v);
+                cases.push(f64::from(v as f32));
+                cases.push(((x % 100_000) as f64) / 10.0);
+            }
+        }
+        for v in cases.into_iter().filter(|v| v.is_finite()) {
+            assert_eq!(format_value(v), format!("{v}"), "{v:e}");
+        }
+    }
+
+    #[test]
+    fn duplicates_keep_the_first_and_groups_merge_in_label_order() {
+        let a: Arc<[Point]> = vec![point(&["n2", "", "", "", "", ""], 1.0)].into();
+        let b: Arc<[Point]> = vec![
+            point(&["n1", "", "", "", "", ""], 2.0),
+            point(&["n2", "", "", "", "", ""], 3.0),
+        ]
+        .into();
+        let view = family_view(Family::CoreUtil, &[(&a, true), (&b, true)]);
+        let values: Vec<f64> = view.iter().map(|p| p.value).collect();
+        assert_eq!(values, [2.0, 1.0]);
     }
 }

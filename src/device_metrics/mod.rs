@@ -6,17 +6,26 @@
 //! groups by (family, source query); when a query fails, the groups it feeds keep their
 //! previous series for up to `exporter.stale_cycles` cycles (devices and containers that left
 //! the cluster excepted), and every other group updates normally.
+//!
+//! Label sets are rendered once ([`LabelSet`]) and shared by every family of a device or an
+//! allocation; the next cycle reuses them while their values stay equal, so an unchanged
+//! cluster re-renders no label and a family whose values did not move can reuse its bytes
+//! (`metrics_refresher`). Devices and allocations are visited in label order, so each
+//! family's series come out already sorted.
 
 pub mod exposition;
+pub mod labels;
 pub mod queries;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
-use crate::device::{Device, Vendor};
-use crate::query_client::Sample;
-use crate::snapshot::ClusterSnapshot;
+use crate::device::{Device, DeviceAllocation, Vendor};
+use crate::query_client::{QueryData, QueryOutput, Sample};
+use crate::snapshot::{ClusterSnapshot, ContainerRecord, PodRecord};
 
-pub use exposition::{Family, Point};
+pub use exposition::{Family, Point, CONTAINER_ALLOC_LABELS, DEVICE_LABELS};
+pub use labels::LabelSet;
 pub use queries::CycleQuery;
 
 /// What fed a group of series.
@@ -27,29 +36,124 @@ pub enum Source {
     Query(CycleQuery),
 }
 
+/// One successful instant-vector answer, shared with the query client rather than copied
+/// (at 10,000 GPUs a cycle's answers hold ~170,000 samples).
+#[derive(Debug, Clone)]
+pub struct VectorAnswer(Arc<QueryOutput>);
+
+impl VectorAnswer {
+    /// The answer if it is an instant vector.
+    pub fn new(output: Arc<QueryOutput>) -> Option<Self> {
+        matches!(output.data, QueryData::Vector(_)).then_some(Self(output))
+    }
+
+    pub fn samples(&self) -> &[Sample] {
+        match &self.0.data {
+            QueryData::Vector(samples) => samples,
+            _ => &[],
+        }
+    }
+}
+
+impl From<Vec<Sample>> for VectorAnswer {
+    fn from(samples: Vec<Sample>) -> Self {
+        Self(Arc::new(QueryOutput {
+            data: QueryData::Vector(samples),
+            warnings: Vec::new(),
+        }))
+    }
+}
+
 /// The outcome of each query of a cycle: its vector samples, or failure.
-pub type QueryResults = HashMap<CycleQuery, Result<Vec<Sample>, ()>>;
+pub type QueryResults = HashMap<CycleQuery, Result<VectorAnswer, ()>>;
+
+fn samples(results: &QueryResults, query: CycleQuery) -> Option<&[Sample]> {
+    results
+        .get(&query)?
+        .as_ref()
+        .ok()
+        .map(VectorAnswer::samples)
+}
 
 /// `(driver_version, device_no)` per device uuid.
 type InfoLabels = HashMap<String, (String, String)>;
 /// Info labels per vendor, with the cycles since they were last refreshed.
-type InfoCache = HashMap<Vendor, (InfoLabels, u32)>;
+type InfoCache = HashMap<Vendor, (Arc<InfoLabels>, u32)>;
 
 /// Series of one (family, source), and for how many cycles they have been carried over.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SeriesGroup {
-    pub points: Vec<Point>,
+    pub points: Arc<[Point]>,
     pub stale_for: u32,
+    /// The points are strictly increasing by label values (sorted, no duplicates), as the
+    /// device and allocation loops emit them; the exposition then needs no sorting.
+    pub in_label_order: bool,
+}
+
+/// The label sets of a cycle and their label order, kept for the next one to reuse.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct LabelTables {
+    /// Per device, by flat index.
+    devices: Vec<Option<Arc<LabelSet>>>,
+    devices_order: LabelOrder,
+    /// Per (container, device) allocation entry, in snapshot order.
+    containers: Vec<Option<Arc<LabelSet>>>,
+    containers_order: LabelOrder,
+}
+
+/// Positions of a table's label sets sorted by their first `n` values (stable), and whether
+/// no two are equal. Depends only on the sets, so it is reused while they are the same.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct LabelOrder {
+    positions: Vec<usize>,
+    distinct: bool,
+}
+
+impl LabelOrder {
+    fn of(sets: &[Option<Arc<LabelSet>>], n: usize, previous: &LabelTablesView<'_>) -> Self {
+        let same = sets.len() == previous.sets.len()
+            && sets.iter().zip(previous.sets).all(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            });
+        if same {
+            return previous.order.clone();
+        }
+        let mut positions: Vec<usize> = (0..sets.len()).filter(|&i| sets[i].is_some()).collect();
+        let cmp = |a: usize, b: usize| match (&sets[a], &sets[b]) {
+            (Some(a), Some(b)) => a.cmp_values(b, n),
+            _ => std::cmp::Ordering::Equal,
+        };
+        positions.sort_by(|&a, &b| cmp(a, b));
+        let distinct = positions
+            .windows(2)
+            .all(|w| cmp(w[0], w[1]) == std::cmp::Ordering::Less);
+        Self {
+            positions,
+            distinct,
+        }
+    }
+}
+
+/// The previous cycle's table and order, for [`LabelOrder::of`].
+struct LabelTablesView<'a> {
+    sets: &'a [Option<Arc<LabelSet>>],
+    order: &'a LabelOrder,
 }
 
 /// Everything one published cycle holds.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CycleState {
     pub groups: BTreeMap<(Family, Source), SeriesGroup>,
+    /// Each non-empty family's series in exposition order (sorted, without duplicates);
+    /// shares the group's points when one group feeds the family.
+    families: Vec<(Family, Arc<[Point]>)>,
     /// Last known `(driver_version, device_no)` per device uuid, with the cycles since the
     /// info query last succeeded for its vendor; keeps series identities stable when only
     /// the info query fails.
     info: InfoCache,
+    labels: LabelTables,
 }
 
 impl CycleState {
@@ -57,13 +161,65 @@ impl CycleState {
         self.groups.values().map(|g| g.points.len()).sum()
     }
 
+    /// The non-empty families in exposition order, each with its series in order.
+    pub fn families(&self) -> &[(Family, Arc<[Point]>)] {
+        &self.families
+    }
+
     /// The exposition text of this state.
     pub fn render(&self) -> String {
-        exposition::render(
-            self.groups
-                .iter()
-                .map(|((family, _), group)| (*family, group.points.as_slice())),
-        )
+        exposition::render(self.families.iter().map(|(f, p)| (*f, &p[..])))
+    }
+
+    /// The exposition text in pieces of about `chunk` bytes, rendered as they are asked for.
+    pub fn text_chunks(self: Arc<Self>, chunk: usize) -> TextChunks {
+        TextChunks {
+            state: self,
+            family: 0,
+            point: 0,
+            header_done: false,
+            chunk: chunk.max(1),
+        }
+    }
+}
+
+/// Iterator over a state's exposition text, piece by piece: what a plain scrape streams, so
+/// that the text (~100 MB at 10,000 GPUs) is never held whole.
+pub struct TextChunks {
+    state: Arc<CycleState>,
+    family: usize,
+    point: usize,
+    header_done: bool,
+    chunk: usize,
+}
+
+impl Iterator for TextChunks {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.chunk + 4096);
+        while out.len() < self.chunk {
+            let Some((family, points)) = self.state.families.get(self.family) else {
+                break;
+            };
+            if !self.header_done {
+                if !points.is_empty() {
+                    exposition::write_header(&mut out, *family);
+                }
+                self.header_done = true;
+            }
+            while self.point < points.len() && out.len() < self.chunk {
+                let stop = (self.point + 256).min(points.len());
+                exposition::write_points(&mut out, *family, &points[self.point..stop]);
+                self.point = stop;
+            }
+            if self.point >= points.len() {
+                self.family += 1;
+                self.point = 0;
+                self.header_done = false;
+            }
+        }
+        (!out.is_empty()).then_some(out)
     }
 }
 
@@ -82,12 +238,8 @@ struct DeviceIdentity {
 /// Resolves exporter identities: Ascend `vdie_id` by array position on the node, DCU
 /// `device_id` by minor number, MLU and Metax-GPU `uuid` by card index, as the Go backend did.
 fn identities(snapshot: &ClusterSnapshot, results: &QueryResults) -> Vec<DeviceIdentity> {
-    let rows = |vendor| -> &[Sample] {
-        match results.get(&CycleQuery::Identity(vendor)) {
-            Some(Ok(samples)) => samples,
-            _ => &[],
-        }
-    };
+    let rows =
+        |vendor| -> &[Sample] { samples(results, CycleQuery::Identity(vendor)).unwrap_or(&[]) };
     let label = |s: &Sample, k: &str| s.metric.get(k).cloned().unwrap_or_default();
     let index_by =
         |vendor, node_label: &str, key_label: &str| -> HashMap<(String, String), &Sample> {
@@ -206,21 +358,42 @@ pub fn identity_overrides(
     Some(map)
 }
 
-/// Device quantities of one vendor's device query: `(metric, id) → value` as float32, the
-/// precision the Go backend worked in.
-fn device_values(results: &QueryResults, vendor: Vendor) -> Option<HashMap<(String, String), f32>> {
-    let samples = results.get(&CycleQuery::Device(vendor))?.as_ref().ok()?;
+/// Device quantities of one vendor's device query: per exporter id, each metric of
+/// [`queries::device_metrics`] by position, as float32 (the precision the Go backend
+/// worked in). A repeated series overwrites the earlier one.
+type DeviceValues<'a> = FastMap<&'a str, [Option<f32>; MAX_DEVICE_METRICS]>;
+
+/// The joins' maps: keyed by upstream label values, hashed with `foldhash` (randomly seeded),
+/// several times faster than SipHash on these keys.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Most device metrics a vendor's device query asks for.
+const MAX_DEVICE_METRICS: usize = 8;
+
+fn device_values(results: &QueryResults, vendor: Vendor) -> Option<DeviceValues<'_>> {
+    let samples = samples(results, CycleQuery::Device(vendor))?;
     let id_label = queries::identity_label(vendor)?;
-    Some(
-        samples
-            .iter()
-            .filter_map(|s| {
-                let name = s.metric.get("__name__")?.clone();
-                let id = s.metric.get(id_label)?.clone();
-                Some(((name, id), s.value as f32))
-            })
-            .collect(),
-    )
+    let names = queries::device_metrics(vendor);
+    let mut values = DeviceValues::with_capacity_and_hasher(
+        samples.len() / names.len().max(1) + 1,
+        Default::default(),
+    );
+    for s in samples {
+        let (Some(name), Some(id)) = (s.metric.get("__name__"), s.metric.get(id_label)) else {
+            continue;
+        };
+        let Some(position) = names.iter().position(|n| n == name) else {
+            continue;
+        };
+        if let Some(slot) = values
+            .entry(id.as_str())
+            .or_insert([None; MAX_DEVICE_METRICS])
+            .get_mut(position)
+        {
+            *slot = Some(s.value as f32);
+        }
+    }
+    Some(values)
 }
 
 /// Round half away from zero to one decimal, as the Go backend's `round1`.
@@ -241,8 +414,13 @@ struct DeviceReadings {
     xid: Option<f32>,
 }
 
-fn readings(vendor: Vendor, values: &HashMap<(String, String), f32>, id: &str) -> DeviceReadings {
-    let get = |name: &str| values.get(&(name.to_string(), id.to_string())).copied();
+fn readings(vendor: Vendor, values: &DeviceValues<'_>, id: &str) -> DeviceReadings {
+    let row = values.get(id);
+    let names = queries::device_metrics(vendor);
+    let get = |name: &str| {
+        let position = names.iter().position(|n| *n == name)?;
+        row.and_then(|r| r.get(position).copied().flatten())
+    };
     let v = |name: &str| get(name).unwrap_or(0.0);
     match vendor {
         Vendor::Nvidia => DeviceReadings {
@@ -313,12 +491,16 @@ fn readings(vendor: Vendor, values: &HashMap<(String, String), f32>, id: &str) -
     }
 }
 
+/// An info series' labels, with the series they came from.
+type InfoChoice<'a> = ((String, String), &'a BTreeMap<String, String>);
+
 /// `(driver_version, device_no)` per device uuid from a vendor's info query.
-fn info_labels(vendor: Vendor, samples: &[Sample]) -> HashMap<String, (String, String)> {
-    let mut sorted: Vec<&Sample> = samples.iter().collect();
-    sorted.sort_by(|a, b| a.metric.cmp(&b.metric));
-    let mut out = HashMap::new();
-    for s in sorted {
+fn info_labels(vendor: Vendor, samples: &[Sample]) -> InfoLabels {
+    // The Go backend took the first series; the first in label order makes "first"
+    // deterministic (the series whose labels sort lowest wins, earliest among equals).
+    let mut chosen: FastMap<String, InfoChoice<'_>> =
+        FastMap::with_capacity_and_hasher(samples.len(), Default::default());
+    for s in samples {
         let get = |k: &str| s.metric.get(k).cloned().unwrap_or_default();
         let (id, labels) = match vendor {
             Vendor::Nvidia => (get("UUID"), (get("DCGM_FI_DRIVER_VERSION"), get("device"))),
@@ -336,31 +518,119 @@ fn info_labels(vendor: Vendor, samples: &[Sample]) -> HashMap<String, (String, S
             Vendor::Hcu => (get("device_id"), (String::new(), get("minor_number"))),
             _ => continue,
         };
-        // The Go backend took the first series; sorted order makes "first" deterministic.
-        out.entry(id).or_insert(labels);
+        match chosen.entry(id) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert((labels, &s.metric));
+            }
+            std::collections::hash_map::Entry::Occupied(mut slot) => {
+                if s.metric < *slot.get().1 {
+                    slot.insert((labels, &s.metric));
+                }
+            }
+        }
     }
-    out
+    chosen
+        .into_iter()
+        .map(|(id, (labels, _))| (id, labels))
+        .collect()
 }
 
-/// Accumulates the points of one cycle.
-#[derive(Default)]
+/// Accumulates the points of one cycle, per family then source.
 struct Builder {
-    groups: BTreeMap<(Family, Source), Vec<Point>>,
+    groups: Vec<Vec<(Source, Vec<Point>, bool)>>,
+    /// Whether points set now come in strictly increasing label order. Each group is fed by
+    /// one loop only (device families by the device loop, container families by the
+    /// allocation loop or the Metax full-GPU path), so a group stays ordered while this holds.
+    in_label_order: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            groups: vec![Vec::new(); Family::ALL.len()],
+            in_label_order: false,
+        }
+    }
 }
 
 impl Builder {
-    fn set(&mut self, family: Family, source: Source, labels: &[String], value: f64) {
-        self.groups
-            .entry((family, source))
-            .or_default()
-            .push(Point {
-                labels: labels.to_vec(),
-                value,
-            });
+    fn set(&mut self, family: Family, source: Source, labels: &Arc<LabelSet>, value: f64) {
+        let point = Point {
+            labels: Arc::clone(labels),
+            value,
+        };
+        let in_order = self.in_label_order;
+        let Some(sources) = self.groups.get_mut(family as usize) else {
+            return;
+        };
+        match sources.iter_mut().find(|(s, _, _)| *s == source) {
+            Some((_, points, ordered)) => {
+                points.push(point);
+                *ordered &= in_order;
+            }
+            None => sources.push((source, vec![point], in_order)),
+        }
+    }
+
+    fn into_groups(self) -> BTreeMap<(Family, Source), SeriesGroup> {
+        Family::ALL
+            .into_iter()
+            .zip(self.groups)
+            .flat_map(|(family, sources)| {
+                sources.into_iter().map(move |(source, points, ordered)| {
+                    (
+                        (family, source),
+                        SeriesGroup {
+                            points: points.into(),
+                            stale_for: 0,
+                            in_label_order: ordered,
+                        },
+                    )
+                })
+            })
+            .collect()
     }
 }
 
-/// Builds the next state. `previous` supplies carried-over groups for failed queries.
+/// Hands out label sets, reusing the previous cycle's where the values are equal: first the
+/// one at the same position, else any with the same text.
+struct LabelReuse<'a> {
+    previous: &'a [Option<Arc<LabelSet>>],
+    by_text: Option<FastMap<&'a str, &'a Arc<LabelSet>>>,
+}
+
+impl<'a> LabelReuse<'a> {
+    fn new(previous: &'a [Option<Arc<LabelSet>>]) -> Self {
+        Self {
+            previous,
+            by_text: None,
+        }
+    }
+
+    fn get(&mut self, position: usize, names: &[&str], values: &[&str]) -> Arc<LabelSet> {
+        if let Some(Some(set)) = self.previous.get(position) {
+            if set.matches(values) {
+                return Arc::clone(set);
+            }
+        }
+        let fresh = LabelSet::new(names, values);
+        let previous = self.previous;
+        let by_text = self.by_text.get_or_insert_with(|| {
+            previous
+                .iter()
+                .flatten()
+                .map(|set| (set.text(), set))
+                .collect()
+        });
+        match by_text.get(fresh.text()) {
+            Some(old) => Arc::clone(old),
+            None => Arc::new(fresh),
+        }
+    }
+}
+
+/// Builds the next state. `previous` supplies carried-over groups for failed queries, and
+/// label sets to reuse.
 pub fn build_cycle(
     snapshot: &ClusterSnapshot,
     results: &QueryResults,
@@ -370,26 +640,26 @@ pub fn build_cycle(
     let identities = identities(snapshot, results);
     let inventory = &snapshot.inventory;
     let mut b = Builder::default();
-    let mut next_info = HashMap::new();
+    let mut next_info = InfoCache::new();
 
     let vendors: BTreeSet<Vendor> = inventory.iter_devices().map(|d| d.vendor).collect();
-    let device_values: HashMap<Vendor, HashMap<(String, String), f32>> = vendors
+    let device_values: HashMap<Vendor, DeviceValues<'_>> = vendors
         .iter()
         .filter_map(|&v| device_values(results, v).map(|m| (v, m)))
         .collect();
-    let mut infos: HashMap<Vendor, HashMap<String, (String, String)>> = HashMap::new();
+    let mut infos: HashMap<Vendor, Arc<InfoLabels>> = HashMap::new();
     for &vendor in &vendors {
         match results.get(&CycleQuery::Info(vendor)) {
-            Some(Ok(samples)) => {
-                let labels = info_labels(vendor, samples);
-                infos.insert(vendor, labels.clone());
+            Some(Ok(answer)) => {
+                let labels = Arc::new(info_labels(vendor, answer.samples()));
+                infos.insert(vendor, Arc::clone(&labels));
                 next_info.insert(vendor, (labels, 0));
             }
             Some(Err(())) => {
                 if let Some((labels, age)) = previous.info.get(&vendor) {
                     if *age < stale_cycles {
-                        infos.insert(vendor, labels.clone());
-                        next_info.insert(vendor, (labels.clone(), age + 1));
+                        infos.insert(vendor, Arc::clone(labels));
+                        next_info.insert(vendor, (Arc::clone(labels), age + 1));
                     }
                 }
             }
@@ -397,41 +667,74 @@ pub fn build_cycle(
         }
     }
 
+    // Label sets per device, then the devices in label order.
+    let mut reuse = LabelReuse::new(&previous.labels.devices);
+    let device_sets: Vec<Option<Arc<LabelSet>>> = identities
+        .iter()
+        .enumerate()
+        .map(|(flat, identity)| {
+            let device = inventory.device(flat)?;
+            let (driver, number) = infos
+                .get(&device.vendor)
+                .and_then(|m| m.get(&identity.uuid))
+                .map_or(("", ""), |(d, n)| (d.as_str(), n.as_str()));
+            let values = [
+                device.node_name.as_str(),
+                device.vendor.provider(),
+                identity.device_type.as_str(),
+                identity.uuid.as_str(),
+                driver,
+                number,
+            ];
+            Some(reuse.get(flat, DEVICE_LABELS, &values))
+        })
+        .collect();
+    let devices_order = LabelOrder::of(
+        &device_sets,
+        DEVICE_LABELS.len(),
+        &LabelTablesView {
+            sets: &previous.labels.devices,
+            order: &previous.labels.devices_order,
+        },
+    );
+
     // Card utilisation per device, for the containers' >95 % override.
     let mut card_core: Vec<Option<f32>> = vec![None; identities.len()];
-    let mut device_labels: Vec<Vec<String>> = Vec::with_capacity(identities.len());
-
-    for (flat, identity) in identities.iter().enumerate() {
-        let Some(device) = inventory.device(flat) else {
-            device_labels.push(Vec::new());
+    b.in_label_order = devices_order.distinct;
+    for &flat in &devices_order.positions {
+        let (Some(device), Some(identity), Some(Some(labels))) = (
+            inventory.device(flat),
+            identities.get(flat),
+            device_sets.get(flat),
+        ) else {
             continue;
         };
-        let (driver, number) = infos
-            .get(&device.vendor)
-            .and_then(|m| m.get(&identity.uuid))
-            .cloned()
-            .unwrap_or_default();
-        let labels = vec![
-            device.node_name.clone(),
-            device.vendor.provider().to_string(),
-            identity.device_type.clone(),
-            identity.uuid.clone(),
-            driver,
-            number,
-        ];
         device_families(
             &mut b,
             device,
-            &labels,
+            labels,
             device_values.get(&device.vendor),
             identity,
             &mut card_core[flat],
         );
-        device_labels.push(labels);
     }
 
-    container_families(&mut b, snapshot, results, &identities, &card_core);
+    b.in_label_order = false;
+    let (containers, containers_order) = container_families(
+        &mut b,
+        snapshot,
+        results,
+        &identities,
+        &card_core,
+        &previous.labels,
+    );
 
+    let labels = LabelTables {
+        devices: device_sets,
+        devices_order,
+        containers,
+        containers_order,
+    };
     merge(
         b,
         results,
@@ -440,14 +743,15 @@ pub fn build_cycle(
         snapshot,
         &identities,
         next_info,
+        labels,
     )
 }
 
 fn device_families(
     b: &mut Builder,
     device: &Device,
-    labels: &[String],
-    values: Option<&HashMap<(String, String), f32>>,
+    labels: &Arc<LabelSet>,
+    values: Option<&DeviceValues<'_>>,
     identity: &DeviceIdentity,
     card_core: &mut Option<f32>,
 ) {
@@ -517,34 +821,54 @@ fn device_families(
     }
 }
 
-/// Per-container usage samples of one task query, keyed by the label values it is grouped by.
-fn task_map(
-    results: &QueryResults,
-    query: CycleQuery,
-    keys: &[&str],
-) -> Option<HashMap<Vec<String>, f32>> {
-    let samples = results.get(&query)?.as_ref().ok()?;
-    Some(
-        samples
-            .iter()
-            .map(|s| {
-                let key = keys
-                    .iter()
-                    .map(|k| s.metric.get(*k).cloned().unwrap_or_default())
-                    .collect();
-                (key, s.value as f32)
-            })
-            .collect(),
-    )
+/// Label values a task query is keyed by (unused positions empty).
+type TaskKey<'a> = [&'a str; 5];
+
+fn task_key<'a>(parts: &[&'a str]) -> TaskKey<'a> {
+    let mut key = [""; 5];
+    for (slot, part) in key.iter_mut().zip(parts) {
+        *slot = part;
+    }
+    key
 }
 
+/// Per-container usage samples of one task query, keyed by the label values it is grouped by.
+fn task_map<'a>(
+    results: &'a QueryResults,
+    query: CycleQuery,
+    keys: &[&str],
+) -> Option<FastMap<TaskKey<'a>, f32>> {
+    let samples = samples(results, query)?;
+    let mut map = FastMap::with_capacity_and_hasher(samples.len(), Default::default());
+    for s in samples {
+        let mut key = [""; 5];
+        for (slot, k) in key.iter_mut().zip(keys) {
+            *slot = s.metric.get(*k).map_or("", String::as_str);
+        }
+        map.insert(key, s.value as f32);
+    }
+    Some(map)
+}
+
+/// One container's allocations on one device: a row of the container families.
+struct ContainerEntry<'a> {
+    pod: &'a PodRecord,
+    container: &'a ContainerRecord,
+    flat: usize,
+    matched: Vec<&'a DeviceAllocation>,
+    labels: Arc<LabelSet>,
+}
+
+/// Emits the container families; returns the label sets of this cycle's entries (snapshot
+/// order) and their order, for the next cycle to reuse.
 fn container_families(
     b: &mut Builder,
     snapshot: &ClusterSnapshot,
     results: &QueryResults,
     identities: &[DeviceIdentity],
     card_core: &[Option<f32>],
-) {
+    previous: &LabelTables,
+) -> (Vec<Option<Arc<LabelSet>>>, LabelOrder) {
     use Family::*;
     let inventory = &snapshot.inventory;
     let nvidia_core = task_map(
@@ -595,17 +919,21 @@ fn container_families(
     let hcu_core = task_map(results, CycleQuery::TaskCore(Vendor::Hcu), &hcu_keys);
     let hcu_mem = task_map(results, CycleQuery::TaskMemory(Vendor::Hcu), &hcu_keys);
 
+    // Entries first (snapshot order), then emitted in label order.
+    let mut reuse = LabelReuse::new(&previous.containers);
+    let mut entries: Vec<ContainerEntry<'_>> = Vec::new();
+    let mut pod_uuid = String::new();
     for pod in snapshot.pods.iter() {
         for container in &pod.containers {
             if container.allocations.is_empty() {
                 continue;
             }
             if container.allocations.first().map(|a| a.alloc_type.as_str()) == Some("Metax-GPU") {
-                metax_gpu_container(b, pod, container, results, inventory, identities, card_core);
+                metax_gpu_container(b, pod, container, results, identities, card_core);
                 continue;
             }
             // Allocations grouped by the device they match, in first-match order.
-            let mut by_device: Vec<(usize, Vec<&crate::device::DeviceAllocation>)> = Vec::new();
+            let mut by_device: Vec<(usize, Vec<&DeviceAllocation>)> = Vec::new();
             for allocation in &container.allocations {
                 let Some(flat) = inventory.match_allocation(&allocation.uuid) else {
                     continue;
@@ -625,162 +953,191 @@ fn container_families(
                 if t.is_empty() || t == "Metax-GPU" {
                     continue;
                 }
-                let cores: i32 = matched
-                    .iter()
-                    .fold(0i32, |acc, a| acc.saturating_add(a.usedcores));
-                let mem: i32 = matched
-                    .iter()
-                    .fold(0i32, |acc, a| acc.saturating_add(a.usedmem));
-                let usage_labels = vec![
-                    device.node_name.clone(),
-                    t.to_string(),
-                    identity.device_type.clone(),
-                    identity.uuid.clone(),
-                    pod.name.clone(),
-                    container.name.clone(),
-                    pod.namespace.clone(),
+                pod_uuid.clear();
+                pod_uuid.push_str(&container.name);
+                pod_uuid.push(':');
+                pod_uuid.push_str(&pod.uid);
+                let values = [
+                    device.node_name.as_str(),
+                    t,
+                    identity.device_type.as_str(),
+                    identity.uuid.as_str(),
+                    pod.name.as_str(),
+                    container.name.as_str(),
+                    pod.namespace.as_str(),
+                    pod_uuid.as_str(),
                 ];
-                let mut alloc_labels = usage_labels.clone();
-                alloc_labels.push(format!("{}:{}", container.name, pod.uid));
-                let inv = Source::Inventory;
-                b.set(
-                    ContainerVgpuAllocated,
-                    inv,
-                    &alloc_labels,
-                    matched.len() as f64,
-                );
-                b.set(
-                    ContainerVmemoryAllocated,
-                    inv,
-                    &alloc_labels,
-                    f64::from(mem),
-                );
-                b.set(
-                    ContainerVcoreAllocated,
-                    inv,
-                    &alloc_labels,
-                    f64::from(cores),
-                );
-                b.set(ContainerVcoreAllocationKnown, inv, &alloc_labels, 1.0);
-
-                let Some(vendor) = queries::task_vendor(t) else {
-                    continue;
-                };
-                let (core_map, mem_map, key) = match vendor {
-                    Vendor::Nvidia => (
-                        &nvidia_core,
-                        &nvidia_mem,
-                        vec![
-                            identity.uuid.clone(),
-                            pod.namespace.clone(),
-                            pod.name.clone(),
-                            container.name.clone(),
-                        ],
-                    ),
-                    Vendor::Mlu => (
-                        &mlu_core,
-                        &mlu_mem,
-                        vec![
-                            pod.namespace.clone(),
-                            pod.name.clone(),
-                            container.name.clone(),
-                        ],
-                    ),
-                    Vendor::Dcu => (
-                        &dcu_core,
-                        &dcu_mem,
-                        vec![pod.uid.clone(), container.name.clone()],
-                    ),
-                    Vendor::Hcu => (
-                        &hcu_core,
-                        &hcu_mem,
-                        vec![
-                            identity.uuid.clone(),
-                            pod.namespace.clone(),
-                            pod.name.clone(),
-                            container.name.clone(),
-                        ],
-                    ),
-                    _ => (
-                        &sgpu_core,
-                        &sgpu_mem,
-                        vec![
-                            device.node_name.clone(),
-                            identity.index.clone(),
-                            pod.namespace.clone(),
-                            pod.name.clone(),
-                            container.name.clone(),
-                        ],
-                    ),
-                };
-                let core = cores as f32;
-                // Go read a missing sample as 0; upstream 2.0's HCU path leaves it unset
-                // (unknown), and so do we for HCU.
-                let sample = |map: &HashMap<Vec<String>, f32>| match map.get(&key) {
-                    Some(v) => Some(*v),
-                    None if vendor == Vendor::Hcu => None,
-                    None => Some(0.0),
-                };
-                if let Some(v) = core_map.as_ref().and_then(sample) {
-                    let (mut used, mut util) = match vendor {
-                        Vendor::Mlu => (f64::from(v / 100.0 * core), f64::from(v)),
-                        // Busy percent of the vHCU: used = busy × allocated cores / 100.
-                        Vendor::Hcu => (f64::from(v / 100.0 * core), f64::from(v)),
-                        _ => (f64::from(v), round1(100.0 * v / core)),
-                    };
-                    // No card fallback for HCU (upstream 2.0).
-                    let card = card_core
-                        .get(flat)
-                        .copied()
-                        .flatten()
-                        .filter(|_| vendor != Vendor::Hcu);
-                    if let Some(card) = card {
-                        if used != 0.0 && card > 95.0 {
-                            used = f64::from(card / 100.0 * core);
-                            util = f64::from(card);
-                        }
-                    }
-                    let src = Source::Query(CycleQuery::TaskCore(vendor));
-                    b.set(ContainerCoreUsed, src, &usage_labels, used);
-                    b.set(ContainerCoreUtil, src, &usage_labels, util);
-                }
-                if let Some(v) = mem_map.as_ref().and_then(sample) {
-                    let bytes = match vendor {
-                        Vendor::Mlu => v / 100.0 * mem as f32 * 1024.0 * 1024.0,
-                        Vendor::Metax => v * 1024.0,
-                        _ => v,
-                    };
-                    let mib = bytes / 1024.0 / 1024.0;
-                    let src = Source::Query(CycleQuery::TaskMemory(vendor));
-                    b.set(ContainerMemoryUsed, src, &usage_labels, f64::from(mib));
-                    b.set(
-                        ContainerMemoryUtil,
-                        src,
-                        &usage_labels,
-                        round1(100.0 * mib / mem as f32),
-                    );
-                }
+                let labels = reuse.get(entries.len(), CONTAINER_ALLOC_LABELS, &values);
+                entries.push(ContainerEntry {
+                    pod,
+                    container,
+                    flat,
+                    matched,
+                    labels,
+                });
             }
         }
     }
+    let sets: Vec<Option<Arc<LabelSet>>> = entries
+        .iter()
+        .map(|e| Some(Arc::clone(&e.labels)))
+        .collect();
+    // By the usage labels (a prefix of the allocation labels), earliest first among equals:
+    // the order, and the duplicate kept, of each family's series. Usage labels that differ
+    // make the allocation labels differ too, so both kinds of family come out in order.
+    let order = LabelOrder::of(
+        &sets,
+        exposition::CONTAINER_USAGE_LABELS.len(),
+        &LabelTablesView {
+            sets: &previous.containers,
+            order: &previous.containers_order,
+        },
+    );
+
+    b.in_label_order = order.distinct;
+    for entry in order.positions.iter().filter_map(|&i| entries.get(i)) {
+        let ContainerEntry {
+            pod,
+            container,
+            flat,
+            ref matched,
+            ref labels,
+        } = *entry;
+        let (Some(device), Some(identity), Some(last)) =
+            (inventory.device(flat), identities.get(flat), matched.last())
+        else {
+            continue;
+        };
+        let t = last.alloc_type.as_str();
+        let cores: i32 = matched
+            .iter()
+            .fold(0i32, |acc, a| acc.saturating_add(a.usedcores));
+        let mem: i32 = matched
+            .iter()
+            .fold(0i32, |acc, a| acc.saturating_add(a.usedmem));
+        let inv = Source::Inventory;
+        b.set(ContainerVgpuAllocated, inv, labels, matched.len() as f64);
+        b.set(ContainerVmemoryAllocated, inv, labels, f64::from(mem));
+        b.set(ContainerVcoreAllocated, inv, labels, f64::from(cores));
+        b.set(ContainerVcoreAllocationKnown, inv, labels, 1.0);
+
+        let Some(vendor) = queries::task_vendor(t) else {
+            continue;
+        };
+        let (core_map, mem_map, key) = match vendor {
+            Vendor::Nvidia => (
+                &nvidia_core,
+                &nvidia_mem,
+                task_key(&[
+                    identity.uuid.as_str(),
+                    pod.namespace.as_str(),
+                    pod.name.as_str(),
+                    container.name.as_str(),
+                ]),
+            ),
+            Vendor::Mlu => (
+                &mlu_core,
+                &mlu_mem,
+                task_key(&[
+                    pod.namespace.as_str(),
+                    pod.name.as_str(),
+                    container.name.as_str(),
+                ]),
+            ),
+            Vendor::Dcu => (
+                &dcu_core,
+                &dcu_mem,
+                task_key(&[pod.uid.as_str(), container.name.as_str()]),
+            ),
+            Vendor::Hcu => (
+                &hcu_core,
+                &hcu_mem,
+                task_key(&[
+                    identity.uuid.as_str(),
+                    pod.namespace.as_str(),
+                    pod.name.as_str(),
+                    container.name.as_str(),
+                ]),
+            ),
+            _ => (
+                &sgpu_core,
+                &sgpu_mem,
+                task_key(&[
+                    device.node_name.as_str(),
+                    identity.index.as_str(),
+                    pod.namespace.as_str(),
+                    pod.name.as_str(),
+                    container.name.as_str(),
+                ]),
+            ),
+        };
+        let core = cores as f32;
+        // Go read a missing sample as 0; upstream 2.0's HCU path leaves it unset
+        // (unknown), and so do we for HCU.
+        let sample = |map: &FastMap<TaskKey<'_>, f32>| match map.get(&key) {
+            Some(v) => Some(*v),
+            None if vendor == Vendor::Hcu => None,
+            None => Some(0.0),
+        };
+        if let Some(v) = core_map.as_ref().and_then(sample) {
+            let (mut used, mut util) = match vendor {
+                Vendor::Mlu => (f64::from(v / 100.0 * core), f64::from(v)),
+                // Busy percent of the vHCU: used = busy × allocated cores / 100.
+                Vendor::Hcu => (f64::from(v / 100.0 * core), f64::from(v)),
+                _ => (f64::from(v), round1(100.0 * v / core)),
+            };
+            // No card fallback for HCU (upstream 2.0).
+            let card = card_core
+                .get(flat)
+                .copied()
+                .flatten()
+                .filter(|_| vendor != Vendor::Hcu);
+            if let Some(card) = card {
+                if used != 0.0 && card > 95.0 {
+                    used = f64::from(card / 100.0 * core);
+                    util = f64::from(card);
+                }
+            }
+            let src = Source::Query(CycleQuery::TaskCore(vendor));
+            b.set(ContainerCoreUsed, src, labels, used);
+            b.set(ContainerCoreUtil, src, labels, util);
+        }
+        if let Some(v) = mem_map.as_ref().and_then(sample) {
+            let bytes = match vendor {
+                Vendor::Mlu => v / 100.0 * mem as f32 * 1024.0 * 1024.0,
+                Vendor::Metax => v * 1024.0,
+                _ => v,
+            };
+            let mib = bytes / 1024.0 / 1024.0;
+            let src = Source::Query(CycleQuery::TaskMemory(vendor));
+            b.set(ContainerMemoryUsed, src, labels, f64::from(mib));
+            b.set(
+                ContainerMemoryUtil,
+                src,
+                labels,
+                round1(100.0 * mib / mem as f32),
+            );
+        }
+    }
+    b.in_label_order = false;
+    (sets, order)
 }
 
 /// Metax full-GPU containers: the exporter's per-container memory series are paired with the
 /// container's allocations by position, as the Go backend did (contract §4.2).
 fn metax_gpu_container(
     b: &mut Builder,
-    pod: &crate::snapshot::PodRecord,
-    container: &crate::snapshot::ContainerRecord,
+    pod: &PodRecord,
+    container: &ContainerRecord,
     results: &QueryResults,
-    inventory: &crate::snapshot::Inventory,
     identities: &[DeviceIdentity],
     card_core: &[Option<f32>],
 ) {
     use Family::*;
-    let Some(Ok(memory)) = results.get(&CycleQuery::MetaxGpuTaskMemory) else {
+    let Some(memory) = samples(results, CycleQuery::MetaxGpuTaskMemory) else {
         return;
     };
-    let label = |s: &Sample, k: &str| s.metric.get(k).cloned().unwrap_or_default();
+    let label = |s: &'_ Sample, k: &str| s.metric.get(k).cloned().unwrap_or_default();
     let mut series: Vec<&Sample> = memory
         .iter()
         .filter(|s| {
@@ -804,46 +1161,49 @@ fn metax_gpu_container(
     let src_mem = Source::Query(CycleQuery::MetaxGpuTaskMemory);
     for (s, allocation) in series.iter().zip(&container.allocations) {
         let uuid = label(s, "uuid");
-        let usage_labels = vec![
-            label(s, "Hostname"),
-            "Metax-GPU".to_string(),
-            label(s, "modelName"),
-            uuid.clone(),
-            pod.name.clone(),
-            container.name.clone(),
-            pod.namespace.clone(),
-        ];
-        let mut alloc_labels = usage_labels.clone();
-        alloc_labels.push(format!("{}:{}", container.name, pod.uid));
-        b.set(ContainerVgpuAllocated, src_mem, &alloc_labels, 1.0);
+        let pod_uuid = format!("{}:{}", container.name, pod.uid);
+        let labels = Arc::new(LabelSet::new(
+            CONTAINER_ALLOC_LABELS,
+            &[
+                label(s, "Hostname").as_str(),
+                "Metax-GPU",
+                label(s, "modelName").as_str(),
+                uuid.as_str(),
+                pod.name.as_str(),
+                container.name.as_str(),
+                pod.namespace.as_str(),
+                pod_uuid.as_str(),
+            ],
+        ));
+        b.set(ContainerVgpuAllocated, src_mem, &labels, 1.0);
         b.set(
             ContainerVmemoryAllocated,
             src_mem,
-            &alloc_labels,
+            &labels,
             f64::from(allocation.usedmem),
         );
         b.set(
             ContainerVcoreAllocated,
             src_mem,
-            &alloc_labels,
+            &labels,
             f64::from(allocation.usedcores),
         );
-        b.set(ContainerVcoreAllocationKnown, src_mem, &alloc_labels, 1.0);
+        b.set(ContainerVcoreAllocationKnown, src_mem, &labels, 1.0);
         let mib = s.value as f32 / 1024.0;
-        b.set(ContainerMemoryUsed, src_mem, &usage_labels, f64::from(mib));
+        b.set(ContainerMemoryUsed, src_mem, &labels, f64::from(mib));
         b.set(
             ContainerMemoryUtil,
             src_mem,
-            &usage_labels,
+            &labels,
             round1(100.0 * mib / allocation.usedmem as f32),
         );
         if let Some(map) = &core_map {
-            let key = vec![
-                uuid.clone(),
-                pod.namespace.clone(),
-                pod.name.clone(),
-                container.name.clone(),
-            ];
+            let key = task_key(&[
+                uuid.as_str(),
+                pod.namespace.as_str(),
+                pod.name.as_str(),
+                container.name.as_str(),
+            ]);
             let v = map.get(&key).copied().unwrap_or(0.0);
             // The Go backend divided by the first allocation's cores for every card (kept).
             let mut used = f64::from(v);
@@ -859,14 +1219,18 @@ fn metax_gpu_container(
                 }
             }
             let src = Source::Query(CycleQuery::MetaxGpuTaskCore);
-            b.set(ContainerCoreUsed, src, &usage_labels, used);
-            b.set(ContainerCoreUtil, src, &usage_labels, util);
+            b.set(ContainerCoreUsed, src, &labels, used);
+            b.set(ContainerCoreUtil, src, &labels, util);
         }
     }
-    let _ = inventory;
 }
 
-/// Combines this cycle's fresh groups with carried-over ones for failed queries.
+/// Device uuids and `(namespace, pod, container)`s of the snapshot.
+type Present<'a> = (HashSet<&'a str>, HashSet<(&'a str, &'a str, &'a str)>);
+
+/// Combines this cycle's fresh groups with carried-over ones for failed queries, and orders
+/// each family for the exposition.
+#[allow(clippy::too_many_arguments)]
 fn merge(
     b: Builder,
     results: &QueryResults,
@@ -875,31 +1239,12 @@ fn merge(
     snapshot: &ClusterSnapshot,
     identities: &[DeviceIdentity],
     info: InfoCache,
+    labels: LabelTables,
 ) -> CycleState {
-    let mut groups: BTreeMap<(Family, Source), SeriesGroup> = b
-        .groups
-        .into_iter()
-        .map(|(key, points)| {
-            (
-                key,
-                SeriesGroup {
-                    points,
-                    stale_for: 0,
-                },
-            )
-        })
-        .collect();
-    // Still in the cluster: devices by uuid label, containers by `container:podUID`.
-    let devices: BTreeSet<&str> = identities.iter().map(|i| i.uuid.as_str()).collect();
-    let containers: BTreeSet<(String, String, String)> = snapshot
-        .pods
-        .iter()
-        .flat_map(|p| {
-            p.containers
-                .iter()
-                .map(move |c| (p.namespace.clone(), p.name.clone(), c.name.clone()))
-        })
-        .collect();
+    let mut groups = b.into_groups();
+    // Still in the cluster: devices by uuid label, containers by (namespace, pod, container);
+    // built only when a group is carried over.
+    let mut present: Option<Present<'_>> = None;
     for ((family, source), group) in &previous.groups {
         let Source::Query(query) = source else {
             continue;
@@ -908,21 +1253,31 @@ fn merge(
         if !failed || group.stale_for >= stale_cycles || groups.contains_key(&(*family, *source)) {
             continue;
         }
+        let (devices, containers) = present.get_or_insert_with(|| {
+            let devices = identities.iter().map(|i| i.uuid.as_str()).collect();
+            let containers = snapshot
+                .pods
+                .iter()
+                .flat_map(|p| {
+                    p.containers
+                        .iter()
+                        .map(move |c| (p.namespace.as_str(), p.name.as_str(), c.name.as_str()))
+                })
+                .collect();
+            (devices, containers)
+        });
         let (_, _, label_names) = family.spec();
         let is_container = label_names.len() > 6;
         let points: Vec<Point> = group
             .points
             .iter()
             .filter(|p| {
-                let device_ok = p
-                    .labels
-                    .get(3)
-                    .is_some_and(|u| devices.contains(u.as_str()));
+                let device_ok = devices.contains(p.labels.value(3).as_ref());
                 let container_ok = !is_container
                     || containers.contains(&(
-                        p.labels.get(6).cloned().unwrap_or_default(),
-                        p.labels.get(4).cloned().unwrap_or_default(),
-                        p.labels.get(5).cloned().unwrap_or_default(),
+                        p.labels.value(6).as_ref(),
+                        p.labels.value(4).as_ref(),
+                        p.labels.value(5).as_ref(),
                     ));
                 device_ok && container_ok
             })
@@ -932,13 +1287,33 @@ fn merge(
             groups.insert(
                 (*family, *source),
                 SeriesGroup {
-                    points,
+                    points: points.into(),
                     stale_for: group.stale_for + 1,
+                    in_label_order: group.in_label_order,
                 },
             );
         }
     }
-    CycleState { groups, info }
+    let mut families = Vec::new();
+    let mut by_family: Vec<(&Arc<[Point]>, bool)> = Vec::new();
+    let mut keys = groups.iter().peekable();
+    while let Some(((family, _), group)) = keys.next() {
+        by_family.push((&group.points, group.in_label_order));
+        if keys.peek().is_some_and(|((next, _), _)| next == family) {
+            continue;
+        }
+        let view = exposition::family_view(*family, &by_family);
+        if !view.is_empty() {
+            families.push((*family, view));
+        }
+        by_family.clear();
+    }
+    CycleState {
+        groups,
+        families,
+        info,
+        labels,
+    }
 }
 
 #[cfg(test)]
@@ -996,12 +1371,19 @@ mod tests {
         }
     }
 
+    fn answers<const N: usize>(pairs: [(CycleQuery, Result<Vec<Sample>, ()>); N]) -> QueryResults {
+        pairs
+            .into_iter()
+            .map(|(q, r)| (q, r.map(VectorAnswer::from)))
+            .collect()
+    }
+
     fn dcgm(name: &str, value: f64) -> Sample {
         sample(&[("__name__", name), ("UUID", "GPU-a")], value)
     }
 
     fn healthy_results(util: f64, task_core: f64) -> QueryResults {
-        QueryResults::from([
+        answers([
             (
                 CycleQuery::Device(Vendor::Nvidia),
                 Ok(vec![
@@ -1170,7 +1552,7 @@ mod tests {
             "annotations": {"hami.io/node-register-Ascend910B":
                 "[{\"id\":\"Ascend910B-0\",\"count\":4,\"devmem\":65536,\"devcore\":100,\"type\":\"Ascend910B\",\"health\":true},{\"id\":\"Ascend910B-1\",\"index\":1,\"count\":4,\"devmem\":65536,\"devcore\":100,\"type\":\"Ascend910B\",\"health\":true}]"}}});
         let snap = snapshot(vec![node], vec![]);
-        let results = QueryResults::from([
+        let results = answers([
             (
                 CycleQuery::Identity(Vendor::Ascend),
                 Ok(vec![
@@ -1200,7 +1582,7 @@ mod tests {
         let node_json = json!({"metadata": {"name": "d1", "uid": "ud", "labels": {"dcu": "on"},
             "annotations": {"hami.io/node-dcu-register": "DCU-0,4,65520,100,DCU,0,true,0,hami-core:"}}});
         let snap = snapshot(vec![node_json.clone()], vec![]);
-        let results = QueryResults::from([(
+        let results = answers([(
             CycleQuery::Identity(Vendor::Dcu),
             Ok(vec![sample(
                 &[
@@ -1224,7 +1606,7 @@ mod tests {
         assert_eq!(inventory.iter_devices().next().unwrap().id, "serial-9");
         let enriched = crate::pod_cache::build_snapshot(2, Arc::new(inventory), std::iter::empty());
         assert_eq!(identity_overrides(&enriched, &results), Some(map));
-        let failed = QueryResults::from([(CycleQuery::Identity(Vendor::Dcu), Err(()))]);
+        let failed = answers([(CycleQuery::Identity(Vendor::Dcu), Err(()))]);
         assert_eq!(
             identity_overrides(&enriched, &failed),
             None,
@@ -1248,7 +1630,7 @@ mod tests {
             ("hcu_pod_name", "train"),
             ("container", "worker"),
         ];
-        let results = QueryResults::from([
+        let results = answers([
             (
                 CycleQuery::Device(Vendor::Hcu),
                 Ok(vec![
@@ -1297,5 +1679,153 @@ mod tests {
             "missing sample stays unknown"
         );
         assert_eq!(value(&state, Family::ContainerVcoreAllocated), Some(50.0));
+    }
+
+    /// The synthetic cluster of `nodes` 8-GPU nodes and the NVIDIA answers its exporters give.
+    fn synthetic(nodes: usize) -> (ClusterSnapshot, QueryResults) {
+        let shape = crate::synthetic::ClusterShape::gpus(nodes);
+        let objects = shape.objects();
+        let snap = snapshot(
+            objects
+                .iter()
+                .filter(|o| o["kind"] == "Node")
+                .cloned()
+                .collect(),
+            objects
+                .iter()
+                .filter(|o| o["kind"] == "Pod")
+                .cloned()
+                .collect(),
+        );
+        let (mut device, mut info, mut core, mut memory) = (vec![], vec![], vec![], vec![]);
+        for line in shape.exposition().lines() {
+            let Some((head, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Some((name, labels)) = head.split_once('{') else {
+                continue;
+            };
+            let labels: HashMap<&str, &str> = labels
+                .trim_end_matches('}')
+                .split("\",")
+                .filter_map(|p| p.split_once("=\""))
+                .map(|(k, v)| (k, v.trim_end_matches('"')))
+                .collect();
+            let l = |k: &str| labels.get(k).copied().unwrap_or_default();
+            let value: f64 = value.parse().unwrap();
+            let key = [
+                ("device_uuid", l("device_uuid")),
+                ("namespace", l("namespace")),
+                ("pod", l("pod")),
+                ("container", l("container")),
+            ];
+            match name {
+                n if n.starts_with("DCGM_") => {
+                    device.push(sample(&[("__name__", n), ("UUID", l("UUID"))], value));
+                    if n == "DCGM_FI_DEV_POWER_USAGE" {
+                        info.push(sample(
+                            &[
+                                ("UUID", l("UUID")),
+                                ("DCGM_FI_DRIVER_VERSION", l("DCGM_FI_DRIVER_VERSION")),
+                                ("device", l("device")),
+                            ],
+                            1.0,
+                        ));
+                    }
+                }
+                "hami_container_device_utilization_ratio" => core.push(sample(&key, value)),
+                "hami_vgpu_memory_used_bytes" => memory.push(sample(&key, value)),
+                _ => {}
+            }
+        }
+        let results = answers([
+            (CycleQuery::Device(Vendor::Nvidia), Ok(device)),
+            (CycleQuery::Info(Vendor::Nvidia), Ok(info)),
+            (CycleQuery::TaskCore(Vendor::Nvidia), Ok(core)),
+            (CycleQuery::TaskMemory(Vendor::Nvidia), Ok(memory)),
+        ]);
+        (snap, results)
+    }
+
+    /// The exposition as the first version of this module wrote it: every label set escaped
+    /// and formatted per series, series sorted by label values, the first of equals kept.
+    fn reference_render(state: &CycleState) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for family in Family::ALL {
+            let (name, help, names) = family.spec();
+            let mut points: Vec<(Vec<String>, f64)> = state
+                .groups
+                .iter()
+                .filter(|((f, _), _)| *f == family)
+                .flat_map(|(_, g)| g.points.iter())
+                .map(|p| {
+                    let values = (0..names.len()).map(|i| p.labels.value(i).into_owned());
+                    (values.collect(), p.value)
+                })
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            points.sort_by(|a, b| a.0.cmp(&b.0));
+            points.dedup_by(|a, b| a.0 == b.0);
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (values, value) in points {
+                let labels: Vec<String> = names
+                    .iter()
+                    .zip(&values)
+                    .map(|(n, v)| {
+                        let v = v
+                            .replace('\\', "\\\\")
+                            .replace('"', "\\\"")
+                            .replace('\n', "\\n");
+                        format!("{n}=\"{v}\"")
+                    })
+                    .collect();
+                let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn rendering_matches_the_per_series_reference_and_streams_the_same_text() {
+        let (snap, results) = synthetic(3);
+        let state = build_cycle(&snap, &results, &CycleState::default(), 3);
+        let text = state.render();
+        assert!(state.series_count() > 300, "{}", state.series_count());
+        assert_eq!(text, reference_render(&state));
+        let streamed: Vec<u8> = Arc::new(state).text_chunks(1000).flatten().collect();
+        assert_eq!(String::from_utf8(streamed).unwrap(), text);
+    }
+
+    #[test]
+    fn an_unchanged_cluster_reuses_every_label_set_and_keeps_its_text() {
+        let (snap, results) = synthetic(2);
+        let first = build_cycle(&snap, &results, &CycleState::default(), 3);
+        let second = build_cycle(&snap, &results, &first, 3);
+        assert_eq!(first.render(), second.render());
+        for ((f1, p1), (f2, p2)) in first.families().iter().zip(second.families()) {
+            assert_eq!(f1, f2);
+            assert!(p1
+                .iter()
+                .zip(p2.iter())
+                .all(|(a, b)| Arc::ptr_eq(&a.labels, &b.labels)));
+        }
+    }
+
+    #[test]
+    fn stale_groups_merge_with_fresh_ones_in_label_order() {
+        let (snap, results) = synthetic(2);
+        let first = build_cycle(&snap, &results, &CycleState::default(), 3);
+        let mut failing = results.clone();
+        failing.insert(CycleQuery::TaskCore(Vendor::Nvidia), Err(()));
+        let second = build_cycle(&snap, &failing, &first, 3);
+        assert_eq!(second.render(), reference_render(&second));
+        assert_eq!(
+            value(&second, Family::ContainerCoreUsed),
+            value(&first, Family::ContainerCoreUsed)
+        );
     }
 }

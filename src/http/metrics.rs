@@ -1,16 +1,28 @@
 //! `/metrics`: the exposition Prometheus scrapes.
 //!
-//! The device and container families are what the refresher last published, already rendered
-//! and already gzip-compressed; the self-metrics (a few dozen lines) are rendered per scrape
-//! and appended. A scrape never queries the metrics store and never waits for a cycle (the
-//! seed's scrape timeouts came from doing otherwise).
+//! The device and container families are what the refresher last published: gzip scrapes get
+//! its bytes compressed once per cycle; plain scrapes get the text of the same published
+//! state, rendered piece by piece as it is sent (its label sets are pre-rendered, so this is
+//! mostly copying, and ~100 MB of text is never held). The self-metrics (a few dozen lines)
+//! are rendered per scrape and appended. A scrape never queries the metrics store and never
+//! waits for a cycle (the seed's scrape timeouts came from doing otherwise).
+
+use std::convert::Infallible;
+use std::sync::Arc;
 
 use actix::Addr;
+use actix_web::body::SizedStream;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures::stream;
 
+use crate::device_metrics::CycleState;
 use crate::metrics_refresher::{gzip, GetExposition, MetricsRefresher};
 use crate::telemetry::SelfMetrics;
+
+/// About how much text a plain scrape renders per piece it sends.
+const PLAIN_PIECE_BYTES: usize = 256 * 1024;
 
 /// The content type of the Prometheus text format, version 0.0.4.
 pub const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -20,25 +32,42 @@ pub async fn metrics(
     self_metrics: web::Data<SelfMetrics>,
     refresher: Option<web::Data<Addr<MetricsRefresher>>>,
 ) -> HttpResponse {
+    // Self-metrics first: the refresher counts a cycle in the same step as it publishes it,
+    // so read in this order a scrape never reports a cycle whose state it does not carry
+    // (the other order could show `cycles_total` 1 beside the state before that cycle).
+    let own = self_metrics.render();
     let published = match refresher {
         Some(refresher) => refresher.send(GetExposition).await.ok(),
         None => None,
     };
-    let own = self_metrics.render();
     let mut response = HttpResponse::Ok();
     response.content_type(EXPOSITION_CONTENT_TYPE);
+    let published = published.unwrap_or_default();
     if accepts_gzip(&req) {
-        // Two gzip members back to back are one valid gzip stream (RFC 1952 §2.2).
-        let mut body = published.map(|p| p.gzip.to_vec()).unwrap_or_default();
-        body.extend_from_slice(&gzip(own.as_bytes()));
+        // gzip members back to back are one valid gzip stream (RFC 1952 §2.2).
+        let own = gzip(own.as_bytes());
+        let size = (published.gzip.len() + own.len()) as u64;
+        let parts = [published.gzip.clone(), own].map(Ok::<_, Infallible>);
         response
             .insert_header((header::CONTENT_ENCODING, "gzip"))
-            .body(body)
+            .body(SizedStream::new(size, stream::iter(parts)))
     } else {
-        let mut body = published.map(|p| p.text.to_vec()).unwrap_or_default();
-        body.extend_from_slice(own.as_bytes());
-        response.body(body)
+        let size = (published.text_len + own.len()) as u64;
+        let state = Arc::clone(&published.state);
+        response.body(SizedStream::new(size, plain_text(state, own)))
     }
+}
+
+/// The published state's text, rendered as it is sent, then the self-metrics.
+fn plain_text(
+    state: Arc<CycleState>,
+    own: String,
+) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
+    let pieces = state
+        .text_chunks(PLAIN_PIECE_BYTES)
+        .map(Bytes::from)
+        .chain(std::iter::once(Bytes::from(own)));
+    stream::iter(pieces.map(Ok))
 }
 
 /// Whether `Accept-Encoding` allows gzip (a `gzip` token without `q=0`).
