@@ -257,11 +257,10 @@ fn published_values_equal_the_fixture_on_prometheus() {
         1,
         Duration::from_secs(30),
     );
-    let (server, _dir) = start(MIXED, &prometheus.url(), "  interval: 1h\n  timeout: 20s\n");
-    let series = wait_for_cycles(&server, "ok", 1.0, Duration::from_secs(30));
     // The vGPU monitor expression averages over a 10-minute subquery, which a store holding
     // seconds of data may not answer yet; the reference is the store's own answer, absent = 0
-    // as in the Go backend.
+    // as in the Go backend. The subquery's first aligned step must hold data before the
+    // server's one cycle, or the server's answer and the later direct one could differ.
     let port: u16 = prometheus
         .url()
         .rsplit(':')
@@ -271,6 +270,20 @@ fn published_values_equal_the_fixture_on_prometheus() {
         .unwrap();
     let q = "hami_container_device_utilization_ratio";
     let expr = format!("avg by (device_uuid, pod) (sum_over_time({q}[1m]) == 0 or (sum_over_time({q}[10m:]) / count_over_time(({q} != 0)[10m:])))");
+    let answered = |expr: &str| {
+        support::upstream::query_api(port, expr)
+            .and_then(|a| a["data"]["result"].as_array().map(Vec::len))
+            .unwrap_or(0)
+    };
+    let pairs = answered(&format!("count by (device_uuid, pod) ({q})"));
+    assert!(pairs > 0, "no utilization series");
+    let settled = Instant::now() + Duration::from_secs(90);
+    while answered(&expr) < pairs {
+        assert!(Instant::now() < settled, "the subquery never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (server, _dir) = start(MIXED, &prometheus.url(), "  interval: 1h\n  timeout: 20s\n");
+    let series = wait_for_cycles(&server, "ok", 1.0, Duration::from_secs(30));
     let answer = support::upstream::query_api(port, &expr).expect("direct query");
     let direct: HashMap<(String, String), f64> = answer["data"]["result"]
         .as_array()
@@ -395,7 +408,13 @@ fn scrapes_never_see_a_mix_of_cycles_while_the_upstream_misbehaves() {
         .parse()
         .unwrap();
     let proxy = FaultProxy::start(port);
-    let (server, _dir) = start(shape, &proxy.url(), "  interval: 1s\n  timeout: 600ms\n");
+    // The three failing phases last 4.5 s together: up to 5 failed cycles at a 1 s interval,
+    // so families must be carried over for more than the default 3 to stay complete.
+    let (server, _dir) = start(
+        shape,
+        &proxy.url(),
+        "  interval: 1s\n  timeout: 600ms\n  stale_cycles: 8\n",
+    );
     wait_for_cycles(&server, "ok", 1.0, Duration::from_secs(30));
     let devices: Vec<String> = (0..2)
         .flat_map(|n| (0..DEVICES_PER_NODE).map(move |d| (n, d)))
