@@ -8,6 +8,8 @@
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// Why a snapshot file cannot be used.
@@ -50,44 +52,67 @@ pub fn load(path: &Path) -> Result<ClusterExport, SnapshotFileError> {
 }
 
 /// Parses the text of a snapshot file; `path` is only used in messages.
+///
+/// Items are decoded one at a time from their raw JSON text, never through a whole-document
+/// `serde_json::Value`: a 10,000-GPU export (12 MB) took 256 MB of heap as a `Value` tree and
+/// set the process's peak RSS for its whole life. YAML is rare and small; it is read into a
+/// `Value` and rewritten as JSON so both take the same path.
 pub fn parse(path: &str, text: &str) -> Result<ClusterExport, SnapshotFileError> {
-    let trimmed = text.trim_start();
-    let document: Value = if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        serde_json::from_str(text).map_err(|e| SnapshotFileError::Syntax {
-            path: path.into(),
-            message: e.to_string(),
-        })?
-    } else {
-        serde_saphyr::from_str(text).map_err(|e| SnapshotFileError::Syntax {
-            path: path.into(),
-            message: e.to_string(),
-        })?
-    };
-    let shape = |message: &str| SnapshotFileError::Shape {
+    let syntax = |message: String| SnapshotFileError::Syntax {
         path: path.into(),
-        message: message.into(),
+        message,
     };
-    let (list_kind, items) = match &document {
-        Value::Object(map) => (
-            map.get("kind").and_then(Value::as_str).unwrap_or_default(),
-            map.get("items")
-                .and_then(Value::as_array)
-                .ok_or_else(|| shape("expected a List object with an `items` array"))?,
-        ),
-        Value::Array(items) => ("", items),
-        _ => return Err(shape("expected a List object with an `items` array")),
+    let trimmed = text.trim_start();
+    if !(trimmed.starts_with('{') || trimmed.starts_with('[')) {
+        let document: Value = serde_saphyr::from_str(text).map_err(|e| syntax(e.to_string()))?;
+        let json = serde_json::to_string(&document).map_err(|e| syntax(e.to_string()))?;
+        return parse_json(path, &json);
+    }
+    parse_json(path, text)
+}
+
+fn parse_json(path: &str, text: &str) -> Result<ClusterExport, SnapshotFileError> {
+    let syntax = |message: String| SnapshotFileError::Syntax {
+        path: path.into(),
+        message,
+    };
+    let trimmed = text.trim_start();
+    let shape = || SnapshotFileError::Shape {
+        path: path.into(),
+        message: "expected a List object with an `items` array".into(),
+    };
+    let (list_kind, items) = if !trimmed.starts_with('{') && !trimmed.starts_with('[') {
+        return Err(shape());
+    } else if trimmed.starts_with('[') {
+        let items: Vec<&RawValue> =
+            serde_json::from_str(text).map_err(|e| syntax(e.to_string()))?;
+        (None, items)
+    } else {
+        let list: ListDocument = serde_json::from_str(text).map_err(|e| syntax(e.to_string()))?;
+        let items = list.items.ok_or_else(shape)?;
+        let items: Vec<&RawValue> = serde_json::from_str(items.get()).map_err(|_| shape())?;
+        (list.kind, items)
     };
     // Items of a typed list (`PodList`) may omit their own kind.
-    let implied_kind = list_kind.strip_suffix("List").filter(|k| !k.is_empty());
+    let implied_kind = list_kind
+        .as_ref()
+        .and_then(Value::as_str)
+        .and_then(|k| k.strip_suffix("List"))
+        .filter(|k| !k.is_empty());
     let mut export = ClusterExport::default();
-    for (index, item) in items.iter().enumerate() {
-        let kind = item
-            .get("kind")
+    for (index, item) in items.into_iter().enumerate() {
+        // Not an object, or a `metadata` that is not one: no kind or name to report.
+        let head: ItemHead = serde_json::from_str(item.get()).unwrap_or_default();
+        let kind = head
+            .kind
+            .as_ref()
             .and_then(Value::as_str)
             .or(implied_kind)
             .unwrap_or_default();
-        let name = item
-            .pointer("/metadata/name")
+        let name = head
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("name"))
             .and_then(Value::as_str)
             .unwrap_or_default();
         let item_error = |message: String| SnapshotFileError::Item {
@@ -97,16 +122,17 @@ pub fn parse(path: &str, text: &str) -> Result<ClusterExport, SnapshotFileError>
             name: name.to_string(),
             message,
         };
+        let raw = item.get();
         match kind {
             "Node" => export
                 .nodes
-                .push(serde_json::from_value(item.clone()).map_err(|e| item_error(e.to_string()))?),
+                .push(serde_json::from_str(raw).map_err(|e| item_error(e.to_string()))?),
             "Pod" => export
                 .pods
-                .push(serde_json::from_value(item.clone()).map_err(|e| item_error(e.to_string()))?),
+                .push(serde_json::from_str(raw).map_err(|e| item_error(e.to_string()))?),
             "ConfigMap" => export
                 .config_maps
-                .push(serde_json::from_value(item.clone()).map_err(|e| item_error(e.to_string()))?),
+                .push(serde_json::from_str(raw).map_err(|e| item_error(e.to_string()))?),
             "" => return Err(item_error("item has no kind".into())),
             other => tracing::debug!(
                 index,
@@ -116,6 +142,24 @@ pub fn parse(path: &str, text: &str) -> Result<ClusterExport, SnapshotFileError>
         }
     }
     Ok(export)
+}
+
+/// A List document: its kind and its items as raw JSON text (borrowed from the file).
+#[derive(Deserialize)]
+struct ListDocument<'a> {
+    #[serde(default)]
+    kind: Option<Value>,
+    #[serde(borrow, default)]
+    items: Option<&'a RawValue>,
+}
+
+/// What an error message names of an item; the rest of the item is skipped unread.
+#[derive(Deserialize, Default)]
+struct ItemHead {
+    #[serde(default)]
+    kind: Option<Value>,
+    #[serde(default)]
+    metadata: Option<Value>,
 }
 
 #[cfg(test)]
@@ -133,6 +177,21 @@ mod tests {
 
         let yaml = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Node\n  metadata:\n    name: n1\n";
         assert_eq!(parse("f.yaml", yaml).unwrap().nodes.len(), 1);
+    }
+
+    #[test]
+    fn item_errors_keep_their_kind_and_name_and_odd_items_are_reported() {
+        let json = r#"[{"kind":"Node","metadata":{"name":"n\u0031"},"spec":5}]"#;
+        let err = parse("f", json).unwrap_err().to_string();
+        assert!(err.contains("items[0] (Node \"n1\")"), "{err}");
+        let err = parse("f", r#"{"kind":"List","items":[7]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("items[0] ( \"\"): item has no kind"), "{err}");
+        let err = parse("f", r#"{"kind":"PodList","items":[{"metadata":3}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("items[0] (Pod \"\")"), "{err}");
     }
 
     #[test]
@@ -157,6 +216,12 @@ mod tests {
         assert!(err.contains("items"), "{err}");
         assert!(parse("x.json", "{not json").is_err());
         assert!(parse("x.yaml", "a: [b").is_err());
+        let err = parse("x.yaml", "5").unwrap_err().to_string();
+        assert!(err.contains("expected a List"), "{err}");
+        let err = parse("x.json", r#"{"kind":"List","items":5}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected a List"), "{err}");
     }
 
     proptest::proptest! {
