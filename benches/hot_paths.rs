@@ -12,7 +12,7 @@
 //!     --toggle-collect='*publish_once*' target/release/deps/hot_paths-<hash> exposition/publish
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,10 +75,7 @@ fn cluster(gpus: usize) -> Cluster {
 
 fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
     Sample {
-        metric: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
+        metric: labels.iter().copied().collect(),
         timestamp: 0.0,
         value,
     }

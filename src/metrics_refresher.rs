@@ -558,10 +558,11 @@ mod tests {
             .iter_devices()
             .map(|d| Sample {
                 metric: [
-                    ("__name__".to_string(), "DCGM_FI_DEV_GPU_UTIL".to_string()),
-                    ("UUID".to_string(), d.id.clone()),
+                    ("__name__", "DCGM_FI_DEV_GPU_UTIL"),
+                    ("UUID", d.id.as_str()),
                 ]
-                .into(),
+                .into_iter()
+                .collect(),
                 timestamp: 0.0,
                 value: util,
             })

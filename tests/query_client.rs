@@ -73,7 +73,10 @@ fn by_device(data: &QueryData) -> Vec<(String, f64)> {
     };
     let mut out: Vec<(String, f64)> = samples
         .iter()
-        .map(|s| (s.metric["device_uuid"].clone(), s.value))
+        .map(|s| {
+            let uuid = s.metric.get("device_uuid").expect("device_uuid label");
+            (uuid.to_string(), s.value)
+        })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
@@ -87,7 +90,7 @@ fn assert_matrix_matches_fixture(data: &QueryData, family: &str, min_points: usi
     let expected: BTreeMap<String, f64> = fixture_values(family).into_iter().collect();
     assert_eq!(series.len(), expected.len(), "{series:?}");
     for s in series {
-        let want = expected[&s.metric["device_uuid"]];
+        let want = expected[s.metric.get("device_uuid").expect("device_uuid label")];
         assert!(s.values.len() >= min_points, "{s:?}");
         assert!(s.values.iter().all(|&(_, v)| v == want), "{s:?}");
         assert!(

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::device::{Device, DeviceAllocation, Vendor};
-use crate::query_client::{QueryData, QueryOutput, Sample};
+use crate::query_client::{QueryData, QueryOutput, Sample, SeriesLabels};
 use crate::snapshot::{ClusterSnapshot, ContainerRecord, PodRecord};
 
 pub use exposition::{Family, Point, CONTAINER_ALLOC_LABELS, DEVICE_LABELS};
@@ -240,7 +240,7 @@ struct DeviceIdentity {
 fn identities(snapshot: &ClusterSnapshot, results: &QueryResults) -> Vec<DeviceIdentity> {
     let rows =
         |vendor| -> &[Sample] { samples(results, CycleQuery::Identity(vendor)).unwrap_or(&[]) };
-    let label = |s: &Sample, k: &str| s.metric.get(k).cloned().unwrap_or_default();
+    let label = |s: &Sample, k: &str| s.metric.get(k).unwrap_or_default().to_string();
     let index_by =
         |vendor, node_label: &str, key_label: &str| -> HashMap<(String, String), &Sample> {
             rows(vendor)
@@ -382,11 +382,11 @@ fn device_values(results: &QueryResults, vendor: Vendor) -> Option<DeviceValues<
         let (Some(name), Some(id)) = (s.metric.get("__name__"), s.metric.get(id_label)) else {
             continue;
         };
-        let Some(position) = names.iter().position(|n| n == name) else {
+        let Some(position) = names.iter().position(|n| *n == name) else {
             continue;
         };
         if let Some(slot) = values
-            .entry(id.as_str())
+            .entry(id)
             .or_insert([None; MAX_DEVICE_METRICS])
             .get_mut(position)
         {
@@ -492,7 +492,7 @@ fn readings(vendor: Vendor, values: &DeviceValues<'_>, id: &str) -> DeviceReadin
 }
 
 /// An info series' labels, with the series they came from.
-type InfoChoice<'a> = ((String, String), &'a BTreeMap<String, String>);
+type InfoChoice<'a> = ((String, String), &'a SeriesLabels);
 
 /// `(driver_version, device_no)` per device uuid from a vendor's info query.
 fn info_labels(vendor: Vendor, samples: &[Sample]) -> InfoLabels {
@@ -501,7 +501,7 @@ fn info_labels(vendor: Vendor, samples: &[Sample]) -> InfoLabels {
     let mut chosen: FastMap<String, InfoChoice<'_>> =
         FastMap::with_capacity_and_hasher(samples.len(), Default::default());
     for s in samples {
-        let get = |k: &str| s.metric.get(k).cloned().unwrap_or_default();
+        let get = |k: &str| s.metric.get(k).unwrap_or_default().to_string();
         let (id, labels) = match vendor {
             Vendor::Nvidia => (get("UUID"), (get("DCGM_FI_DRIVER_VERSION"), get("device"))),
             Vendor::Mlu => (get("uuid"), (get("driver"), get("sn"))),
@@ -843,7 +843,7 @@ fn task_map<'a>(
     for s in samples {
         let mut key = [""; 5];
         for (slot, k) in key.iter_mut().zip(keys) {
-            *slot = s.metric.get(*k).map_or("", String::as_str);
+            *slot = s.metric.get(k).unwrap_or("");
         }
         map.insert(key, s.value as f32);
     }
@@ -1137,7 +1137,7 @@ fn metax_gpu_container(
     let Some(memory) = samples(results, CycleQuery::MetaxGpuTaskMemory) else {
         return;
     };
-    let label = |s: &'_ Sample, k: &str| s.metric.get(k).cloned().unwrap_or_default();
+    let label = |s: &'_ Sample, k: &str| s.metric.get(k).unwrap_or_default().to_string();
     let mut series: Vec<&Sample> = memory
         .iter()
         .filter(|s| {

@@ -14,7 +14,7 @@
 //! metric names its selectors can reach, read from the query parsed by `promql-parser`.
 //! A refused query is `522 TRANSFORM_ERROR` and never reaches the upstream.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, MonitorConfig};
 use crate::duration::parse_go_duration;
 use crate::error::ApiError;
-use crate::query_client::{Lane, Query, QueryClient, QueryData, QueryOutput, RunQuery};
+use crate::query_client::{
+    Lane, Query, QueryClient, QueryData, QueryOutput, RunQuery, SeriesLabels,
+};
 use crate::reply::context::RestContext;
 use crate::reply::protojson::{Float32, Int64};
 use crate::reply::request::{
@@ -115,7 +117,7 @@ pub struct SamplePair {
 /// `SampleStream`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SampleStream {
-    pub metric: BTreeMap<String, String>,
+    pub metric: SeriesLabels,
     pub values: Vec<SamplePair>,
 }
 
@@ -128,7 +130,7 @@ pub struct RangeResponse {
 /// `Sample` of an `InstantResponse`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InstantSample {
-    pub metric: BTreeMap<String, String>,
+    pub metric: SeriesLabels,
     pub value: Float32,
     pub timestamp: Int64,
 }
@@ -983,7 +985,7 @@ mod tests {
     fn replies_render_float32_and_string_timestamps() {
         let output = QueryOutput {
             data: QueryData::Vector(vec![crate::query_client::Sample {
-                metric: BTreeMap::from([("node".to_string(), "n1".to_string())]),
+                metric: [("node", "n1")].into_iter().collect(),
                 timestamp: 1_746_064_812.345,
                 value: 0.1,
             }]),
@@ -996,7 +998,7 @@ mod tests {
         );
         let matrix = QueryOutput {
             data: QueryData::Matrix(vec![crate::query_client::Series {
-                metric: BTreeMap::new(),
+                metric: SeriesLabels::default(),
                 values: vec![(1.0, f64::NAN), (2.0, 16_777_217.0)],
             }]),
             warnings: vec![],

@@ -20,13 +20,15 @@
 //! on the blocking pool ([`wire`]).
 
 mod admission;
+mod labels;
 mod transport;
 mod wire;
 
 pub use admission::{lane_capacity, LaneCapacity};
+pub use labels::SeriesLabels;
 pub use transport::QueryClientError;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,7 +95,7 @@ pub enum QueryData {
 /// One element of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    pub metric: BTreeMap<String, String>,
+    pub metric: SeriesLabels,
     /// Unix seconds (fractional).
     pub timestamp: f64,
     pub value: f64,
@@ -102,7 +104,7 @@ pub struct Sample {
 /// One series of a range result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
-    pub metric: BTreeMap<String, String>,
+    pub metric: SeriesLabels,
     /// `(Unix seconds, value)` in time order.
     pub values: Vec<(f64, f64)>,
 }

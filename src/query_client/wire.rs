@@ -5,16 +5,16 @@
 //! the typed shape (no intermediate `serde_json::Value`) because a range answer can be tens
 //! of MiB; only when an upstream writes `result` before `resultType` is it buffered once.
 //! Sample values are read as borrowed text (no allocation per sample, ~170,000 of them per
-//! refresh cycle at 10,000 GPUs); only the label maps the callers keep are allocated.
+//! refresh cycle at 10,000 GPUs); label text is shared across an answer ([`SeriesLabels`]).
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::{QueryData, QueryError, QueryOutput, Sample, Series};
+use super::labels::LabelInterner;
+use super::{QueryData, QueryError, QueryOutput, Sample, Series, SeriesLabels};
 
 /// Decodes one answer. Non-2xx statuses and `"status":"error"` bodies become
 /// [`QueryError::Upstream`] with the upstream's own `errorType` and `error`; anything that
@@ -146,19 +146,9 @@ impl<'de> DeserializeSeed<'de> for TypedResult<'_> {
             "vector" => deserializer
                 .deserialize_seq(VectorVisitor)
                 .map(QueryData::Vector),
-            "matrix" => {
-                let raw = Vec::<RawSeries>::deserialize(deserializer)?;
-                let mut series = Vec::with_capacity(raw.len());
-                for RawSeries { metric, values } in raw {
-                    let values = values
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(t, v)| parse_value(&v.0).map(|v| (t, v)))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    series.push(Series { metric, values });
-                }
-                Ok(QueryData::Matrix(series))
-            }
+            "matrix" => deserializer
+                .deserialize_seq(MatrixVisitor)
+                .map(QueryData::Matrix),
             "scalar" => {
                 let (t, v) = <(f64, String)>::deserialize(deserializer)?;
                 Ok(QueryData::Scalar(t, parse_value(&v)?))
@@ -172,7 +162,8 @@ impl<'de> DeserializeSeed<'de> for TypedResult<'_> {
     }
 }
 
-/// An instant vector, element by element into [`Sample`]s (no intermediate list).
+/// An instant vector, element by element into [`Sample`]s (no intermediate list), the
+/// label text shared across the answer.
 struct VectorVisitor;
 
 impl<'de> Visitor<'de> for VectorVisitor {
@@ -183,12 +174,20 @@ impl<'de> Visitor<'de> for VectorVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Sample>, A::Error> {
+        let mut interner = LabelInterner::default();
         let mut samples = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
-        while let Some(RawSample { metric, value }) = seq.next_element::<RawSample<'de>>()? {
+        while let Some(element) = seq.next_element_seed(ElementSeed {
+            interner: &mut interner,
+            points: PointsField::Value,
+        })? {
             // A native-histogram sample has no `value`; this client reads floats only.
-            if let Some((timestamp, value)) = value {
+            if let Element {
+                labels,
+                points: Points::Value(Some((timestamp, value))),
+            } = element
+            {
                 samples.push(Sample {
-                    metric,
+                    metric: labels,
                     timestamp,
                     value: parse_value(&value.0)?,
                 });
@@ -198,20 +197,125 @@ impl<'de> Visitor<'de> for VectorVisitor {
     }
 }
 
-#[derive(Deserialize)]
-struct RawSample<'a> {
-    #[serde(default)]
-    metric: BTreeMap<String, String>,
-    #[serde(borrow)]
-    value: Option<(f64, Text<'a>)>,
+/// A range result, series by series into [`Series`], the label text shared across the answer.
+struct MatrixVisitor;
+
+impl<'de> Visitor<'de> for MatrixVisitor {
+    type Value = Vec<Series>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of series")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Series>, A::Error> {
+        let mut interner = LabelInterner::default();
+        let mut series = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+        while let Some(element) = seq.next_element_seed(ElementSeed {
+            interner: &mut interner,
+            points: PointsField::Values,
+        })? {
+            let Points::Values(values) = element.points else {
+                continue;
+            };
+            let values = values
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, v)| parse_value(&v.0).map(|v| (t, v)))
+                .collect::<Result<Vec<_>, _>>()?;
+            series.push(Series {
+                metric: element.labels,
+                values,
+            });
+        }
+        Ok(series)
+    }
 }
 
-#[derive(Deserialize)]
-struct RawSeries<'a> {
-    #[serde(default)]
-    metric: BTreeMap<String, String>,
-    #[serde(borrow)]
-    values: Option<Vec<(f64, Text<'a>)>>,
+/// Which field of a result element holds its points.
+#[derive(Clone, Copy)]
+enum PointsField {
+    /// `value`: one `[t, "v"]` (instant vectors).
+    Value,
+    /// `values`: a list of them (range results).
+    Values,
+}
+
+enum Points<'a> {
+    Value(Option<(f64, Text<'a>)>),
+    Values(Option<Vec<(f64, Text<'a>)>>),
+}
+
+/// One element of `result`: `{"metric": {…}, "value"|"values": …}`; other fields are skipped.
+struct Element<'a> {
+    labels: SeriesLabels,
+    points: Points<'a>,
+}
+
+struct ElementSeed<'i> {
+    interner: &'i mut LabelInterner,
+    points: PointsField,
+}
+
+impl<'de> DeserializeSeed<'de> for ElementSeed<'_> {
+    type Value = Element<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Element<'de>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ElementSeed<'_> {
+    type Value = Element<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a result element with metric and value(s)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Element<'de>, A::Error> {
+        let mut labels = SeriesLabels::default();
+        let mut points = match self.points {
+            PointsField::Value => Points::Value(None),
+            PointsField::Values => Points::Values(None),
+        };
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            match (key.0.as_ref(), self.points) {
+                ("metric", _) => labels = map.next_value_seed(LabelsSeed(&mut *self.interner))?,
+                ("value", PointsField::Value) => points = Points::Value(map.next_value()?),
+                ("values", PointsField::Values) => points = Points::Values(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Element { labels, points })
+    }
+}
+
+/// `metric`: a JSON object of string values, read into interned [`SeriesLabels`].
+struct LabelsSeed<'i>(&'i mut LabelInterner);
+
+impl<'de> DeserializeSeed<'de> for LabelsSeed<'_> {
+    type Value = SeriesLabels;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<SeriesLabels, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LabelsSeed<'_> {
+    type Value = SeriesLabels;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of label names to string values")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SeriesLabels, A::Error> {
+        while let Some(name) = map.next_key::<Text<'de>>()? {
+            let value = map.next_value::<Text<'de>>()?;
+            self.0.push(&name.0, &value.0);
+        }
+        Ok(self.0.finish())
+    }
 }
 
 /// A JSON string borrowed from the body when it has no escapes (always, for sample values).
@@ -259,11 +363,8 @@ fn parse_value<E: de::Error>(text: &str) -> Result<f64, E> {
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn labels(pairs: &[(&str, &str)]) -> SeriesLabels {
+        pairs.iter().copied().collect()
     }
 
     #[test]
@@ -280,7 +381,7 @@ mod tests {
             (
                 r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"NaN"],[2,"+Inf"],[3,"-Inf"],[4,"2.5e3"]]}]}}"#,
                 QueryData::Matrix(vec![Series {
-                    metric: BTreeMap::new(),
+                    metric: SeriesLabels::default(),
                     values: vec![
                         (1.0, f64::NAN),
                         (2.0, f64::INFINITY),

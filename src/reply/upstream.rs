@@ -44,7 +44,7 @@ pub fn gauge_by_label(
     for sample in samples {
         match sample.metric.get(label) {
             Some(key) if !key.is_empty() => {
-                out.insert(key.clone(), sample.value as f32 as i32);
+                out.insert(key.to_string(), sample.value as f32 as i32);
             }
             _ => {}
         }
