@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     let source = match &cli.snapshot {
         None => ClusterSource::Kubernetes,
         Some(path) => match hami_webui_server::snapshot_file::load(path) {
-            Ok(export) => ClusterSource::Snapshot(export),
+            Ok(objects) => ClusterSource::SnapshotFile(objects),
             Err(error) => {
                 eprintln!("{error}");
                 return ExitCode::from(2);
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     if config.server.grpc_configured {
         tracing::info!("server.grpc is configured but gRPC is not served (only HTTP)");
     }
-    if let (Some(path), ClusterSource::Snapshot(export)) = (&cli.snapshot, &source) {
+    if let (Some(path), ClusterSource::SnapshotFile(export)) = (&cli.snapshot, &source) {
         tracing::info!(
             file = %path.display(), nodes = export.nodes.len(), pods = export.pods.len(),
             "serving a cluster snapshot; no Kubernetes contact"

@@ -24,7 +24,7 @@ use crate::readiness::ReadinessBoard;
 use crate::reply::cache::ReplyCache;
 use crate::scheduling::SchedulingResources;
 use crate::scheduling_events::SchedulingEvents;
-use crate::snapshot_file::ClusterExport;
+use crate::snapshot_file::{ClusterExport, SnapshotObjects};
 use crate::telemetry::SelfMetrics;
 use crate::watch;
 
@@ -54,8 +54,10 @@ pub enum ClusterSource {
     /// Watch through a client built by the caller (tests build one from a kubeconfig file
     /// without touching the process environment).
     Client(kube::Client),
-    /// Serve a file loaded at start (`--snapshot`); no Kubernetes contact at all.
+    /// Serve objects given by the caller (tests); no Kubernetes contact at all.
     Snapshot(ClusterExport),
+    /// Serve the file loaded at start (`--snapshot`); no Kubernetes contact at all.
+    SnapshotFile(SnapshotObjects),
 }
 
 /// The running cluster caches.
@@ -93,6 +95,15 @@ pub async fn start_caches(
             (
                 watch::replay(export.nodes),
                 watch::replay(export.pods),
+                None,
+                None,
+            )
+        }
+        ClusterSource::SnapshotFile(objects) => {
+            catalog_source.0 = watch::replay_json(objects.config_maps);
+            (
+                watch::replay_json(objects.nodes),
+                watch::replay_json(objects.pods),
                 None,
                 None,
             )
