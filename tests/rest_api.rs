@@ -1215,3 +1215,53 @@ async fn identical_list_requests_share_one_build_until_the_reply_ages_out() {
     }
     assert_eq!(queries(&log), 6);
 }
+
+#[actix_rt::test]
+async fn kept_lists_go_gzipped_to_clients_that_accept_it_and_plain_to_the_rest() {
+    use std::io::Read;
+    let config = config();
+    let caches = running_caches(demo_export(), &config).await;
+    let store = FakeStore {
+        log: QueryLog::default(),
+        answers: HashMap::new(),
+    }
+    .start();
+    let app = app!(
+        config,
+        caches,
+        web::Data::new(store.recipient::<RunQuery>())
+    );
+    let ask = |gzip: bool| {
+        let mut req = post("/v1/containers", json!({}));
+        if gzip {
+            req = req.insert_header(("Accept-Encoding", "gzip, deflate, br"));
+        }
+        atest::call_service(&app, req.to_request())
+    };
+    let plain = ask(false).await;
+    assert_eq!(plain.status(), 200);
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(
+        plain.headers().get("vary").and_then(|v| v.to_str().ok()),
+        Some("Accept-Encoding")
+    );
+    let plain = atest::read_body(plain).await;
+
+    let packed = ask(true).await;
+    assert_eq!(
+        packed
+            .headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip")
+    );
+    let packed = atest::read_body(packed).await;
+    assert!(packed.len() < plain.len(), "{} ≥ {}", packed.len(), plain.len());
+    let mut unpacked = Vec::new();
+    flate2::read::GzDecoder::new(&packed[..])
+        .read_to_end(&mut unpacked)
+        .expect("a gzip body");
+    assert_eq!(unpacked, plain);
+    let value: Value = serde_json::from_slice(&unpacked).expect("JSON");
+    assert_eq!(value, golden_value("demo/containers"));
+}

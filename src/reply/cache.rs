@@ -24,6 +24,8 @@ use crate::error::ApiError;
 const MAX_ENTRIES: usize = 256;
 /// Bytes of finished replies kept at most (a 10,000-GPU container list is about 20 MB).
 const MAX_BYTES: usize = 96 << 20;
+/// Replies shorter than this are sent as they are: compressing them saves less than it costs.
+const MIN_GZIP_BYTES: usize = 1024;
 
 /// Which routes' replies may be reused, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,16 @@ struct Slot {
     created: Instant,
     freshness: Freshness,
     body: OnceCell<Bytes>,
+    /// The body gzipped, made once for the first client that accepts it; empty when
+    /// compressing failed.
+    gzip: OnceCell<Bytes>,
+}
+
+/// A kept reply's bytes as sent: gzipped when the client accepts it and the body is worth it.
+#[derive(Debug, Clone)]
+pub struct ReplyBody {
+    pub bytes: Bytes,
+    pub gzip: bool,
 }
 
 impl Slot {
@@ -59,7 +71,7 @@ impl Slot {
     }
 
     fn size(&self) -> usize {
-        self.body.get().map_or(0, Bytes::len)
+        self.body.get().map_or(0, Bytes::len) + self.gzip.get().map_or(0, Bytes::len)
     }
 }
 
@@ -100,8 +112,35 @@ impl ReplyCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, ApiError>>,
     {
+        self.get_or_build_encoded(route, request, generation, freshness, false, build)
+            .await
+            .map(|reply| reply.bytes)
+    }
+
+    /// [`get_or_build`](Self::get_or_build), gzipped when `gzip` (the client accepts it).
+    ///
+    /// At 10,000 GPUs the unfiltered container list is 15 MB of JSON; 32 browsers polling it
+    /// moved 490 MB per round over the network and took over a second each at the 99th
+    /// percentile on loopback. Compressed once per kept reply (fast level, on the blocking
+    /// pool), it is sent as a few hundred KB to every client that asks with gzip, as browsers
+    /// do.
+    pub async fn get_or_build_encoded<F, Fut>(
+        &self,
+        route: &'static str,
+        request: String,
+        generation: u64,
+        freshness: Freshness,
+        gzip: bool,
+        build: F,
+    ) -> Result<ReplyBody, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, ApiError>>,
+    {
         if freshness == Freshness::WithUpstream && self.ttl.is_zero() {
-            return build().await;
+            // Nothing is kept, so nothing would be compressed once: sent as built.
+            let bytes = build().await?;
+            return Ok(ReplyBody { bytes, gzip: false });
         }
         let key = ReplyKey { route, request };
         let slot = {
@@ -115,6 +154,7 @@ impl ReplyCache {
                         created: now,
                         freshness,
                         body: OnceCell::new(),
+                        gzip: OnceCell::new(),
                     });
                     slots.insert(key, Arc::clone(&slot));
                     self.evict(&mut slots, generation, now);
@@ -122,7 +162,36 @@ impl ReplyCache {
                 }
             }
         };
-        slot.body.get_or_try_init(build).await.cloned()
+        let plain = slot.body.get_or_try_init(build).await.cloned()?;
+        if !gzip || plain.len() < MIN_GZIP_BYTES {
+            return Ok(ReplyBody {
+                bytes: plain,
+                gzip: false,
+            });
+        }
+        let packed = slot
+            .gzip
+            .get_or_init(|| {
+                let plain = plain.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || crate::metrics_refresher::gzip(&plain))
+                        .await
+                        .unwrap_or_default()
+                }
+            })
+            .await
+            .clone();
+        Ok(if packed.is_empty() {
+            ReplyBody {
+                bytes: plain,
+                gzip: false,
+            }
+        } else {
+            ReplyBody {
+                bytes: packed,
+                gzip: true,
+            }
+        })
     }
 
     /// Drops what can no longer be served, then the oldest entries while over the bounds.
@@ -245,6 +314,53 @@ mod tests {
                 .unwrap();
             assert_eq!(reply, text);
         }
+    }
+
+    #[actix_rt::test]
+    async fn gzip_is_made_once_per_reply_and_only_for_bodies_worth_it() {
+        use std::io::Read;
+        let cache = ReplyCache::new(Duration::from_secs(60));
+        let large = "{\"items\":[1,2,3]}".repeat(200);
+        let builds = AtomicUsize::new(0);
+        let build = || async {
+            builds.fetch_add(1, Ordering::SeqCst);
+            body(&large)
+        };
+        let mut packed = Vec::new();
+        for _ in 0..3 {
+            let reply = cache
+                .get_or_build_encoded("/v1/x", "{}".into(), 1, Freshness::Snapshot, true, build)
+                .await
+                .unwrap();
+            assert!(reply.gzip && reply.bytes.len() < large.len() / 10);
+            packed.push(reply.bytes);
+        }
+        // The same kept bytes each time, not a new compression.
+        assert!(packed.windows(2).all(|w| w[0].as_ptr() == w[1].as_ptr()));
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&packed[0][..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, large);
+        let plain = cache
+            .get_or_build_encoded("/v1/x", "{}".into(), 1, Freshness::Snapshot, false, build)
+            .await
+            .unwrap();
+        assert!(!plain.gzip && plain.bytes == large);
+        assert_eq!(builds.load(Ordering::SeqCst), 1);
+
+        let small = cache
+            .get_or_build_encoded(
+                "/v1/x",
+                "{n}".into(),
+                1,
+                Freshness::Snapshot,
+                true,
+                || async { body("{}") },
+            )
+            .await
+            .unwrap();
+        assert!(!small.gzip && small.bytes == "{}");
     }
 
     #[actix_rt::test]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::dev::Payload;
-use actix_web::http::header::ContentType;
+use actix_web::http::header::{self, ContentType};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use jiff::tz::TimeZone;
@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::pod_cache::GetSnapshot;
 use crate::query_client::{Lane, Query, QueryClient, RunQuery};
-use crate::reply::cache::Freshness;
+use crate::reply::cache::{Freshness, ReplyBody};
 use crate::reply::upstream::gauge_by_label;
 use crate::server::Caches;
 use crate::snapshot::ClusterSnapshot;
@@ -46,6 +46,8 @@ pub struct RestContext {
     query: Option<Recipient<RunQuery>>,
     /// `prometheus.timeout`: no upstream lookup of a handler waits longer than this.
     query_timeout: Duration,
+    /// The request's `Accept-Encoding` allows gzip: kept replies are sent compressed.
+    accepts_gzip: bool,
 }
 
 impl RestContext {
@@ -100,24 +102,34 @@ impl RestContext {
                 .map(Bytes::from)
                 .map_err(|error| ApiError::Plain(format!("cannot render reply: {error}")))
         };
-        let body = match self.caches.as_ref() {
+        let reply = match self.caches.as_ref() {
             Some(caches) => {
                 caches
                     .replies
-                    .get_or_build(
+                    .get_or_build_encoded(
                         route,
                         format!("{request:?}"),
                         snapshot.generation,
                         freshness,
+                        self.accepts_gzip,
                         serialize,
                     )
                     .await?
             }
-            None => serialize().await?,
+            None => ReplyBody {
+                bytes: serialize().await?,
+                gzip: false,
+            },
         };
-        Ok(HttpResponse::Ok()
+        let mut response = HttpResponse::Ok();
+        response
             .content_type(ContentType::json())
-            .body(body))
+            .insert_header((header::VARY, "Accept-Encoding"));
+        if reply.gzip {
+            // Set here, the public listener's `Compress` leaves the body as it is.
+            response.insert_header((header::CONTENT_ENCODING, "gzip"));
+        }
+        Ok(response.body(reply.bytes))
     }
 
     /// One instant query, its vector keyed by `label`; empty on any failure.
@@ -180,6 +192,7 @@ impl FromRequest for RestContext {
             query_timeout: config.map_or(DEFAULT_LOOKUP_TIMEOUT, |c| {
                 c.prometheus.lookup_timeout.min(c.prometheus.timeout)
             }),
+            accepts_gzip: crate::web::serve::accepts_gzip(req.headers()),
         }))
     }
 }
