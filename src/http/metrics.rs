@@ -19,6 +19,7 @@ use futures::stream;
 
 use crate::device_metrics::CycleState;
 use crate::metrics_refresher::{gzip, GetExposition, MetricsRefresher};
+use crate::reply::context::pieces;
 use crate::telemetry::SelfMetrics;
 
 /// About how much text a plain scrape renders per piece it sends.
@@ -47,7 +48,10 @@ pub async fn metrics(
         // gzip members back to back are one valid gzip stream (RFC 1952 §2.2).
         let own = gzip(own.as_bytes());
         let size = (published.gzip.len() + own.len()) as u64;
-        let parts = [published.gzip.clone(), own].map(Ok::<_, Infallible>);
+        // In pieces: a whole `Bytes` body would be copied into each connection's buffer.
+        let parts = pieces(published.gzip.clone())
+            .chain(std::iter::once(own))
+            .map(Ok::<_, Infallible>);
         response
             .insert_header((header::CONTENT_ENCODING, "gzip"))
             .body(SizedStream::new(size, stream::iter(parts)))

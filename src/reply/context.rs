@@ -8,11 +8,13 @@
 //! Go backend did. Everything else stays in the pure builders.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix_web::body::SizedStream;
 use actix_web::dev::Payload;
 use actix_web::http::header::{self, ContentType};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
@@ -129,7 +131,7 @@ impl RestContext {
             // Set here, the public listener's `Compress` leaves the body as it is.
             response.insert_header((header::CONTENT_ENCODING, "gzip"));
         }
-        Ok(response.body(reply.bytes))
+        Ok(response.body(in_pieces(reply.bytes)))
     }
 
     /// One instant query, its vector keyed by `label`; empty on any failure.
@@ -169,6 +171,26 @@ impl RestContext {
     }
 }
 
+/// How much of a kept reply one connection takes at a time.
+const PIECE_BYTES: usize = 64 * 1024;
+
+/// A reply body as slices of the same shared bytes, pulled as the socket drains. Given one
+/// `Bytes`, actix-http copies all of it into the connection's write buffer at once: 32 clients
+/// of the 15 MB container list held about 490 MB of copies (peak RSS 829 MiB at 10,000 GPUs).
+/// A stream is read only while that buffer is nearly empty.
+fn in_pieces(bytes: Bytes) -> SizedStream<impl futures::Stream<Item = Result<Bytes, Infallible>>> {
+    let size = bytes.len() as u64;
+    SizedStream::new(size, futures::stream::iter(pieces(bytes).map(Ok)))
+}
+
+/// `bytes` as slices of at most [`PIECE_BYTES`], sharing its buffer.
+pub fn pieces(bytes: Bytes) -> impl Iterator<Item = Bytes> {
+    let size = bytes.len();
+    (0..size)
+        .step_by(PIECE_BYTES)
+        .map(move |start| bytes.slice(start..(start + PIECE_BYTES).min(size)))
+}
+
 impl FromRequest for RestContext {
     type Error = actix_web::Error;
     type Future = std::future::Ready<Result<Self, Self::Error>>;
@@ -194,5 +216,25 @@ impl FromRequest for RestContext {
             }),
             accepts_gzip: crate::web::serve::accepts_gzip(req.headers()),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[actix_rt::test]
+    async fn pieces_are_slices_that_add_up_to_the_body() {
+        let body = bytes::Bytes::from((0..200_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let pieces: Vec<bytes::Bytes> = super::pieces(body.clone()).collect();
+        assert_eq!(pieces.len(), 4);
+        assert!(pieces
+            .iter()
+            .all(|p| p.len() <= super::PIECE_BYTES && !p.is_empty()));
+        // Slices of the one buffer, not copies.
+        assert_eq!(pieces[1].as_ptr(), body[super::PIECE_BYTES..].as_ptr());
+        assert_eq!(super::pieces(bytes::Bytes::new()).count(), 0);
+        let sent = actix_web::body::to_bytes(super::in_pieces(body.clone()))
+            .await
+            .unwrap();
+        assert_eq!(sent, body);
     }
 }
