@@ -130,12 +130,20 @@ pub struct Prometheus {
 
 impl Prometheus {
     /// Starts Prometheus and waits (up to 20 s) until it is ready to answer queries.
+    /// Scrapes and evaluates every second, so tests see new values quickly.
     pub fn start(targets: &[&str]) -> Self {
+        Self::start_with_intervals(targets, "1s", "1s")
+    }
+
+    /// [`start`](Self::start) with the given `scrape_interval` and `evaluation_interval`. The
+    /// evaluation interval is also a subquery's default resolution (`[10m:]`), so it decides
+    /// how much work such a query is.
+    pub fn start_with_intervals(targets: &[&str], scrape: &str, evaluation: &str) -> Self {
         let binary = require_binary("prometheus", "prometheus");
         let dir = tempfile::tempdir().expect("temp dir");
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: fixture\n    static_configs:\n      - targets: [{}]\n",
+            "global:\n  scrape_interval: {scrape}\n  evaluation_interval: {evaluation}\nscrape_configs:\n  - job_name: fixture\n    static_configs:\n      - targets: [{}]\n",
             targets.join(", ")
         );
         let config_path = dir.path().join("prometheus.yml");
