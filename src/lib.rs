@@ -34,6 +34,7 @@ pub mod duration;
 pub mod error;
 pub mod http;
 pub mod kubernetes;
+pub mod memory;
 pub mod metrics_refresher;
 pub mod node_cache;
 pub mod pod_cache;

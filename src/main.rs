@@ -15,6 +15,7 @@ use hami_webui_server::telemetry::{self, REVISION, VERSION};
 use hami_webui_server::web::healthcheck;
 
 fn main() -> ExitCode {
+    hami_webui_server::memory::tune_allocator();
     let cli = Cli::parse_args();
     if cli.healthcheck {
         return probe(&cli);
