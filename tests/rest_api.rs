@@ -1256,7 +1256,12 @@ async fn kept_lists_go_gzipped_to_clients_that_accept_it_and_plain_to_the_rest()
         Some("gzip")
     );
     let packed = atest::read_body(packed).await;
-    assert!(packed.len() < plain.len(), "{} ≥ {}", packed.len(), plain.len());
+    assert!(
+        packed.len() < plain.len(),
+        "{} ≥ {}",
+        packed.len(),
+        plain.len()
+    );
     let mut unpacked = Vec::new();
     flate2::read::GzDecoder::new(&packed[..])
         .read_to_end(&mut unpacked)
