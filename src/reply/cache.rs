@@ -50,7 +50,7 @@ struct Slot {
     freshness: Freshness,
     body: OnceCell<Bytes>,
     /// The body gzipped, made once for the first client that accepts it; empty when
-    /// compressing failed.
+    /// compressing failed or saved nothing.
     gzip: OnceCell<Bytes>,
 }
 
@@ -169,18 +169,33 @@ impl ReplyCache {
                 gzip: false,
             });
         }
+        let mut compressed_here = false;
         let packed = slot
             .gzip
             .get_or_init(|| {
+                compressed_here = true;
                 let plain = plain.clone();
                 async move {
-                    tokio::task::spawn_blocking(move || crate::metrics_refresher::gzip(&plain))
-                        .await
-                        .unwrap_or_default()
+                    tokio::task::spawn_blocking(move || {
+                        let packed = crate::metrics_refresher::gzip(&plain);
+                        // Not smaller: not worth keeping or sending.
+                        if packed.len() < plain.len() {
+                            packed
+                        } else {
+                            Bytes::new()
+                        }
+                    })
+                    .await
+                    .unwrap_or_default()
                 }
             })
             .await
             .clone();
+        if compressed_here {
+            // The kept bytes grew after the slot was counted: check the bounds again.
+            let mut slots = self.lock();
+            self.evict(&mut slots, generation, Instant::now());
+        }
         Ok(if packed.is_empty() {
             ReplyBody {
                 bytes: plain,
@@ -361,6 +376,47 @@ mod tests {
             .await
             .unwrap();
         assert!(!small.gzip && small.bytes == "{}");
+    }
+
+    #[actix_rt::test]
+    async fn a_compressed_copy_counts_against_the_byte_bound() {
+        // Hex digits at random: their gzip is a bit over half their size.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let digits: Vec<u8> = (0..2000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                b"0123456789abcdef"[(state % 16) as usize]
+            })
+            .collect();
+        let build = || {
+            let digits = Bytes::from(digits.clone());
+            || async move { Ok(digits) }
+        };
+        let cache = ReplyCache::with_limit(Duration::from_secs(60), 4500);
+        for request in ["{a}", "{b}"] {
+            let reply = cache
+                .get_or_build_encoded(
+                    "/v1/x",
+                    request.into(),
+                    1,
+                    Freshness::Snapshot,
+                    false,
+                    build(),
+                )
+                .await
+                .unwrap();
+            assert!(!reply.gzip);
+        }
+        assert_eq!(cache.len(), 2);
+        // 4,000 bytes kept; the gzip copy of one of them takes the total over 4,500.
+        let reply = cache
+            .get_or_build_encoded("/v1/x", "{b}".into(), 1, Freshness::Snapshot, true, build())
+            .await
+            .unwrap();
+        assert!(reply.gzip && reply.bytes.len() > 500 && reply.bytes.len() < 2000);
+        assert_eq!(cache.len(), 1, "the oldest entry makes room");
     }
 
     #[actix_rt::test]
