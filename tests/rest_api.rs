@@ -593,6 +593,22 @@ impl Handler<RunQuery> for FakeStore {
     }
 }
 
+impl FakeStore {
+    /// Started, as the handlers' metrics store: logs into `log`, answers with `answers` (an
+    /// empty vector for any other expression).
+    fn serving(
+        log: &QueryLog,
+        answers: HashMap<String, Vec<Sample>>,
+    ) -> web::Data<Recipient<RunQuery>> {
+        let store = FakeStore {
+            log: log.clone(),
+            answers,
+        }
+        .start();
+        web::Data::new(store.recipient::<RunQuery>())
+    }
+}
+
 fn sample(label: &str, value: &str, v: f64) -> Sample {
     Sample {
         metric: [(label.to_string(), value.to_string())]
@@ -727,16 +743,7 @@ async fn list_routes_issue_two_queries_and_apply_overrides_others_none() {
             vec![sample("node", "mixed-01", 12345.0)],
         ),
     ]);
-    let store = FakeStore {
-        log: log.clone(),
-        answers,
-    }
-    .start();
-    let app = app!(
-        config,
-        caches,
-        web::Data::new(store.recipient::<RunQuery>())
-    );
+    let app = app!(config, caches, FakeStore::serving(&log, answers));
     let taken = |log: &QueryLog| std::mem::take(&mut *log.0.lock().expect("log"));
 
     let (status, body) = call!(
@@ -811,16 +818,7 @@ async fn list_routes_query_twice_whatever_the_cluster_size() {
     }
     let caches = running_caches(export, &config).await;
     let log = QueryLog::default();
-    let store = FakeStore {
-        log: log.clone(),
-        answers: HashMap::new(),
-    }
-    .start();
-    let app = app!(
-        config,
-        caches,
-        web::Data::new(store.recipient::<RunQuery>())
-    );
+    let app = app!(config, caches, FakeStore::serving(&log, HashMap::new()));
     let (status, body) = call!(&app, post("/v1/gpus", json!({}))).await;
     assert_eq!(status, 200);
     assert_eq!(body["list"].as_array().map(Vec::len), Some(480));
@@ -1166,16 +1164,7 @@ async fn identical_list_requests_share_one_build_until_the_reply_ages_out() {
     config.server.http.reply_cache_ttl = Duration::from_millis(300);
     let caches = running_caches(demo_export(), &config).await;
     let log = QueryLog::default();
-    let store = FakeStore {
-        log: log.clone(),
-        answers: HashMap::new(),
-    }
-    .start();
-    let app = app!(
-        config,
-        caches,
-        web::Data::new(store.recipient::<RunQuery>())
-    );
+    let app = app!(config, caches, FakeStore::serving(&log, HashMap::new()));
     let queries = |log: &QueryLog| log.0.lock().expect("log").len();
 
     // 32 browsers polling the same page at once: one build, two capacity queries, and the
@@ -1221,15 +1210,10 @@ async fn kept_lists_go_gzipped_to_clients_that_accept_it_and_plain_to_the_rest()
     use std::io::Read;
     let config = config();
     let caches = running_caches(demo_export(), &config).await;
-    let store = FakeStore {
-        log: QueryLog::default(),
-        answers: HashMap::new(),
-    }
-    .start();
     let app = app!(
         config,
         caches,
-        web::Data::new(store.recipient::<RunQuery>())
+        FakeStore::serving(&QueryLog::default(), HashMap::new())
     );
     let ask = |gzip: bool| {
         let mut req = post("/v1/containers", json!({}));
