@@ -10,6 +10,12 @@
 //! text of that same state as it streams it, so no ~100 MB text is kept. One cycle at a
 //! time: a tick during a cycle is dropped and counted; a cycle that misses its deadline
 //! publishes nothing.
+//!
+//! Windowed queries ([`CycleQuery::is_windowed`], the vGPU monitor's ten-minute subqueries)
+//! are the exception to "every answer is this cycle's": once the refresher holds an answer,
+//! a cycle publishes with it and asks the query again after publishing, so the next cycle
+//! has a newer one. Their families therefore trail the others by up to one interval, and a
+//! cycle's wall time no longer includes the store's costliest evaluation.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -264,6 +270,11 @@ pub struct MetricsRefresher {
     metrics: RefreshMetrics,
     /// The last published cycle (its state is the reference for carried-over families).
     published: Arc<Exposition>,
+    /// The newest answers of windowed queries ([`CycleQuery::is_windowed`]): the next cycle
+    /// publishes with them instead of waiting for the store to evaluate the window again.
+    window: QueryResults,
+    /// A windowed query asked after the last publication is still out.
+    window_in_flight: bool,
     running: bool,
     first_cycle_started: bool,
 }
@@ -285,6 +296,8 @@ impl MetricsRefresher {
             board,
             metrics: RefreshMetrics::register(self_metrics)?,
             published: Arc::new(Exposition::default()),
+            window: QueryResults::new(),
+            window_in_flight: false,
             running: false,
             first_cycle_started: false,
         })
@@ -306,21 +319,22 @@ impl MetricsRefresher {
         let pods = self.pods.clone();
         let queries = self.queries.clone();
         let previous = Arc::clone(&self.published);
+        let held = self.window.clone();
         let stale_cycles = self.config.stale_cycles;
         let work = async move {
             tokio::time::timeout_at(
                 deadline.into(),
-                run_cycle(pods, queries, previous, stale_cycles, deadline),
+                run_cycle(pods, queries, previous, held, stale_cycles, deadline),
             )
             .await
         };
-        ctx.spawn(work.into_actor(self).map(move |outcome, act, _| {
+        ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| {
             act.running = false;
             let elapsed = started.elapsed();
             act.metrics.duration.observe(elapsed.as_secs_f64());
             act.metrics.last_duration.set(elapsed.as_secs_f64());
             match outcome {
-                Ok(Some(cycle)) => act.publish(cycle),
+                Ok(Some(cycle)) => act.publish(cycle, ctx),
                 Ok(None) => {
                     tracing::warn!("refresh cycle could not read the cluster snapshot");
                     act.finish(CycleOutcome::Timeout, false);
@@ -333,10 +347,20 @@ impl MetricsRefresher {
         }));
     }
 
-    fn publish(&mut self, cycle: FinishedCycle) {
+    fn publish(&mut self, cycle: FinishedCycle, ctx: &mut Context<Self>) {
         if let Some(identities) = cycle.identities {
             self.identities.do_send(SetIdentities(identities));
         }
+        // Keep the windowed answers of the queries this cycle planned, newest first.
+        let planned: std::collections::HashSet<CycleQuery> = cycle
+            .window_asked
+            .keys()
+            .copied()
+            .chain(cycle.window_reused.iter().map(|(q, _)| *q))
+            .collect();
+        self.window.retain(|q, _| planned.contains(q));
+        self.window.extend(cycle.window_asked);
+        self.ask_window(cycle.window_reused, ctx);
         self.metrics.queries.set(cycle.queries as i64);
         self.metrics
             .published_series
@@ -353,6 +377,30 @@ impl MetricsRefresher {
             CycleOutcome::Partial
         };
         self.finish(outcome, true);
+    }
+
+    /// Asks the windowed queries a cycle answered from held answers, so the next cycle has
+    /// newer ones; one batch at a time, bounded by `exporter.timeout`. A failed answer
+    /// replaces the held one: the next cycle then carries the family over as for any failed
+    /// query (`exporter.stale_cycles`).
+    fn ask_window(&mut self, plan: Plan, ctx: &mut Context<Self>) {
+        if plan.is_empty() || self.window_in_flight {
+            return;
+        }
+        self.window_in_flight = true;
+        let deadline = Instant::now() + self.config.timeout;
+        let keys: Vec<CycleQuery> = plan.iter().map(|(q, _)| *q).collect();
+        let asked = ask_all(self.queries.clone(), plan, deadline);
+        let work = async move {
+            match tokio::time::timeout_at(deadline.into(), asked).await {
+                Ok(answers) => answers,
+                Err(_) => keys.into_iter().map(|q| (q, Err(()))).collect(),
+            }
+        };
+        ctx.spawn(work.into_actor(self).map(|answers, act, _| {
+            act.window_in_flight = false;
+            act.window.extend(answers);
+        }));
     }
 
     fn finish(&mut self, outcome: CycleOutcome, published: bool) {
@@ -373,33 +421,36 @@ impl MetricsRefresher {
     }
 }
 
+/// Queries with their expressions, as `device_metrics::queries::plan` gives them.
+type Plan = Vec<(CycleQuery, String)>;
+
 /// The result of a cycle that finished in time.
 struct FinishedCycle {
     exposition: Arc<Exposition>,
     queries: usize,
     failed_queries: usize,
     identities: Option<IdentityMap>,
+    /// Windowed queries the cycle asked itself (no answer was held), with their answers.
+    window_asked: QueryResults,
+    /// Windowed queries the cycle answered from held answers: asked again after publication.
+    window_reused: Plan,
 }
 
-/// One cycle: snapshot, queries (concurrently, each bounded by the cycle deadline), build and
-/// render off the actor's thread. `None` when the snapshot could not be read.
-async fn run_cycle(
-    pods: Addr<PodCache>,
+/// Splits a cycle's plan into the queries to ask now and the windowed queries answered from
+/// `held` (every windowed query without a held answer is asked now, so a first cycle
+/// publishes complete).
+fn split_plan(plan: Plan, held: &QueryResults) -> (Plan, Plan) {
+    plan.into_iter()
+        .partition(|(q, _)| !(q.is_windowed() && held.contains_key(q)))
+}
+
+/// Asks every query of `plan` at once on the refresh lane, each bounded by `deadline`.
+async fn ask_all(
     queries: Recipient<RunQuery>,
-    previous: Arc<Exposition>,
-    stale_cycles: u32,
+    plan: Plan,
     deadline: Instant,
-) -> Option<FinishedCycle> {
-    let snapshot = pods.send(GetSnapshot).await.ok()?;
-    let vendors: std::collections::BTreeSet<Vendor> = snapshot
-        .inventory
-        .iter_devices()
-        .map(|d| d.vendor)
-        .collect();
-    let alloc_types = alloc_types(&snapshot);
-    let plan = device_metrics::queries::plan(&vendors, &alloc_types);
-    let count = plan.len();
-    let answers = futures::future::join_all(plan.into_iter().map(|(id, expr)| {
+) -> Vec<(CycleQuery, Result<VectorAnswer, ()>)> {
+    futures::future::join_all(plan.into_iter().map(|(id, expr)| {
         let queries = queries.clone();
         async move {
             let asked = queries
@@ -421,8 +472,44 @@ async fn run_cycle(
             (id, result)
         }
     }))
-    .await;
-    let results: QueryResults = answers.into_iter().collect::<QueryResults>();
+    .await
+}
+
+/// One cycle: snapshot, queries (concurrently, each bounded by the cycle deadline), build and
+/// render off the actor's thread. Windowed queries with a `held` answer are not waited for.
+/// `None` when the snapshot could not be read.
+async fn run_cycle(
+    pods: Addr<PodCache>,
+    queries: Recipient<RunQuery>,
+    previous: Arc<Exposition>,
+    held: QueryResults,
+    stale_cycles: u32,
+    deadline: Instant,
+) -> Option<FinishedCycle> {
+    let snapshot = pods.send(GetSnapshot).await.ok()?;
+    let vendors: std::collections::BTreeSet<Vendor> = snapshot
+        .inventory
+        .iter_devices()
+        .map(|d| d.vendor)
+        .collect();
+    let alloc_types = alloc_types(&snapshot);
+    let plan = device_metrics::queries::plan(&vendors, &alloc_types);
+    let count = plan.len();
+    let (ask_now, window_reused) = split_plan(plan, &held);
+    let mut results: QueryResults = ask_all(queries, ask_now, deadline)
+        .await
+        .into_iter()
+        .collect();
+    let window_asked: QueryResults = results
+        .iter()
+        .filter(|(q, _)| q.is_windowed())
+        .map(|(q, r)| (*q, r.clone()))
+        .collect();
+    for (query, _) in &window_reused {
+        if let Some(answer) = held.get(query) {
+            results.insert(*query, answer.clone());
+        }
+    }
     let failed = results.values().filter(|r| r.is_err()).count();
     let built = tokio::task::spawn_blocking(move || {
         let state = device_metrics::build_cycle(&snapshot, &results, &previous.state, stale_cycles);
@@ -439,6 +526,8 @@ async fn run_cycle(
         queries: count,
         failed_queries: failed,
         identities: built.1,
+        window_asked,
+        window_reused,
     })
 }
 
@@ -571,6 +660,50 @@ mod tests {
             CycleQuery::Device(Vendor::Nvidia),
             Ok(VectorAnswer::from(samples)),
         )])
+    }
+
+    fn answer(value: f64) -> Result<VectorAnswer, ()> {
+        VectorAnswer::new(Arc::new(crate::query_client::QueryOutput {
+            data: crate::query_client::QueryData::Vector(vec![Sample {
+                metric: Default::default(),
+                timestamp: 0.0,
+                value,
+            }]),
+            warnings: Vec::new(),
+        }))
+        .ok_or(())
+    }
+
+    #[test]
+    fn a_held_window_answer_is_not_asked_in_the_cycle_and_anything_else_is() {
+        let snapshot = cluster();
+        let plan = |s: &crate::snapshot::ClusterSnapshot| {
+            let vendors = s.inventory.iter_devices().map(|d| d.vendor).collect();
+            device_metrics::queries::plan(&vendors, &alloc_types(s))
+        };
+        let window = CycleQuery::TaskCore(Vendor::Nvidia);
+        let all = plan(&snapshot);
+        assert!(all.iter().any(|(q, _)| *q == window), "{all:?}");
+
+        // Nothing held (first cycle): everything is asked.
+        let (now, reused) = split_plan(all.clone(), &QueryResults::new());
+        assert_eq!(now, all);
+        assert!(reused.is_empty());
+
+        // A held window answer, even a failed one, is reused; a held answer of any other
+        // query is not a reason to skip it.
+        for held_answer in [answer(0.5), Err(())] {
+            let held: QueryResults = [
+                (window, held_answer),
+                (CycleQuery::TaskMemory(Vendor::Nvidia), answer(1.0)),
+            ]
+            .into_iter()
+            .collect();
+            let (now, reused) = split_plan(all.clone(), &held);
+            assert_eq!(reused.iter().map(|(q, _)| *q).collect::<Vec<_>>(), [window]);
+            assert_eq!(now.len(), all.len() - 1);
+            assert!(now.iter().all(|(q, _)| !q.is_windowed()));
+        }
     }
 
     #[test]

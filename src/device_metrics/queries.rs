@@ -31,6 +31,17 @@ pub enum CycleQuery {
     MetaxGpuTaskCore,
 }
 
+impl CycleQuery {
+    /// Whether the query reads a long window through subqueries (the vGPU monitor's
+    /// ten-minute mean of non-zero core usage, `[10m:]`). Such a query costs the store more
+    /// than all the others of a cycle together at 10,000 GPUs, while its answer moves
+    /// slowly; a cycle that already holds an answer publishes with it instead of waiting,
+    /// and the query is asked again after publication (`metrics_refresher`).
+    pub fn is_windowed(self) -> bool {
+        matches!(self, CycleQuery::TaskCore(Vendor::Nvidia))
+    }
+}
+
 /// Upper bound on queries per cycle with every vendor present.
 pub const MAX_QUERIES: usize = 40;
 
@@ -208,6 +219,22 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_subquery_expressions_are_windowed() {
+        let vendors: BTreeSet<Vendor> = Vendor::ALL.into_iter().collect();
+        let types: BTreeSet<String> = ["NVIDIA", "MLU", "DCU", "Metax-SGPU", "Metax-GPU", "HCU"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        for (query, expr) in plan(&vendors, &types) {
+            assert_eq!(
+                query.is_windowed(),
+                expr.contains(":])"),
+                "{query:?}: {expr}"
+            );
+        }
+    }
 
     #[test]
     fn every_vendor_and_type_present_stays_within_the_bound() {
