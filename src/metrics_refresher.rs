@@ -620,25 +620,7 @@ mod tests {
     }
 
     fn cluster_of(nodes: usize) -> crate::snapshot::ClusterSnapshot {
-        let shape = crate::synthetic::ClusterShape::gpus(nodes);
-        let config = crate::config::Config::from_raw(Default::default()).unwrap();
-        let mut entries = Vec::new();
-        let mut pods = Vec::new();
-        for object in shape.objects() {
-            if object["kind"] == "Node" {
-                let node = serde_json::from_value(object).unwrap();
-                entries.push(crate::node_cache::node_entry(&node, &config.node_selectors).0);
-            } else {
-                let pod = serde_json::from_value(object).unwrap();
-                if let Some(record) =
-                    crate::pod_cache::pod_record(&pod, jiff::Timestamp::UNIX_EPOCH).0
-                {
-                    pods.push(Arc::new(record));
-                }
-            }
-        }
-        let inventory = Arc::new(crate::node_cache::build_inventory(entries.iter()));
-        crate::pod_cache::build_snapshot(1, inventory, pods.iter())
+        crate::synthetic::ClusterShape::gpus(nodes).snapshot()
     }
 
     fn utilisation(snapshot: &crate::snapshot::ClusterSnapshot, util: f64) -> QueryResults {

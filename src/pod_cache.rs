@@ -206,6 +206,7 @@ fn build_with_scheduling(
         pods: Arc::new(pods),
         usage: Arc::new(usage),
         scheduling: Arc::new(scheduling),
+        core_usage: Default::default(),
     }
 }
 

@@ -286,6 +286,31 @@ enum NodeKind {
     Ascend,
 }
 
+/// The cluster decoded as the caches would publish it (unit tests of the pure builders).
+#[cfg(test)]
+impl ClusterShape {
+    pub fn snapshot(&self) -> crate::snapshot::ClusterSnapshot {
+        let config = crate::config::Config::from_raw(Default::default()).expect("defaults");
+        let mut entries = Vec::new();
+        let mut pods = Vec::new();
+        for object in self.objects() {
+            if object["kind"] == "Node" {
+                let node = serde_json::from_value(object).expect("generated node");
+                entries.push(crate::node_cache::node_entry(&node, &config.node_selectors).0);
+            } else {
+                let pod = serde_json::from_value(object).expect("generated pod");
+                if let Some(record) =
+                    crate::pod_cache::pod_record(&pod, jiff::Timestamp::UNIX_EPOCH).0
+                {
+                    pods.push(std::sync::Arc::new(record));
+                }
+            }
+        }
+        let inventory = std::sync::Arc::new(crate::node_cache::build_inventory(entries.iter()));
+        crate::pod_cache::build_snapshot(1, inventory, pods.iter())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -139,8 +139,13 @@ impl Default for CoreUsage {
     }
 }
 
-/// [`CoreUsage`] of every device: one pass over the allocations of the snapshot's pods.
-pub fn device_core_usage(snapshot: &ClusterSnapshot) -> Vec<CoreUsage> {
+/// [`CoreUsage`] of every device, made once per snapshot ([`ClusterSnapshot::core_usage`]).
+pub fn device_core_usage(snapshot: &ClusterSnapshot) -> &[CoreUsage] {
+    snapshot.core_usage.get_or_init(|| core_usage_of(snapshot))
+}
+
+/// One pass over the allocations of the snapshot's pods.
+fn core_usage_of(snapshot: &ClusterSnapshot) -> Vec<CoreUsage> {
     let inventory = &snapshot.inventory;
     let mut usage = vec![CoreUsage::default(); inventory.device_count()];
     let allocations = snapshot
@@ -222,6 +227,26 @@ mod tests {
     }
 
     const V2_10: &str = include_str!("../../tests/golden/catalog/device-config-v2.10.yaml");
+
+    #[test]
+    fn core_usage_is_made_once_per_snapshot_and_counts_every_allocation() {
+        let snapshot = crate::synthetic::ClusterShape::gpus(2).snapshot();
+        let usage = device_core_usage(&snapshot);
+        assert_eq!(usage.len(), snapshot.inventory.device_count());
+        // The same slice, not a second pass.
+        assert!(std::ptr::eq(usage, device_core_usage(&snapshot)));
+        let used: i64 = usage.iter().map(|u| i64::from(u.core_used)).sum();
+        let allocated: i64 = snapshot
+            .pods
+            .iter()
+            .flat_map(|p| p.containers.iter())
+            .flat_map(|c| c.allocations.iter())
+            .map(|a| i64::from(a.usedcores))
+            .sum();
+        assert!(allocated > 0);
+        assert_eq!(used, allocated);
+        assert!(usage.iter().all(|u| u.known));
+    }
 
     #[test]
     fn a_container_without_allocations_has_no_description() {
