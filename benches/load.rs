@@ -195,7 +195,7 @@ struct ApiStart {
 /// server (its own actix system on a thread); the release binary pointed at it through a
 /// kubeconfig. Measures spawn → `/readyz` 200 and spawn → every GPU pod in the cache.
 fn measure_api_start(gpus: usize, pods: usize) -> ApiStart {
-    use hami_webui_server::snapshot_file::{parse, ClusterExport};
+    use hami_webui_server::cluster::snapshot_file::{parse, ClusterExport};
     use support::kube_api::TestApiServer;
 
     let shape = ClusterShape::gpus(gpus.div_ceil(DEVICES_PER_NODE));
@@ -410,7 +410,7 @@ fn read_status(stream: &mut impl Read) -> std::io::Result<u16> {
 /// the plan's windowed query is left out, as in a cycle that holds its answer.
 fn time_store_alone(port: u16, rounds: usize, windowed: bool) -> StoreAlone {
     use hami_webui_server::device::Vendor;
-    use hami_webui_server::device_metrics::queries::plan;
+    use hami_webui_server::metrics::queries::plan;
 
     let vendors = [Vendor::Nvidia].into_iter().collect();
     let types = ["NVIDIA".to_string()].into_iter().collect();

@@ -244,7 +244,7 @@ pub struct MigProfile {
 pub struct DeviceContext {
     /// HAMi's device catalog in effect (the current one, or the last good one while the
     /// ConfigMap is unreadable); `None` when disabled, missing, forbidden or not read yet.
-    pub catalog: Option<std::sync::Arc<crate::device_catalog::DeviceCatalog>>,
+    pub catalog: Option<std::sync::Arc<crate::catalog::DeviceCatalog>>,
     /// `ascend.annotationless_pod_mode`: how pods without `huawei.com/vnpu-mode` run on
     /// `hami-vnpu-core=true` nodes.
     pub annotationless_pod_mode: AnnotationlessPodMode,

@@ -25,30 +25,19 @@
 //!   states; [`scheduling_events`]: the actor reading (and briefly caching) one pod's events.
 //! - [`kubernetes`]: the API client; [`server`]: wiring of all of the above.
 
+pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod device;
-pub mod device_catalog;
-pub mod device_metrics;
-pub mod duration;
 pub mod error;
 pub mod http;
-pub mod kubernetes;
 pub mod memory;
-pub mod metrics_refresher;
-pub mod node_cache;
-pub mod pod_cache;
+pub mod metrics;
 pub mod query_client;
 pub mod readiness;
 pub mod reply;
-pub mod scheduling;
-pub mod scheduling_events;
-pub mod selector;
 pub mod server;
-pub mod snapshot;
-pub mod snapshot_file;
 pub mod synthetic;
 pub mod telemetry;
 pub mod vendor;
-pub mod watch;
-pub mod web;

@@ -10,9 +10,9 @@ use std::process::ExitCode;
 
 use hami_webui_server::cli::Cli;
 use hami_webui_server::config::Config;
+use hami_webui_server::http::public::healthcheck;
 use hami_webui_server::server::{ClusterSource, ServeError};
 use hami_webui_server::telemetry::{self, REVISION, VERSION};
-use hami_webui_server::web::healthcheck;
 
 fn main() -> ExitCode {
     hami_webui_server::memory::tune_allocator();
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     };
     let source = match &cli.snapshot {
         None => ClusterSource::Kubernetes,
-        Some(path) => match hami_webui_server::snapshot_file::load(path) {
+        Some(path) => match hami_webui_server::cluster::snapshot_file::load(path) {
             Ok(objects) => ClusterSource::SnapshotFile(objects),
             Err(error) => {
                 eprintln!("{error}");

@@ -12,21 +12,21 @@ use actix_web::{web, App, HttpServer};
 use kube::api::Api;
 use tracing_actix_web::TracingLogger;
 
+use crate::catalog::{watcher as catalog_watch, DeviceCatalogWatcher};
+use crate::cluster::node_cache::{self, NodeCache};
+use crate::cluster::pod_cache::{self, PodCache};
+use crate::cluster::scheduling::SchedulingResources;
+use crate::cluster::scheduling_events::SchedulingEvents;
+use crate::cluster::snapshot_file::{ClusterExport, SnapshotObjects};
+use crate::cluster::watch;
 use crate::config::Config;
-use crate::device_catalog::{watcher as catalog_watch, DeviceCatalogWatcher};
 use crate::http;
 use crate::http::logging::RequestLog;
-use crate::metrics_refresher::MetricsRefresher;
-use crate::node_cache::{self, NodeCache};
-use crate::pod_cache::{self, PodCache};
+use crate::metrics::refresher::MetricsRefresher;
 use crate::query_client::QueryClient;
 use crate::readiness::ReadinessBoard;
 use crate::reply::cache::ReplyCache;
-use crate::scheduling::SchedulingResources;
-use crate::scheduling_events::SchedulingEvents;
-use crate::snapshot_file::{ClusterExport, SnapshotObjects};
 use crate::telemetry::SelfMetrics;
-use crate::watch;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ pub enum ServeError {
     #[error("{0}")]
     QueryClient(#[from] crate::query_client::QueryClientError),
     #[error(transparent)]
-    Web(#[from] crate::web::WebError),
+    Web(#[from] crate::http::public::WebError),
     #[error("self-metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("http server: {0}")]
@@ -155,9 +155,7 @@ pub async fn start_caches(
     .with_annotationless_pod_mode(config.ascend.annotationless_pod_mode)
     .start();
     nodes.do_send(node_cache::Subscribe(pods.clone().recipient()));
-    catalog.do_send(crate::device_catalog::SubscribeCatalog(
-        nodes.clone().recipient(),
-    ));
+    catalog.do_send(crate::catalog::SubscribeCatalog(nodes.clone().recipient()));
     Caches {
         nodes,
         pods,
@@ -169,10 +167,10 @@ pub async fn start_caches(
 
 async fn client_for(
     source: ClusterSource,
-) -> Result<kube::Client, crate::kubernetes::KubeClientError> {
+) -> Result<kube::Client, crate::cluster::kubernetes::KubeClientError> {
     match source {
         ClusterSource::Client(client) => Ok(client),
-        _ => crate::kubernetes::client().await,
+        _ => crate::cluster::kubernetes::client().await,
     }
 }
 
@@ -194,7 +192,7 @@ pub async fn run(config: Config, source: ClusterSource) -> Result<(), ServeError
     let config_data = web::Data::new(config.clone());
     // The public listener (web console, /api/vgpu/v1, /health_check) runs the same handlers,
     // so it gets the same app data: every handle given to the internal App goes here too.
-    let public = crate::web::public_server(&config, {
+    let public = crate::http::public::public_server(&config, {
         let (metrics, board, caches) = (
             metrics_data.clone(),
             board_data.clone(),
@@ -253,7 +251,7 @@ pub async fn run(config: Config, source: ClusterSource) -> Result<(), ServeError
         public_handle,
         Arc::clone(&board),
     ));
-    futures::future::try_join(server, crate::web::run_optional(public)).await?;
+    futures::future::try_join(server, crate::http::public::run_optional(public)).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -289,25 +289,27 @@ enum NodeKind {
 /// The cluster decoded as the caches would publish it (unit tests of the pure builders).
 #[cfg(test)]
 impl ClusterShape {
-    pub fn snapshot(&self) -> crate::snapshot::ClusterSnapshot {
+    pub fn snapshot(&self) -> crate::cluster::snapshot::ClusterSnapshot {
         let config = crate::config::Config::from_raw(Default::default()).expect("defaults");
         let mut entries = Vec::new();
         let mut pods = Vec::new();
         for object in self.objects() {
             if object["kind"] == "Node" {
                 let node = serde_json::from_value(object).expect("generated node");
-                entries.push(crate::node_cache::node_entry(&node, &config.node_selectors).0);
+                entries
+                    .push(crate::cluster::node_cache::node_entry(&node, &config.node_selectors).0);
             } else {
                 let pod = serde_json::from_value(object).expect("generated pod");
                 if let Some(record) =
-                    crate::pod_cache::pod_record(&pod, jiff::Timestamp::UNIX_EPOCH).0
+                    crate::cluster::pod_cache::pod_record(&pod, jiff::Timestamp::UNIX_EPOCH).0
                 {
                     pods.push(std::sync::Arc::new(record));
                 }
             }
         }
-        let inventory = std::sync::Arc::new(crate::node_cache::build_inventory(entries.iter()));
-        crate::pod_cache::build_snapshot(1, inventory, pods.iter())
+        let inventory =
+            std::sync::Arc::new(crate::cluster::node_cache::build_inventory(entries.iter()));
+        crate::cluster::pod_cache::build_snapshot(1, inventory, pods.iter())
     }
 }
 
@@ -333,12 +335,12 @@ mod tests {
             vendor_mix: true,
         };
         let text = shape.list().to_string();
-        let export = crate::snapshot_file::parse("synthetic", &text).unwrap();
+        let export = crate::cluster::snapshot_file::parse("synthetic", &text).unwrap();
         let config = crate::config::Config::from_raw(Default::default()).unwrap();
         let devices: usize = export
             .nodes
             .iter()
-            .map(|n| crate::node_cache::node_entry(n, &config.node_selectors))
+            .map(|n| crate::cluster::node_cache::node_entry(n, &config.node_selectors))
             .map(|(entry, errors)| {
                 assert!(errors.is_empty(), "{errors:?}");
                 entry.record.map_or(0, |r| r.devices.len())

@@ -9,16 +9,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hami_webui_server::catalog::{CatalogStatus, GetCatalog};
+use hami_webui_server::cluster::node_cache::{
+    build_inventory_with, device_context, node_entry_with,
+};
+use hami_webui_server::cluster::pod_cache::{build_snapshot, pod_record, GetSnapshot};
+use hami_webui_server::cluster::snapshot::ClusterSnapshot;
+use hami_webui_server::cluster::snapshot_file::ClusterExport;
 use hami_webui_server::config::{AnnotationlessPodMode, Config, NodeSelectors};
-use hami_webui_server::device_catalog::{self, CatalogStatus, GetCatalog};
-use hami_webui_server::node_cache::{build_inventory_with, device_context, node_entry_with};
-use hami_webui_server::pod_cache::{build_snapshot, pod_record, GetSnapshot};
 use hami_webui_server::readiness::ReadinessBoard;
 use hami_webui_server::reply::allocation::{allocation_cores, describe_allocations};
 use hami_webui_server::reply::cards::{gpu_list, CardFilters, DeviceCapacity, GpusReply};
 use hami_webui_server::server::{start_caches, Caches, ClusterSource, SOURCES};
-use hami_webui_server::snapshot::ClusterSnapshot;
-use hami_webui_server::snapshot_file::ClusterExport;
 use hami_webui_server::telemetry::SelfMetrics;
 use hami_webui_server::vendor::node_notes;
 use jiff::Timestamp;
@@ -142,7 +144,8 @@ fn now() -> Timestamp {
 
 /// The snapshot the caches would publish for `nodes` and `pods` with `catalog` in effect.
 fn snapshot(catalog: Option<&str>, policy: AnnotationlessPodMode) -> ClusterSnapshot {
-    let catalog = catalog.map(|text| Arc::new(device_catalog::parse(text).expect("fixture")));
+    let catalog =
+        catalog.map(|text| Arc::new(hami_webui_server::catalog::parse(text).expect("fixture")));
     let selectors = NodeSelectors::default();
     let nodes = nodes();
     let notes: Vec<_> = nodes

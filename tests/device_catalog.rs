@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::{test as atest, web, App};
+use hami_webui_server::catalog::{CatalogState, CatalogStatus, GetCatalog};
+use hami_webui_server::cluster::snapshot_file::ClusterExport;
 use hami_webui_server::config::Config;
-use hami_webui_server::device_catalog::{CatalogState, CatalogStatus, GetCatalog};
 use hami_webui_server::http;
 use hami_webui_server::readiness::ReadinessBoard;
 use hami_webui_server::server::{start_caches, Caches, ClusterSource, SOURCES};
-use hami_webui_server::snapshot_file::ClusterExport;
 use hami_webui_server::telemetry::SelfMetrics;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{json, Value};

@@ -6,12 +6,14 @@ mod support;
 
 use std::sync::Arc;
 
+use hami_webui_server::cluster::node_cache::{
+    build_inventory_with, device_context, node_entry_with,
+};
+use hami_webui_server::cluster::pod_cache::{build_snapshot, pod_record};
+use hami_webui_server::cluster::snapshot::ClusterSnapshot;
 use hami_webui_server::config::{AnnotationlessPodMode, NodeSelectors};
-use hami_webui_server::node_cache::{build_inventory_with, device_context, node_entry_with};
-use hami_webui_server::pod_cache::{build_snapshot, pod_record};
 use hami_webui_server::reply::allocation::{describe_allocation, describe_allocations};
 use hami_webui_server::reply::cards::{gpu_list, CardFilters, DeviceCapacity};
-use hami_webui_server::snapshot::ClusterSnapshot;
 use hami_webui_server::vendor::node_notes;
 use jiff::Timestamp;
 use serde::Serialize;

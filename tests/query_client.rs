@@ -290,7 +290,8 @@ async fn request_carries_path_prefix_form_and_remaining_timeout() {
     assert_eq!(seen.form("query").as_deref(), Some("sum(up)"));
     assert_eq!(seen.form("time"), None);
     let timeout = seen.form("timeout").expect("timeout parameter");
-    let timeout = hami_webui_server::duration::parse_go_duration(&timeout).expect("Go duration");
+    let timeout =
+        hami_webui_server::config::duration::parse_go_duration(&timeout).expect("Go duration");
     assert!(
         timeout <= Duration::from_secs(5) && timeout > Duration::from_secs(4),
         "{timeout:?}"

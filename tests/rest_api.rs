@@ -16,11 +16,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_web::test as atest;
 use actix_web::{web, App};
+use hami_webui_server::cluster::node_cache::{build_inventory, node_entry, NodeEntry};
+use hami_webui_server::cluster::pod_cache::{build_snapshot, pod_record, GetSnapshot};
+use hami_webui_server::cluster::snapshot::{ClusterSnapshot, NodeRecord};
+use hami_webui_server::cluster::snapshot_file::{self, ClusterExport};
 use hami_webui_server::config::Config;
 use hami_webui_server::device::{Device, Vendor};
 use hami_webui_server::http;
-use hami_webui_server::node_cache::{build_inventory, node_entry, NodeEntry};
-use hami_webui_server::pod_cache::{build_snapshot, pod_record, GetSnapshot};
 use hami_webui_server::query_client::{
     Query, QueryClient, QueryData, QueryError, QueryOutput, RunQuery, Sample,
 };
@@ -36,8 +38,6 @@ use hami_webui_server::reply::summary::{
     device_summary, usage_overview, SummaryFilters, UsageFilter,
 };
 use hami_webui_server::server::{start_caches, Caches, ClusterSource, SOURCES};
-use hami_webui_server::snapshot::{ClusterSnapshot, NodeRecord};
-use hami_webui_server::snapshot_file::{self, ClusterExport};
 use hami_webui_server::telemetry::SelfMetrics;
 use jiff::Timestamp;
 use serde_json::{json, Value};

@@ -15,18 +15,18 @@ use std::time::{Duration, Instant};
 
 use actix_web::test as atest;
 use actix_web::{web, App};
+use hami_webui_server::cluster::node_cache::{build_inventory, node_entry};
+use hami_webui_server::cluster::pod_cache::{build_tracked_snapshot, track_pod, GetSnapshot};
+use hami_webui_server::cluster::scheduling::SchedulingResources;
+use hami_webui_server::cluster::scheduling_events::{finish_read, normalize_event, PodEvents};
+use hami_webui_server::cluster::snapshot::ClusterSnapshot;
 use hami_webui_server::config::Config;
 use hami_webui_server::http;
-use hami_webui_server::node_cache::{build_inventory, node_entry};
-use hami_webui_server::pod_cache::{build_tracked_snapshot, track_pod, GetSnapshot};
 use hami_webui_server::readiness::ReadinessBoard;
 use hami_webui_server::reply::scheduling::{
     scheduling_detail, SchedulingPodError, SchedulingPodRequest,
 };
-use hami_webui_server::scheduling::SchedulingResources;
-use hami_webui_server::scheduling_events::{finish_read, normalize_event, PodEvents};
 use hami_webui_server::server::{start_caches, Caches, ClusterSource, SOURCES};
-use hami_webui_server::snapshot::ClusterSnapshot;
 use hami_webui_server::telemetry::SelfMetrics;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;

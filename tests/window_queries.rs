@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use hami_webui_server::cluster::snapshot_file;
 use hami_webui_server::config::Config;
-use hami_webui_server::metrics_refresher::{Exposition, GetExposition, MetricsRefresher};
+use hami_webui_server::metrics::refresher::{Exposition, GetExposition, MetricsRefresher};
 use hami_webui_server::query_client::{QueryData, QueryError, QueryOutput, RunQuery, Sample};
 use hami_webui_server::readiness::{Readiness, ReadinessBoard};
 use hami_webui_server::server::{start_caches, ClusterSource, SOURCES};
-use hami_webui_server::snapshot_file;
 use hami_webui_server::synthetic::ClusterShape;
 use hami_webui_server::telemetry::SelfMetrics;
 
@@ -94,9 +94,14 @@ struct Sink;
 impl Actor for Sink {
     type Context = Context<Self>;
 }
-impl Handler<hami_webui_server::node_cache::SetIdentities> for Sink {
+impl Handler<hami_webui_server::cluster::node_cache::SetIdentities> for Sink {
     type Result = ();
-    fn handle(&mut self, _: hami_webui_server::node_cache::SetIdentities, _: &mut Context<Self>) {}
+    fn handle(
+        &mut self,
+        _: hami_webui_server::cluster::node_cache::SetIdentities,
+        _: &mut Context<Self>,
+    ) {
+    }
 }
 
 fn config() -> Config {
@@ -161,7 +166,7 @@ async fn cycles_publish_with_the_held_window_answer_while_the_store_evaluates_a_
     }
     let snapshot = caches
         .pods
-        .send(hami_webui_server::pod_cache::GetSnapshot)
+        .send(hami_webui_server::cluster::pod_cache::GetSnapshot)
         .await
         .expect("pod cache");
     let (pod, container, allocation) = snapshot

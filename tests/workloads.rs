@@ -14,10 +14,13 @@ use std::time::{Duration, Instant};
 
 use actix_web::test as atest;
 use actix_web::{web, App};
+use hami_webui_server::cluster::node_cache::{build_inventory, node_entry};
+use hami_webui_server::cluster::pod_cache::{build_tracked_snapshot, track_pod, GetSnapshot};
+use hami_webui_server::cluster::scheduling::SchedulingResources;
+use hami_webui_server::cluster::snapshot::ClusterSnapshot;
+use hami_webui_server::cluster::snapshot_file::ClusterExport;
 use hami_webui_server::config::Config;
 use hami_webui_server::http;
-use hami_webui_server::node_cache::{build_inventory, node_entry};
-use hami_webui_server::pod_cache::{build_tracked_snapshot, track_pod, GetSnapshot};
 use hami_webui_server::readiness::ReadinessBoard;
 use hami_webui_server::reply::containers::{
     container_detail, container_list, ContainerFilters, ContainerRequest,
@@ -25,10 +28,7 @@ use hami_webui_server::reply::containers::{
 use hami_webui_server::reply::workloads::{
     status_matches, workload_list, WorkloadFilters, WorkloadsReply, WorkloadsRequest,
 };
-use hami_webui_server::scheduling::SchedulingResources;
 use hami_webui_server::server::{start_caches, ClusterSource, SOURCES};
-use hami_webui_server::snapshot::ClusterSnapshot;
-use hami_webui_server::snapshot_file::ClusterExport;
 use hami_webui_server::telemetry::SelfMetrics;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;

@@ -4,7 +4,7 @@
 #![no_main]
 
 use hami_webui_server::device::Vendor;
-use hami_webui_server::snapshot_file;
+use hami_webui_server::cluster::snapshot_file;
 use hami_webui_server::vendor::{decode_node_devices, decode_pod};
 use libfuzzer_sys::fuzz_target;
 

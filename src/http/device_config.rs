@@ -8,10 +8,8 @@ use actix_web::{web, HttpResponse};
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
+use crate::catalog::{AscendModel, CatalogState, CatalogStatus, DeviceCatalogWatcher, GetCatalog};
 use crate::config::Config;
-use crate::device_catalog::{
-    AscendModel, CatalogState, CatalogStatus, DeviceCatalogWatcher, GetCatalog,
-};
 use crate::error::ApiError;
 use crate::reply::protojson::Int64;
 use crate::reply::times::rfc3339;

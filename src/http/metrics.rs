@@ -17,8 +17,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures::stream;
 
-use crate::device_metrics::CycleState;
-use crate::metrics_refresher::{gzip, GetExposition, MetricsRefresher};
+use crate::metrics::refresher::{gzip, GetExposition, MetricsRefresher};
+use crate::metrics::CycleState;
 use crate::reply::context::pieces;
 use crate::telemetry::SelfMetrics;
 

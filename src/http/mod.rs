@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod nodes;
 pub mod openapi;
+pub mod public;
 pub mod scheduling;
 pub mod summary;
 pub mod workloads;

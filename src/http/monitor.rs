@@ -25,8 +25,8 @@ use promql_parser::label::{MatchOp, Matcher, METRIC_NAME};
 use promql_parser::parser::{Expr, VectorSelector};
 use serde::{Deserialize, Serialize};
 
+use crate::config::duration::parse_go_duration;
 use crate::config::{Config, MonitorConfig};
-use crate::duration::parse_go_duration;
 use crate::error::ApiError;
 use crate::query_client::{
     Lane, Query, QueryClient, QueryData, QueryOutput, RunQuery, SeriesLabels,

@@ -5,11 +5,11 @@
 
 use actix_web::{web, HttpResponse};
 
+use crate::cluster::scheduling_events::{GetPodEvents, PodEvents};
 use crate::error::ApiError;
 use crate::reply::context::RestContext;
 use crate::reply::request::ProtoQuery;
 use crate::reply::scheduling::{find_scheduling_pod, scheduling_detail, SchedulingPodRequest};
-use crate::scheduling_events::{GetPodEvents, PodEvents};
 use crate::server::Caches;
 
 pub async fn pod(

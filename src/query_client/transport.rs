@@ -22,8 +22,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::{wire, Query, QueryError, QueryOutput};
+use crate::config::duration::format_go_duration;
 use crate::config::{PrometheusConfig, TlsConfig};
-use crate::duration::format_go_duration;
 
 /// Why the query client cannot start: a `prometheus` setting that can never work. Each
 /// message names the key; none carries credentials.

@@ -8,8 +8,8 @@
 //! it reads the pod-side facts decoded with each allocation against the inventory's
 //! [`DeviceContext`](crate::device::DeviceContext), so a new catalog applies at once.
 
+use crate::cluster::snapshot::{ClusterSnapshot, Inventory};
 use crate::device::{AllocationFacts, DeviceAllocation};
-use crate::snapshot::{ClusterSnapshot, Inventory};
 use crate::vendor::shapes::{gpu_shape, interpret_ascend, CardFacts};
 use crate::vendor::SliceShape;
 
@@ -172,14 +172,14 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::cluster::node_cache::{build_inventory_with, node_entry_with};
     use crate::config::NodeSelectors;
     use crate::device::{AscendFacts, DeviceContext, GpuFacts};
-    use crate::node_cache::{build_inventory_with, node_entry_with};
     use crate::vendor::testutil::node;
 
     fn inventory(catalog: Option<&str>) -> Inventory {
         let context = DeviceContext {
-            catalog: catalog.map(|t| Arc::new(crate::device_catalog::parse(t).unwrap())),
+            catalog: catalog.map(|t| Arc::new(crate::catalog::parse(t).unwrap())),
             ..DeviceContext::default()
         };
         let n = node(

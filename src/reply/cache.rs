@@ -177,7 +177,7 @@ impl ReplyCache {
                 let plain = plain.clone();
                 async move {
                     tokio::task::spawn_blocking(move || {
-                        let packed = crate::metrics_refresher::gzip(&plain);
+                        let packed = crate::metrics::refresher::gzip(&plain);
                         // Not smaller: not worth keeping or sending.
                         if packed.len() < plain.len() {
                             packed

@@ -11,10 +11,10 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::snapshot::{ClusterSnapshot, DeviceUsage};
 use crate::device::Device;
 use crate::reply::allocation::{device_core_usage, CoreUsage};
 use crate::reply::request::{string, FieldKind, FieldSchema, MessageSchema, ProtoRequest};
-use crate::snapshot::{ClusterSnapshot, DeviceUsage};
 
 /// `GetAllGpusReq.Filters`.
 #[derive(Debug, Clone, Default, Deserialize)]

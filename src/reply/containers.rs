@@ -16,12 +16,12 @@ use std::cmp::Reverse;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::snapshot::{ClusterSnapshot, ContainerRecord, Inventory, PodRecord};
 use crate::device::{AllocationFacts, DeviceAllocation};
 use crate::reply::allocation::describe_allocations;
 use crate::reply::request::{string, FieldKind, FieldSchema, MessageSchema, ProtoRequest};
 use crate::reply::scheduling::{RequestReply, SchedulingPodReply, StatusDetailReply};
 use crate::reply::times::rfc3339;
-use crate::snapshot::{ClusterSnapshot, ContainerRecord, Inventory, PodRecord};
 
 /// `GetAllContainersReq.Filters`.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -21,14 +21,14 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use jiff::tz::TimeZone;
 
+use crate::cluster::pod_cache::GetSnapshot;
+use crate::cluster::snapshot::ClusterSnapshot;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::pod_cache::GetSnapshot;
 use crate::query_client::{Lane, Query, QueryClient, RunQuery};
 use crate::reply::cache::{Freshness, ReplyBody};
 use crate::reply::upstream::gauge_by_label;
 use crate::server::Caches;
-use crate::snapshot::ClusterSnapshot;
 
 /// Deadline of a request when no configuration is registered (`server.http.timeout`'s
 /// default).
@@ -216,7 +216,7 @@ impl FromRequest for RestContext {
             query_timeout: config.map_or(DEFAULT_LOOKUP_TIMEOUT, |c| {
                 c.prometheus.lookup_timeout.min(c.prometheus.timeout)
             }),
-            accepts_gzip: crate::web::serve::accepts_gzip(req.headers()),
+            accepts_gzip: crate::http::public::serve::accepts_gzip(req.headers()),
         }))
     }
 }

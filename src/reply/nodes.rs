@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::snapshot::{ClusterSnapshot, NodeRecord};
 use crate::reply::protojson::parse_go_bool;
 use crate::reply::request::{string, FieldKind, FieldSchema, MessageSchema, ProtoRequest};
 use crate::reply::times::node_time;
-use crate::snapshot::{ClusterSnapshot, NodeRecord};
 
 /// `GetAllNodesReq.Filters`; none of them is trimmed (as in Go).
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -1,6 +1,6 @@
 //! `GET /v1/scheduling/pod` (`SchedulingPodReply`) and the scheduling messages the workload
 //! rows embed (`SchedulingPod`, `SchedulingContainerRequest`, `ContainerStatusDetail`), built
-//! from the snapshot's [`crate::scheduling`] views and one [`PodEvents`] read.
+//! from the snapshot's [`crate::cluster::scheduling`] views and one [`PodEvents`] read.
 //!
 //! Field names and order follow upstream 2.0's `api/v1/scheduling*.proto` and
 //! `container.proto`; times are RFC 3339 in the configured zone, empty when unknown.
@@ -8,11 +8,11 @@
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::scheduling::{ContainerRequest, SchedulingPod, StatusDetail};
+use crate::cluster::scheduling_events::PodEvents;
+use crate::cluster::snapshot::{ClusterSnapshot, PodRecord};
 use crate::reply::request::{string, MessageSchema, ProtoRequest};
 use crate::reply::times::rfc3339;
-use crate::scheduling::{ContainerRequest, SchedulingPod, StatusDetail};
-use crate::scheduling_events::PodEvents;
-use crate::snapshot::{ClusterSnapshot, PodRecord};
 
 /// `GetSchedulingPodRequest`: the query of `GET /v1/scheduling/pod`.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -8,9 +8,9 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::snapshot::ClusterSnapshot;
 use crate::reply::protojson::Float32;
 use crate::reply::request::{string, FieldKind, FieldSchema, MessageSchema, ProtoRequest};
-use crate::snapshot::ClusterSnapshot;
 
 /// `GetSummaryReq.Filters`: exact matches, not trimmed (as in Go).
 #[derive(Debug, Clone, Default, Deserialize)]

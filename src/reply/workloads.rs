@@ -15,12 +15,12 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::scheduling::{status, ContainerKind, ContainerRequest, SchedulingPod};
+use crate::cluster::snapshot::{ClusterSnapshot, ContainerRecord, PodRecord};
 use crate::reply::containers::{allocated_container, lists_allocation, ContainerReply};
 use crate::reply::request::{string, FieldKind, FieldSchema, MessageSchema, ProtoRequest};
 use crate::reply::scheduling::{scheduling_pod_reply, RequestReply, StatusDetailReply};
 use crate::reply::times::rfc3339;
-use crate::scheduling::{status, ContainerKind, ContainerRequest, SchedulingPod};
-use crate::snapshot::{ClusterSnapshot, ContainerRecord, PodRecord};
 
 /// Rows per page when the request gives none (upstream's default).
 pub const DEFAULT_PAGE_SIZE: i32 = 10;

@@ -22,11 +22,11 @@ use serde::Deserialize;
 
 use super::alloc::{align_to_containers, decode_alloc_segments};
 use super::{json_register, DecodeError, NodeView, PodView, SliceShape, VendorAllocations};
+use crate::catalog::DeviceCatalog;
 use crate::config::AnnotationlessPodMode;
 use crate::device::{
     AllocationFacts, AscendFacts, Device, DeviceAllocation, DeviceContext, Vendor,
 };
-use crate::device_catalog::DeviceCatalog;
 
 const REGISTER_PREFIX: &str = "hami.io/node-register-";
 const ALLOCATED_PREFIX: &str = "hami.io/";
@@ -535,7 +535,7 @@ mod tests {
     }
 
     fn catalog(text: &str) -> std::sync::Arc<DeviceCatalog> {
-        std::sync::Arc::new(crate::device_catalog::parse(text).unwrap())
+        std::sync::Arc::new(crate::catalog::parse(text).unwrap())
     }
 
     const V2_9: &str = include_str!("../../tests/golden/catalog/device-config-v2.9.yaml");
@@ -559,7 +559,7 @@ mod tests {
     #[test]
     fn both_fixtures_parse_to_the_default_models() {
         for text in [V2_9, V2_10] {
-            let parsed = crate::device_catalog::parse(text).unwrap();
+            let parsed = crate::catalog::parse(text).unwrap();
             assert!(parsed.issues.is_empty(), "{:?}", parsed.issues);
             let words: Vec<_> = parsed
                 .models
@@ -616,8 +616,8 @@ mod tests {
             ids(&DeviceContext::default()),
             [("F-0".to_string(), "AscendFuture".to_string())]
         );
-        let mut custom = crate::device_catalog::parse(V2_10).unwrap();
-        custom.models.push(crate::device_catalog::AscendModel {
+        let mut custom = crate::catalog::parse(V2_10).unwrap();
+        custom.models.push(crate::catalog::AscendModel {
             common_word: "Custom910".into(),
             memory_allocatable: 1000,
             ..Default::default()
@@ -759,7 +759,7 @@ mod tests {
     #[test]
     fn slices_say_why_their_share_is_unknown() {
         let v2_10 = catalog(V2_10);
-        let mut no_cores = crate::device_catalog::parse(V2_10).unwrap();
+        let mut no_cores = crate::catalog::parse(V2_10).unwrap();
         for model in &mut no_cores.models {
             model.ai_core = 0;
         }
@@ -963,8 +963,8 @@ mod tests {
             facts,
             [("vir05_1c_16g", true, "template"), ("", true, "template")]
         );
-        let mut custom = crate::device_catalog::parse(V2_10).unwrap();
-        custom.models.push(crate::device_catalog::AscendModel {
+        let mut custom = crate::catalog::parse(V2_10).unwrap();
+        custom.models.push(crate::catalog::AscendModel {
             common_word: "Custom910".into(),
             ..Default::default()
         });

@@ -8,11 +8,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hami_webui_server::cluster::pod_cache::GetSnapshot;
+use hami_webui_server::cluster::snapshot::ClusterSnapshot;
 use hami_webui_server::config::Config;
-use hami_webui_server::pod_cache::GetSnapshot;
 use hami_webui_server::readiness::{Readiness, ReadinessBoard};
 use hami_webui_server::server::{start_caches, Caches, ClusterSource, SOURCES};
-use hami_webui_server::snapshot::ClusterSnapshot;
 use hami_webui_server::telemetry::SelfMetrics;
 
 use super::kube_api::TestApiServer;

@@ -44,7 +44,7 @@ pub struct ClusterExport {
 }
 
 /// The objects of a snapshot file being served, by kind, each as its JSON text (checked at
-/// load); the caches decode them as they take them ([`crate::watch::replay_json`]). Kept
+/// load); the caches decode them as they take them ([`crate::cluster::watch::replay_json`]). Kept
 /// decoded, a 10,000-GPU export's 17,500 pods were 193 MB of heap (heaptrack); as text, 12 MB.
 #[derive(Debug, Default)]
 pub struct SnapshotObjects {

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 
-use crate::scheduling::bounded_text;
+use crate::cluster::scheduling::bounded_text;
 
 /// Events per list page.
 pub const PAGE_SIZE: u32 = 200;

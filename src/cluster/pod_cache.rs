@@ -17,17 +17,17 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 
-use crate::device::DeviceContext;
-use crate::device::Vendor;
-use crate::node_cache::InventoryChanged;
-use crate::readiness::ReadinessBoard;
-use crate::scheduling::{self, ContainerKind, SchedulingPod, SchedulingResources};
-use crate::snapshot::{
+use crate::cluster::node_cache::InventoryChanged;
+use crate::cluster::scheduling::{self, ContainerKind, SchedulingPod, SchedulingResources};
+use crate::cluster::snapshot::{
     compute_usage, ClusterSnapshot, ContainerRecord, ContainerState, Inventory, PodRecord,
 };
+use crate::cluster::watch::{self, KeyedStore, StoreChange, WatchHealth, WatchItem};
+use crate::device::DeviceContext;
+use crate::device::Vendor;
+use crate::readiness::ReadinessBoard;
 use crate::telemetry::SelfMetrics;
 use crate::vendor::{decode_pod_with, DecodeError, ASSIGNED_NODE_ANNOTATION};
-use crate::watch::{self, KeyedStore, StoreChange, WatchHealth, WatchItem};
 
 /// Readiness source and metrics `resource` label of this cache.
 pub const SOURCE: &str = "pods";

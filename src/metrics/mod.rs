@@ -16,13 +16,14 @@
 pub mod exposition;
 pub mod labels;
 pub mod queries;
+pub mod refresher;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::cluster::snapshot::{ClusterSnapshot, ContainerRecord, PodRecord};
 use crate::device::{Device, DeviceAllocation, Vendor};
 use crate::query_client::{QueryData, QueryOutput, Sample, SeriesLabels};
-use crate::snapshot::{ClusterSnapshot, ContainerRecord, PodRecord};
 
 pub use exposition::{Family, Point, CONTAINER_ALLOC_LABELS, DEVICE_LABELS};
 pub use labels::LabelSet;
@@ -334,14 +335,14 @@ fn identities(snapshot: &ClusterSnapshot, results: &QueryResults) -> Vec<DeviceI
 pub fn identity_overrides(
     snapshot: &ClusterSnapshot,
     results: &QueryResults,
-) -> Option<crate::node_cache::IdentityMap> {
+) -> Option<crate::cluster::node_cache::IdentityMap> {
     let any_ok = results
         .iter()
         .any(|(q, r)| matches!(q, CycleQuery::Identity(_)) && r.is_ok());
     if !any_ok {
         return None;
     }
-    let mut map = crate::node_cache::IdentityMap::new();
+    let mut map = crate::cluster::node_cache::IdentityMap::new();
     for (flat, identity) in identities(snapshot, results).into_iter().enumerate() {
         let Some(device) = snapshot.inventory.device(flat) else {
             continue;
@@ -1330,20 +1331,20 @@ mod tests {
             .into_iter()
             .map(|n| {
                 let node = serde_json::from_value(n).unwrap();
-                crate::node_cache::node_entry(&node, &config.node_selectors).0
+                crate::cluster::node_cache::node_entry(&node, &config.node_selectors).0
             })
             .collect();
-        let inventory = Arc::new(crate::node_cache::build_inventory(entries.iter()));
-        let pods: Vec<Arc<crate::snapshot::PodRecord>> = pods
+        let inventory = Arc::new(crate::cluster::node_cache::build_inventory(entries.iter()));
+        let pods: Vec<Arc<crate::cluster::snapshot::PodRecord>> = pods
             .into_iter()
             .filter_map(|p| {
                 let pod = serde_json::from_value(p).unwrap();
-                crate::pod_cache::pod_record(&pod, jiff::Timestamp::UNIX_EPOCH)
+                crate::cluster::pod_cache::pod_record(&pod, jiff::Timestamp::UNIX_EPOCH)
                     .0
                     .map(Arc::new)
             })
             .collect();
-        crate::pod_cache::build_snapshot(1, inventory, pods.iter())
+        crate::cluster::pod_cache::build_snapshot(1, inventory, pods.iter())
     }
 
     fn nvidia_node() -> serde_json::Value {
@@ -1601,10 +1602,12 @@ mod tests {
         );
         let config = Config::from_raw(Default::default()).unwrap();
         let node = serde_json::from_value(node_json).unwrap();
-        let entry = crate::node_cache::node_entry(&node, &config.node_selectors).0;
-        let inventory = crate::node_cache::build_identified_inventory([&entry].into_iter(), &map);
+        let entry = crate::cluster::node_cache::node_entry(&node, &config.node_selectors).0;
+        let inventory =
+            crate::cluster::node_cache::build_identified_inventory([&entry].into_iter(), &map);
         assert_eq!(inventory.iter_devices().next().unwrap().id, "serial-9");
-        let enriched = crate::pod_cache::build_snapshot(2, Arc::new(inventory), std::iter::empty());
+        let enriched =
+            crate::cluster::pod_cache::build_snapshot(2, Arc::new(inventory), std::iter::empty());
         assert_eq!(identity_overrides(&enriched, &results), Some(map));
         let failed = answers([(CycleQuery::Identity(Vendor::Dcu), Err(()))]);
         assert_eq!(

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
 
+use crate::cluster::scheduling::{SchedulingPod, StatusDetail};
 use crate::device::{Device, DeviceAllocation};
-use crate::scheduling::{SchedulingPod, StatusDetail};
 
 /// A node selected by some vendor's node selector (or carrying a vendor's devices), with the
 /// fields the node list shows.
@@ -182,7 +182,7 @@ pub struct ContainerRecord {
     /// `nvidia.com/priority` for NVIDIA/DCU allocations, else empty.
     pub priority: String,
     pub state: ContainerState,
-    /// Upstream 2.0's state of the container (`crate::scheduling::status`), shown by
+    /// Upstream 2.0's state of the container (`crate::cluster::scheduling::status`), shown by
     /// `/v1/workloads`; `state` keeps the 1.x vocabulary of `/v1/containers`.
     pub status: &'static str,
     /// The evidence behind `status`.
@@ -333,7 +333,7 @@ mod tests {
                     .collect(),
                 priority: String::new(),
                 state: ContainerState::NoStatus,
-                status: crate::scheduling::status::WAITING,
+                status: crate::cluster::scheduling::status::WAITING,
                 status_detail: StatusDetail::default(),
             }],
         })

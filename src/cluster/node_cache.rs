@@ -22,14 +22,14 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::watcher::Event;
 
+use crate::catalog::{CatalogChanged, DeviceCatalog};
+use crate::cluster::snapshot::{Inventory, NodeRecord};
+use crate::cluster::watch::{self, KeyedStore, StoreChange, WatchHealth, WatchItem};
 use crate::config::{AnnotationlessPodMode, NodeSelectors};
 use crate::device::{DeviceContext, Vendor};
-use crate::device_catalog::{CatalogChanged, DeviceCatalog};
 use crate::readiness::ReadinessBoard;
-use crate::snapshot::{Inventory, NodeRecord};
 use crate::telemetry::SelfMetrics;
 use crate::vendor::{decode_node_devices_with, node_notes, DecodeError, NodeNotes};
-use crate::watch::{self, KeyedStore, StoreChange, WatchHealth, WatchItem};
 
 /// Readiness source and metrics `resource` label of this cache.
 pub const SOURCE: &str = "nodes";

@@ -25,8 +25,8 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 
 use super::{parse, DeviceCatalog};
+use crate::cluster::watch::WatchItem;
 use crate::config::DeviceConfigRef;
-use crate::watch::WatchItem;
 
 /// What the catalog is, as upstream names it in `state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,15 +7,18 @@
 //! text), then [`Config::from_raw`] applies defaults and validates, naming the exact key of
 //! any bad value. Keys we do not know are collected, not rejected, so the caller can warn once.
 
+pub mod duration;
+pub mod selector;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::duration::parse_go_duration;
+use crate::config::selector::parse_selector;
 use crate::device::Vendor;
-use crate::duration::parse_go_duration;
-use crate::selector::parse_selector;
 
 /// The environment prefix; `HAMI_WEBUI__SERVER__HTTP__ADDR` overrides `server.http.addr`.
 pub const ENV_PREFIX: &str = "HAMI_WEBUI";
@@ -63,7 +66,7 @@ pub struct Config {
     pub ascend: AscendConfig,
     pub kubernetes: KubernetesConfig,
     /// The public listener: web console, `/api/vgpu`, `/health_check` (upstream 2.0's web
-    /// entry; see [`crate::web`]).
+    /// entry; see [`crate::http::public`]).
     pub web: WebConfig,
     /// Limits on what a caller may ask of the metrics store through the PromQL pass-through.
     pub monitor: MonitorConfig,
@@ -761,13 +764,13 @@ impl Config {
             web.static_dir_explicit = true;
         }
         if let Some(base) = &flags.base_path {
-            web.base_path = crate::web::base_path::normalize(base)
+            web.base_path = crate::http::public::base_path::normalize(base)
                 .map_err(|e| ConfigError::invalid("--base-path", e))?;
         }
         if let Some(json) = &flags.frame_ancestors_json {
-            let sources = crate::web::csp::parse_json(json)
+            let sources = crate::http::public::csp::parse_json(json)
                 .map_err(|e| ConfigError::invalid("--frame-ancestors-json", e))?;
-            web.frame_ancestors = crate::web::csp::policy(sources.as_deref())
+            web.frame_ancestors = crate::http::public::csp::policy(sources.as_deref())
                 .map_err(|e| ConfigError::invalid("--frame-ancestors-json", e))?;
         }
         Ok(self)
@@ -779,9 +782,10 @@ fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
     let listen_address = non_empty(raw.listen_address).unwrap_or_else(|| ":3000".into());
     validate_listen_addr("web.listen_address", &listen_address)?;
     let static_dir = non_empty(raw.static_dir).map(PathBuf::from);
-    let base_path = crate::web::base_path::normalize(raw.base_path.as_deref().unwrap_or("/"))
-        .map_err(|e| ConfigError::invalid("web.base_path", e))?;
-    let frame_ancestors = crate::web::csp::policy(raw.frame_ancestors.as_deref())
+    let base_path =
+        crate::http::public::base_path::normalize(raw.base_path.as_deref().unwrap_or("/"))
+            .map_err(|e| ConfigError::invalid("web.base_path", e))?;
+    let frame_ancestors = crate::http::public::csp::policy(raw.frame_ancestors.as_deref())
         .map_err(|e| ConfigError::invalid("web.frame_ancestors", e))?;
     Ok(WebConfig {
         enabled: raw.enabled.unwrap_or(true),

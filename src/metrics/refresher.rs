@@ -1,8 +1,8 @@
 //! `MetricsRefresher`: the actor that runs refresh cycles and publishes what `/metrics` serves.
 //!
 //! A cycle takes the current `ClusterSnapshot`, sends the fixed list of batched queries of
-//! `device_metrics::queries` to the `QueryClient` (all under the cycle's deadline,
-//! `exporter.timeout`), builds a complete new state aside (`device_metrics::build_cycle`, on
+//! `metrics::queries` to the `QueryClient` (all under the cycle's deadline,
+//! `exporter.timeout`), builds a complete new state aside (`metrics::build_cycle`, on
 //! a blocking thread), compresses its text once ([`expose`]: one gzip member per family, a
 //! family whose series did not change keeps the previous cycle's member), and swaps the
 //! published `Arc` in one step. A scrape ([`GetExposition`]) gets the last published `Arc`
@@ -25,11 +25,11 @@ use actix::prelude::*;
 use bytes::Bytes;
 use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
 
+use crate::cluster::node_cache::{IdentityMap, SetIdentities};
+use crate::cluster::pod_cache::{GetSnapshot, PodCache};
 use crate::config::ExporterConfig;
 use crate::device::Vendor;
-use crate::device_metrics::{self, CycleQuery, CycleState, QueryResults, VectorAnswer};
-use crate::node_cache::{IdentityMap, SetIdentities};
-use crate::pod_cache::{GetSnapshot, PodCache};
+use crate::metrics::{self, CycleQuery, CycleState, QueryResults, VectorAnswer};
 use crate::query_client::{Lane, Query, RunQuery};
 use crate::readiness::{Readiness, ReadinessBoard};
 use crate::telemetry::SelfMetrics;
@@ -91,7 +91,7 @@ pub fn expose(state: Arc<CycleState>, previous: &Exposition) -> Exposition {
                 compressed_families += 1;
                 let mut encoder = flate2::write::GzEncoder::new(Vec::new(), FAMILY_LEVEL);
                 let mut failed = false;
-                let text_len = device_metrics::exposition::render_family_in_pieces(
+                let text_len = metrics::exposition::render_family_in_pieces(
                     *family,
                     points,
                     64 * 1024,
@@ -421,7 +421,7 @@ impl MetricsRefresher {
     }
 }
 
-/// Queries with their expressions, as `device_metrics::queries::plan` gives them.
+/// Queries with their expressions, as `metrics::queries::plan` gives them.
 type Plan = Vec<(CycleQuery, String)>;
 
 /// The result of a cycle that finished in time.
@@ -493,7 +493,7 @@ async fn run_cycle(
         .map(|d| d.vendor)
         .collect();
     let alloc_types = alloc_types(&snapshot);
-    let plan = device_metrics::queries::plan(&vendors, &alloc_types);
+    let plan = metrics::queries::plan(&vendors, &alloc_types);
     let count = plan.len();
     let (ask_now, window_reused) = split_plan(plan, &held);
     let mut results: QueryResults = ask_all(queries, ask_now, deadline)
@@ -512,8 +512,8 @@ async fn run_cycle(
     }
     let failed = results.values().filter(|r| r.is_err()).count();
     let built = tokio::task::spawn_blocking(move || {
-        let state = device_metrics::build_cycle(&snapshot, &results, &previous.state, stale_cycles);
-        let identities = device_metrics::identity_overrides(&snapshot, &results);
+        let state = metrics::build_cycle(&snapshot, &results, &previous.state, stale_cycles);
+        let identities = metrics::identity_overrides(&snapshot, &results);
         // The answers go before compressing: they are the cycle's largest transient.
         drop(results);
         let exposition = expose(Arc::new(state), &previous);
@@ -576,7 +576,9 @@ impl Handler<StartCycle> for MetricsRefresher {
 
 /// The allocation types held by containers (borrowed while scanning: ~40,000 allocations at
 /// 10,000 GPUs, a handful of types).
-fn alloc_types(snapshot: &crate::snapshot::ClusterSnapshot) -> std::collections::BTreeSet<String> {
+fn alloc_types(
+    snapshot: &crate::cluster::snapshot::ClusterSnapshot,
+) -> std::collections::BTreeSet<String> {
     let types: std::collections::BTreeSet<&str> = snapshot
         .pods
         .iter()
@@ -588,13 +590,13 @@ fn alloc_types(snapshot: &crate::snapshot::ClusterSnapshot) -> std::collections:
 }
 
 /// Which queries a cycle issues for a snapshot (exposed for tests and benchmarks).
-pub fn planned_queries(snapshot: &crate::snapshot::ClusterSnapshot) -> Vec<CycleQuery> {
+pub fn planned_queries(snapshot: &crate::cluster::snapshot::ClusterSnapshot) -> Vec<CycleQuery> {
     let vendors = snapshot
         .inventory
         .iter_devices()
         .map(|d| d.vendor)
         .collect();
-    device_metrics::queries::plan(&vendors, &alloc_types(snapshot))
+    metrics::queries::plan(&vendors, &alloc_types(snapshot))
         .into_iter()
         .map(|(q, _)| q)
         .collect()
@@ -603,7 +605,7 @@ pub fn planned_queries(snapshot: &crate::snapshot::ClusterSnapshot) -> Vec<Cycle
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device_metrics::{build_cycle, VectorAnswer};
+    use crate::metrics::{build_cycle, VectorAnswer};
     use crate::query_client::Sample;
     use std::io::Read as _;
 
@@ -615,15 +617,18 @@ mod tests {
         text
     }
 
-    fn cluster() -> crate::snapshot::ClusterSnapshot {
+    fn cluster() -> crate::cluster::snapshot::ClusterSnapshot {
         cluster_of(2)
     }
 
-    fn cluster_of(nodes: usize) -> crate::snapshot::ClusterSnapshot {
+    fn cluster_of(nodes: usize) -> crate::cluster::snapshot::ClusterSnapshot {
         crate::synthetic::ClusterShape::gpus(nodes).snapshot()
     }
 
-    fn utilisation(snapshot: &crate::snapshot::ClusterSnapshot, util: f64) -> QueryResults {
+    fn utilisation(
+        snapshot: &crate::cluster::snapshot::ClusterSnapshot,
+        util: f64,
+    ) -> QueryResults {
         let samples = snapshot
             .inventory
             .iter_devices()
@@ -659,9 +664,9 @@ mod tests {
     #[test]
     fn a_held_window_answer_is_not_asked_in_the_cycle_and_anything_else_is() {
         let snapshot = cluster();
-        let plan = |s: &crate::snapshot::ClusterSnapshot| {
+        let plan = |s: &crate::cluster::snapshot::ClusterSnapshot| {
             let vendors = s.inventory.iter_devices().map(|d| d.vendor).collect();
-            device_metrics::queries::plan(&vendors, &alloc_types(s))
+            metrics::queries::plan(&vendors, &alloc_types(s))
         };
         let window = CycleQuery::TaskCore(Vendor::Nvidia);
         let all = plan(&snapshot);
