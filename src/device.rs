@@ -6,8 +6,6 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use crate::config::AnnotationlessPodMode;
-
 /// An accelerator family HAMi can share. The provider string doubles as the `node_selectors`
 /// config key and the `provider` label of exported metrics, so it must never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -236,6 +234,15 @@ pub struct MigProfile {
     pub slice_count: i32,
     /// `(start, size)` of every place the profile fits.
     pub placements: Vec<(u32, u32)>,
+}
+
+/// How an Ascend pod without HAMi's per-container annotations is read on a node that
+/// shares cores (`ascend.annotationless_pod_mode`, upstream 2.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnotationlessPodMode {
+    Unknown,
+    Node,
+    Template,
 }
 
 /// What the inventory knows besides its devices: HAMi's device configuration in effect and

@@ -10,7 +10,15 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::query_client::QueryError;
+use crate::reply::monitor::ResultTypeError;
+use crate::reply::query_guard::QueryRefused;
+use crate::reply::request::CodecError;
+use crate::reply::scheduling::SchedulingPodError;
+use crate::reply::times::GoTimeError;
+
 /// Errors returned by handlers; handlers use `?` and never build error bodies themselves.
+/// Each boundary below keeps its own error type; this is where they all become HTTP.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// No route has this path.
@@ -20,30 +28,58 @@ pub enum ApiError {
     #[error("method {method} is not allowed for {path}")]
     MethodNotAllowed { method: String, path: String },
     /// The request body or query string could not be decoded (kratos reason `CODEC`).
-    #[error("{0}")]
-    Codec(String),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
     /// The request body is larger than we accept.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    /// A value of the request could not be converted (contract reason `TRANSFORM_ERROR`).
-    #[error("{0}")]
-    Transform(String),
-    /// The metrics store failed or warned (contract reason `VGPU_DOMAIN_ERROR`).
-    #[error("{0}")]
-    Domain(String),
-    /// A plain error the Go backend returned with an empty reason and status 500, e.g.
-    /// `node not found`; the frontend expects exactly that.
-    #[error("{0}")]
-    Plain(String),
-    /// The request did not finish within `server.http.timeout`.
-    #[error("request did not finish within {0}")]
-    DeadlineExceeded(String),
-    /// The server is overloaded; retry later.
-    #[error("{0}")]
-    Unavailable(String),
-    /// `GET /v1/scheduling/pod` has no such GPU pod (status and reason from the error).
+    /// A time or step of a range query does not parse (contract reason `TRANSFORM_ERROR`).
     #[error(transparent)]
-    SchedulingPod(#[from] crate::reply::scheduling::SchedulingPodError),
+    Time(#[from] GoTimeError),
+    /// The pass-through guard refused the query before it left (`TRANSFORM_ERROR`).
+    #[error(transparent)]
+    Refused(#[from] QueryRefused),
+    /// The store answered with the other result type (`TRANSFORM_ERROR`, as Go's cast).
+    #[error(transparent)]
+    ResultType(#[from] ResultTypeError),
+    /// The metrics store failed (contract reason `VGPU_DOMAIN_ERROR`), or we shed the query.
+    #[error("{}", upstream_message(.0))]
+    Upstream(#[from] QueryError),
+    /// The store answered with warnings, which Go's handlers returned as an error.
+    #[error("warnings: [{}]", .0.join(" "))]
+    UpstreamWarnings(Vec<String>),
+    /// `GET /v1/node` for an unknown UID: Go's plain `500` with an empty reason, which the
+    /// frontend expects exactly.
+    #[error("node not found")]
+    NodeNotFound,
+    /// A reply could not be serialized (not expected: every reply is plain data).
+    #[error("cannot render reply: {0}")]
+    Render(#[source] serde_json::Error),
+    /// The request did not finish within `server.http.timeout`.
+    #[error("request did not finish within {0:?}")]
+    DeadlineExceeded(std::time::Duration),
+    /// An actor the request needs is gone (the system is stopping).
+    #[error("{0}")]
+    Unavailable(&'static str),
+    /// `GET /v1/scheduling/pod` has no such GPU pod.
+    #[error(transparent)]
+    SchedulingPod(#[from] SchedulingPodError),
+}
+
+/// Go's `error querying Prometheus: …` text — for an upstream error `<errorType>: <error>`,
+/// as Prometheus' Go client wrote it; our own load shedding reads as a plain "retry later".
+fn upstream_message(error: &QueryError) -> String {
+    match error {
+        QueryError::Overloaded => error.to_string(),
+        QueryError::Upstream {
+            error_type,
+            message,
+            ..
+        } if !error_type.is_empty() => {
+            format!("error querying Prometheus: {error_type}: {message}")
+        }
+        other => format!("error querying Prometheus: {other}"),
+    }
 }
 
 /// The wire shape of every error.
@@ -56,38 +92,38 @@ pub struct ErrorBody<'a> {
 }
 
 impl ApiError {
+    /// The HTTP status and the kratos `reason` of this error: the contract's, since the
+    /// frontend shows `reason` and `message` for 521–525 and a generic toast otherwise.
+    fn status_and_reason(&self) -> (u16, &'static str) {
+        match self {
+            Self::RouteNotFound { .. } => (404, "ROUTE_NOT_FOUND"),
+            Self::MethodNotAllowed { .. } => (405, "METHOD_NOT_ALLOWED"),
+            Self::Codec(_) => (400, "CODEC"),
+            Self::PayloadTooLarge { .. } => (413, "PAYLOAD_TOO_LARGE"),
+            Self::Time(_) | Self::Refused(_) | Self::ResultType(_) => (522, "TRANSFORM_ERROR"),
+            Self::Upstream(QueryError::Overloaded) => (503, "SERVICE_UNAVAILABLE"),
+            Self::Upstream(_) | Self::UpstreamWarnings(_) => (523, "VGPU_DOMAIN_ERROR"),
+            Self::NodeNotFound | Self::Render(_) => (500, ""),
+            Self::DeadlineExceeded(_) => (504, "DEADLINE_EXCEEDED"),
+            Self::Unavailable(_) => (503, "SERVICE_UNAVAILABLE"),
+            Self::SchedulingPod(SchedulingPodError::IdentityRequired) => {
+                (400, "POD_IDENTITY_REQUIRED")
+            }
+            Self::SchedulingPod(SchedulingPodError::NotFound) => (404, "POD_NOT_FOUND"),
+            Self::SchedulingPod(SchedulingPodError::Recreated) => (409, "POD_RECREATED"),
+        }
+    }
+
     /// The kratos `reason` string of this error.
     pub fn reason(&self) -> &'static str {
-        match self {
-            Self::RouteNotFound { .. } => "ROUTE_NOT_FOUND",
-            Self::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
-            Self::Codec(_) => "CODEC",
-            Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
-            Self::Transform(_) => "TRANSFORM_ERROR",
-            Self::Domain(_) => "VGPU_DOMAIN_ERROR",
-            Self::Plain(_) => "",
-            Self::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
-            Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
-            Self::SchedulingPod(error) => error.reason(),
-        }
+        self.status_and_reason().1
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        let code = match self {
-            Self::RouteNotFound { .. } => 404,
-            Self::MethodNotAllowed { .. } => 405,
-            Self::Codec(_) => 400,
-            Self::PayloadTooLarge { .. } => 413,
-            Self::Transform(_) => 522,
-            Self::Domain(_) => 523,
-            Self::Plain(_) => 500,
-            Self::DeadlineExceeded(_) => 504,
-            Self::Unavailable(_) => 503,
-            Self::SchedulingPod(error) => error.status(),
-        };
-        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        StatusCode::from_u16(self.status_and_reason().0)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -101,27 +137,6 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Query failures as the pass-through routes answer them (contract §6.9): every upstream
-/// failure is `523 VGPU_DOMAIN_ERROR` with Go's `error querying Prometheus: …` text — for
-/// an upstream error `<errorType>: <error>`, as Prometheus' Go client wrote it. Only our
-/// own load shedding (`Overloaded`, which Go never did) is `503`, a plain "retry later".
-impl From<crate::query_client::QueryError> for ApiError {
-    fn from(error: crate::query_client::QueryError) -> Self {
-        use crate::query_client::QueryError;
-        match error {
-            QueryError::Overloaded => Self::Unavailable(error.to_string()),
-            QueryError::Upstream {
-                error_type,
-                message,
-                ..
-            } if !error_type.is_empty() => Self::Domain(format!(
-                "error querying Prometheus: {error_type}: {message}"
-            )),
-            other => Self::Domain(format!("error querying Prometheus: {other}")),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,7 +144,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn body_carries_code_reason_message_metadata() {
-        let response = ApiError::Transform("parsing time \"x\"".into()).error_response();
+        let response = ApiError::Time(GoTimeError("parsing time \"x\"".into())).error_response();
         assert_eq!(response.status().as_u16(), 522);
         let body = to_bytes(response.into_body()).await.unwrap();
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -142,7 +157,6 @@ mod tests {
 
     #[test]
     fn query_errors_map_to_the_contract() {
-        use crate::query_client::QueryError;
         let upstream = ApiError::from(QueryError::Upstream {
             status: 400,
             error_type: "bad_data".into(),
@@ -169,6 +183,7 @@ mod tests {
 
     #[test]
     fn messages_are_verbatim_even_with_percent_signs() {
-        assert_eq!(ApiError::Domain("100% %s".into()).to_string(), "100% %s");
+        let warnings = ApiError::UpstreamWarnings(vec!["100% %s".into()]);
+        assert_eq!(warnings.to_string(), "warnings: [100% %s]");
     }
 }

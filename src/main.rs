@@ -1,4 +1,5 @@
-//! Entry point: flags, configuration, logging, then [`hami_webui_server::server::run`].
+//! Entry point: flags, configuration, logging, the listeners, then
+//! [`hami_webui_server::server::run`] until SIGTERM or SIGINT.
 //!
 //! Exit status: 0 after a graceful stop, 2 for unusable configuration or snapshot file (one
 //! line on stderr naming the key or item), 1 when the server could not start.
@@ -9,9 +10,10 @@
 use std::process::ExitCode;
 
 use hami_webui_server::cli::Cli;
+use hami_webui_server::cluster::ClusterSource;
 use hami_webui_server::config::Config;
 use hami_webui_server::http::public::healthcheck;
-use hami_webui_server::server::{ClusterSource, ServeError};
+use hami_webui_server::server::{self, Listeners, ServeError};
 use hami_webui_server::telemetry::{self, REVISION, VERSION};
 
 fn main() -> ExitCode {
@@ -55,7 +57,11 @@ fn main() -> ExitCode {
             "serving a cluster snapshot; no Kubernetes contact"
         );
     }
-    match actix_rt::System::new().block_on(hami_webui_server::server::run(config, source)) {
+    let serving = actix_rt::System::new().block_on(async {
+        let listeners = Listeners::bind(&config)?;
+        server::run(config, source, listeners, server::stop_signal()).await
+    });
+    match serving {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "server failed");

@@ -1,31 +1,27 @@
-//! Wiring: builds the shared handles, starts the actors and the HTTP listener, and runs until
-//! a stop signal. `main` only parses flags, configuration and the snapshot file, then calls
-//! [`run`].
+//! Wiring: [`start`] starts the actors and returns the [`AppState`] the HTTP layer serves;
+//! [`run`] serves it on bound [`Listeners`] until a shutdown future resolves. `main` binds
+//! the listeners, passes the signal future and maps errors to exit codes; tests pass their
+//! own listeners and futures, so start and drain are tested in process.
 //!
-//! The listener is bound before any cluster contact, so `/livez` answers at once and
-//! `/readyz` can say what we are waiting for.
+//! The listeners are bound before any cluster contact, so a port conflict fails at once and
+//! the kernel queues early probes until the server answers.
 
+use std::future::Future;
+use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use actix_web::{web, App, HttpServer};
-use kube::api::Api;
-use tracing_actix_web::TracingLogger;
+use actix_web::dev::Server;
+use actix_web::{web, HttpServer};
 
-use crate::catalog::{watcher as catalog_watch, DeviceCatalogWatcher};
-use crate::cluster::node_cache::{self, NodeCache};
-use crate::cluster::pod_cache::{self, PodCache};
-use crate::cluster::scheduling::SchedulingResources;
-use crate::cluster::scheduling_events::SchedulingEvents;
-use crate::cluster::snapshot_file::{ClusterExport, SnapshotObjects};
-use crate::cluster::watch;
+use crate::cluster::{self, ClusterSource, SOURCES};
 use crate::config::Config;
-use crate::http;
-use crate::http::logging::RequestLog;
+use crate::http::public::{self, Console, WebError};
+use crate::http::reply_cache::ReplyCache;
+use crate::http::{self, AppState};
 use crate::metrics::refresher::MetricsRefresher;
 use crate::query_client::QueryClient;
 use crate::readiness::ReadinessBoard;
-use crate::reply::cache::ReplyCache;
 use crate::telemetry::SelfMetrics;
 
 /// Why the server could not start or stopped with an error.
@@ -40,255 +36,165 @@ pub enum ServeError {
     #[error("{0}")]
     QueryClient(#[from] crate::query_client::QueryClientError),
     #[error(transparent)]
-    Web(#[from] crate::http::public::WebError),
+    Web(#[from] WebError),
     #[error("self-metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("http server: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Where the cluster state comes from.
-pub enum ClusterSource {
-    /// Watch the API server found by in-cluster config or kubeconfig.
-    Kubernetes,
-    /// Watch through a client built by the caller (tests build one from a kubeconfig file
-    /// without touching the process environment).
-    Client(kube::Client),
-    /// Serve objects given by the caller (tests); no Kubernetes contact at all.
-    Snapshot(ClusterExport),
-    /// Serve the file loaded at start (`--snapshot`); no Kubernetes contact at all.
-    SnapshotFile(SnapshotObjects),
+/// The sockets the server answers on.
+pub struct Listeners {
+    /// `server.http.addr`: `/v1/*`, `/metrics`, `/readyz`, `/livez`.
+    pub internal: TcpListener,
+    /// `web.listen_address`: the console, `/api/vgpu/v1/*`, `/health_check`; `None` when the
+    /// public listener is off ([`public::serves_console`]).
+    pub public: Option<TcpListener>,
 }
 
-/// The running cluster caches.
-#[derive(Clone)]
-pub struct Caches {
-    pub nodes: Addr<NodeCache>,
-    pub pods: Addr<PodCache>,
-    /// HAMi's device ConfigMap (`device_config`), watched from the same source.
-    pub catalog: Addr<DeviceCatalogWatcher>,
-    /// One pod's events for `GET /v1/scheduling/pod`, read per request from the same API
-    /// server and briefly cached.
-    pub events: Addr<SchedulingEvents>,
-    /// Finished list replies per snapshot generation, shared by both listeners.
-    pub replies: Arc<ReplyCache>,
-}
-
-/// Readiness sources: one per watcher.
-pub const SOURCES: [&str; 2] = [node_cache::SOURCE, pod_cache::SOURCE];
-
-/// Starts the node and pod caches and the device catalog on the current actix system. With a
-/// Kubernetes source whose client cannot be built, the caches start empty and never sync (the
-/// catalog stays `loading`); the error is logged.
-pub async fn start_caches(
-    config: &Config,
-    metrics: &SelfMetrics,
-    board: &Arc<ReadinessBoard>,
-    source: ClusterSource,
-) -> Caches {
-    let device_config = &config.device_config;
-    let mut catalog_source = (futures::StreamExt::boxed(futures::stream::pending()), None);
-    let mut events_client = None;
-    let (node_events, pod_events, node_api, pod_api) = match source {
-        ClusterSource::Snapshot(export) => {
-            catalog_source.0 = watch::replay(export.config_maps);
-            (
-                watch::replay(export.nodes),
-                watch::replay(export.pods),
-                None,
-                None,
-            )
-        }
-        ClusterSource::SnapshotFile(objects) => {
-            catalog_source.0 = watch::replay_json(objects.config_maps);
-            (
-                watch::replay_json(objects.nodes),
-                watch::replay_json(objects.pods),
-                None,
-                None,
-            )
-        }
-        ClusterSource::Kubernetes | ClusterSource::Client(_) => match client_for(source).await {
-            Ok(client) => {
-                events_client = Some(client.clone());
-                if catalog_watch::is_enabled(device_config) {
-                    let api = Api::namespaced(client.clone(), &device_config.namespace);
-                    catalog_source = (
-                        catalog_watch::live(api.clone(), &device_config.name),
-                        Some(api),
-                    );
-                }
-                let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
-                let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::all(client);
-                (
-                    watch::live(nodes.clone()),
-                    watch::live(pods.clone()),
-                    Some(nodes),
-                    Some(pods),
-                )
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot reach Kubernetes; serving an empty cluster");
-                (
-                    futures::StreamExt::boxed(futures::stream::pending()),
-                    futures::StreamExt::boxed(futures::stream::pending()),
-                    None,
-                    None,
-                )
-            }
-        },
-    };
-    let catalog =
-        DeviceCatalogWatcher::new(device_config.clone(), catalog_source.0, catalog_source.1)
-            .start();
-    let pods = PodCache::new(metrics.clone(), Arc::clone(board), pod_events, pod_api)
-        .with_scheduling_resources(SchedulingResources::new(&config.scheduling.resource_names))
-        .start();
-    let events = SchedulingEvents::new(events_client).start();
-    let nodes = NodeCache::new(
-        config.node_selectors.clone(),
-        metrics.clone(),
-        Arc::clone(board),
-        node_events,
-        node_api,
-    )
-    .with_annotationless_pod_mode(config.ascend.annotationless_pod_mode)
-    .start();
-    nodes.do_send(node_cache::Subscribe(pods.clone().recipient()));
-    catalog.do_send(crate::catalog::SubscribeCatalog(nodes.clone().recipient()));
-    Caches {
-        nodes,
-        pods,
-        catalog,
-        events,
-        replies: Arc::new(ReplyCache::new(config.server.http.reply_cache_ttl)),
+impl Listeners {
+    /// Binds the configured addresses.
+    pub fn bind(config: &Config) -> Result<Listeners, ServeError> {
+        let addr = &config.server.http.addr;
+        let internal = TcpListener::bind(addr).map_err(|source| ServeError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+        let public = if public::serves_console(&config.web) {
+            let addr = config.web.bind_address();
+            let listener =
+                TcpListener::bind(&addr).map_err(|source| WebError::Bind { addr, source })?;
+            Some(listener)
+        } else {
+            None
+        };
+        Ok(Listeners { internal, public })
     }
 }
 
-async fn client_for(
-    source: ClusterSource,
-) -> Result<kube::Client, crate::cluster::kubernetes::KubeClientError> {
-    match source {
-        ClusterSource::Client(client) => Ok(client),
-        _ => crate::cluster::kubernetes::client().await,
-    }
+/// One listener with the connection limits every listener shares. Signals are ours (see
+/// [`run`]): readiness must turn 503 before the listener closes. (A macro because
+/// `HttpServer`'s bounds name types actix-web does not re-export.)
+macro_rules! serve {
+    ($listener:expr, $config:expr, $factory:expr) => {{
+        let limits = $config.server.http.limits;
+        HttpServer::new($factory)
+            .client_request_timeout(limits.client_request_timeout)
+            .keep_alive(limits.keep_alive)
+            .max_connections(limits.max_connections)
+            .listen($listener)
+            .map(|server| {
+                server
+                    .disable_signals()
+                    .shutdown_timeout($config.server.shutdown_timeout.as_secs().max(1))
+                    .run()
+            })
+    }};
 }
 
-pub async fn run(config: Config, source: ClusterSource) -> Result<(), ServeError> {
-    let self_metrics = SelfMetrics::new()?;
+/// Starts the actors on the current actix system: the cluster caches on `source`, the query
+/// client and the refresher. The caches start empty and fill as their watchers sync.
+pub async fn start(config: Config, source: ClusterSource) -> Result<AppState, ServeError> {
+    let metrics = SelfMetrics::new()?;
     let board = ReadinessBoard::new(&SOURCES, config.kubernetes.unready_after);
-
-    let addr = config.server.http.addr.clone();
-    let metrics_data = web::Data::new(self_metrics.clone());
-    let board_data = web::Data::from(Arc::clone(&board));
-    let listener = std::net::TcpListener::bind(&addr).map_err(|source| ServeError::Bind {
-        addr: addr.clone(),
-        source,
-    })?;
-    let caches = start_caches(&config, &self_metrics, &board, source).await;
-    let catalog_data = web::Data::new(caches.catalog.clone());
-    let caches_data = web::Data::new(caches);
-    let query_client = web::Data::new(QueryClient::start(&config.prometheus, &self_metrics)?);
-    let config_data = web::Data::new(config.clone());
-    // The public listener (web console, /api/vgpu/v1, /health_check) runs the same handlers,
-    // so it gets the same app data: every handle given to the internal App goes here too.
-    let public = crate::http::public::public_server(&config, {
-        let (metrics, board, caches) = (
-            metrics_data.clone(),
-            board_data.clone(),
-            caches_data.clone(),
-        );
-        let (query, conf) = (query_client.clone(), config_data.clone());
-        let catalog = catalog_data.clone();
-        move |cfg: &mut web::ServiceConfig| {
-            cfg.app_data(metrics.clone())
-                .app_data(board.clone())
-                .app_data(caches.clone())
-                .app_data(catalog.clone())
-                .app_data(query.clone())
-                .app_data(conf.clone());
-        }
-    })
-    .await?;
-    // The refresher publishes what the internal listener's /metrics serves.
-    let refresher = web::Data::new(
-        MetricsRefresher::new(
-            config.exporter.clone(),
-            caches_data.pods.clone(),
-            query_client.get_ref().clone().recipient(),
-            caches_data.nodes.clone().recipient(),
-            Arc::clone(&board),
-            &self_metrics,
-        )?
-        .start(),
-    );
-    let limits = config.server.http.limits;
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(refresher.clone())
-            .wrap(TracingLogger::<RequestLog>::new())
-            .app_data(metrics_data.clone())
-            .app_data(board_data.clone())
-            .app_data(caches_data.clone())
-            .app_data(catalog_data.clone())
-            .app_data(query_client.clone())
-            .app_data(config_data.clone())
-            .configure(http::configure)
-            .default_service(web::to(http::fallback::not_found))
-    })
-    .client_request_timeout(limits.client_request_timeout)
-    .keep_alive(limits.keep_alive)
-    .max_connections(limits.max_connections)
-    .listen(listener)?
-    // Signals are ours: readiness must turn 503 before the listener closes.
-    .disable_signals()
-    .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1))
-    .run();
-    tracing::info!(%addr, "listening");
-    let public_handle = public.as_ref().map(|p| p.handle());
-    actix_rt::spawn(stop_on_signal(
-        server.handle(),
-        public_handle,
+    let cluster = cluster::start(&config, &metrics, &board, source).await;
+    let query = QueryClient::start(&config.prometheus, &metrics)?;
+    let refresher = MetricsRefresher::new(
+        config.exporter.clone(),
+        cluster.pods.clone(),
+        query.clone().recipient(),
+        cluster.nodes.clone().recipient(),
         Arc::clone(&board),
-    ));
-    futures::future::try_join(server, crate::http::public::run_optional(public)).await?;
+        &metrics,
+    )?
+    .start();
+    Ok(AppState {
+        replies: Arc::new(ReplyCache::new(config.server.http.reply_cache_ttl)),
+        config: Arc::new(config),
+        metrics,
+        board,
+        cluster,
+        query: query.recipient(),
+        exposition: refresher.recipient(),
+    })
+}
+
+/// Serves `state`-to-be on `listeners` until `shutdown` resolves: `/readyz` answers 503 from
+/// that moment, both listeners stop accepting, and in-flight requests get up to
+/// `server.shutdown_timeout` to finish. The actors stop with the actix system when the
+/// caller's `System` ends.
+pub async fn run(
+    config: Config,
+    source: ClusterSource,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + 'static,
+) -> Result<(), ServeError> {
+    let console = match &listeners.public {
+        Some(_) => Some(web::Data::new(Console::load(&config.web).await?)),
+        None => None,
+    };
+    let state = start(config, source).await?;
+    let config = Arc::clone(&state.config);
+    let internal = {
+        let state = state.clone();
+        serve!(listeners.internal, config, move || http::app(state.clone()))?
+    };
+    let addr = config.server.http.addr.as_str();
+    tracing::info!(%addr, "listening");
+    let public = match (listeners.public, console) {
+        (Some(listener), Some(console)) => {
+            let state = state.clone();
+            let server = serve!(listener, config, move || {
+                public::app(state.clone(), console.clone())
+            })?;
+            let addr = config.web.bind_address();
+            tracing::info!(%addr, "public listener (web console, /api/vgpu, /health_check)");
+            Some(server)
+        }
+        _ => None,
+    };
+    let handles = (internal.handle(), public.as_ref().map(Server::handle));
+    let board = Arc::clone(&state.board);
+    actix_rt::spawn(async move {
+        shutdown.await;
+        board.begin_shutdown();
+        tracing::info!("stopping: finishing in-flight requests");
+        let public = async {
+            if let Some(public) = handles.1 {
+                public.stop(true).await;
+            }
+        };
+        futures::future::join(handles.0.stop(true), public).await;
+    });
+    let public = async {
+        match public {
+            Some(server) => server.await,
+            None => Ok(()),
+        }
+    };
+    futures::future::try_join(internal, public).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// On SIGTERM or SIGINT: `/readyz` answers 503 from this moment, both listeners stop
-/// accepting, and in-flight requests get up to `server.shutdown_timeout` to finish. The
-/// actors stop with the actix system when `run` returns.
-async fn stop_on_signal(
-    handle: actix_web::dev::ServerHandle,
-    public: Option<actix_web::dev::ServerHandle>,
-    board: Arc<ReadinessBoard>,
-) {
-    let signal = wait_for_stop_signal().await;
-    board.begin_shutdown();
-    tracing::info!(signal, "stopping: finishing in-flight requests");
-    let public = async {
-        if let Some(public) = public {
-            public.stop(true).await;
-        }
-    };
-    futures::future::join(handle.stop(true), public).await;
-}
-
-async fn wait_for_stop_signal() -> &'static str {
+/// Resolves on SIGTERM or SIGINT, naming it in the log. Without signal handlers the process
+/// can still be killed; it never stops on its own.
+pub async fn stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
+        (Ok(mut term), Ok(mut int)) => {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(signal = name, "stop signal");
+        }
         _ => {
-            // Without signal handlers the process can still be killed; never stop on our own.
             tracing::error!("cannot install signal handlers");
-            futures::future::pending().await
+            futures::future::pending::<()>().await
         }
     }
 }

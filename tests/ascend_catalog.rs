@@ -16,11 +16,12 @@ use hami_webui_server::cluster::node_cache::{
 use hami_webui_server::cluster::pod_cache::{build_snapshot, pod_record, GetSnapshot};
 use hami_webui_server::cluster::snapshot::ClusterSnapshot;
 use hami_webui_server::cluster::snapshot_file::ClusterExport;
-use hami_webui_server::config::{AnnotationlessPodMode, Config, NodeSelectors};
+use hami_webui_server::cluster::{start as start_caches, Caches, ClusterSource, SOURCES};
+use hami_webui_server::config::{Config, NodeSelectors};
+use hami_webui_server::device::AnnotationlessPodMode;
 use hami_webui_server::readiness::ReadinessBoard;
 use hami_webui_server::reply::allocation::{allocation_cores, describe_allocations};
 use hami_webui_server::reply::cards::{gpu_list, CardFilters, DeviceCapacity, GpusReply};
-use hami_webui_server::server::{start_caches, Caches, ClusterSource, SOURCES};
 use hami_webui_server::telemetry::SelfMetrics;
 use hami_webui_server::vendor::node_notes;
 use jiff::Timestamp;

@@ -7,8 +7,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use hami_webui_server::cluster::SOURCES;
 use hami_webui_server::readiness::Readiness;
-use hami_webui_server::server::SOURCES;
 use serde_json::json;
 use support::cluster_harness::{counts, start};
 use support::fixtures::{node, nvidia_node, nvidia_pod};

@@ -7,16 +7,17 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::{test as atest, web, App};
+use actix_web::test as atest;
 use hami_webui_server::catalog::{CatalogState, CatalogStatus, GetCatalog};
 use hami_webui_server::cluster::snapshot_file::ClusterExport;
+use hami_webui_server::cluster::{start as start_caches, Caches, ClusterSource, SOURCES};
 use hami_webui_server::config::Config;
 use hami_webui_server::http;
 use hami_webui_server::readiness::ReadinessBoard;
-use hami_webui_server::server::{start_caches, Caches, ClusterSource, SOURCES};
 use hami_webui_server::telemetry::SelfMetrics;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{json, Value};
+use support::app;
 use support::kube_api::TestApiServer;
 
 const NAMESPACE: &str = "kube-system";
@@ -243,17 +244,8 @@ macro_rules! snapshot_app {
             config_maps: $config_maps,
             ..ClusterExport::default()
         };
-        let metrics = SelfMetrics::new().unwrap();
-        let board = ReadinessBoard::new(&SOURCES, Duration::from_secs(300));
-        let caches = start_caches(&config, &metrics, &board, ClusterSource::Snapshot(export)).await;
-        atest::init_service(
-            App::new()
-                .app_data(web::Data::new(config.clone()))
-                .app_data(web::Data::new(caches.catalog.clone()))
-                .configure(http::configure)
-                .default_service(web::to(http::fallback::not_found)),
-        )
-        .await
+        let state = app::start(config, ClusterSource::Snapshot(export)).await;
+        atest::init_service(http::app(state)).await
     }};
 }
 

@@ -10,9 +10,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use actix_web::test as atest;
-use actix_web::{web, App};
+use hami_webui_server::cluster::SOURCES;
 use hami_webui_server::http;
-use hami_webui_server::server::SOURCES;
 use serde_json::{json, Value};
 use support::cluster_harness::{allocated_memory, counts, resident_bytes, start};
 use support::fixtures::{node, nvidia_node, nvidia_pod, pod};
@@ -261,16 +260,7 @@ async fn api_down_for_30_s_serves_last_state_then_converges() {
         counts(s) == (2, 8, 20)
     })
     .await;
-    let app = atest::init_service(
-        App::new()
-            .app_data(web::Data::new(h.config.clone()))
-            .app_data(web::Data::new(h.caches.clone()))
-            .app_data(web::Data::from(std::sync::Arc::clone(&h.board)))
-            .app_data(web::Data::new(h.metrics.clone()))
-            .configure(http::configure)
-            .default_service(web::to(http::fallback::not_found)),
-    )
-    .await;
+    let app = atest::init_service(http::app(h.state.clone())).await;
     let before = lists!(app);
     assert_eq!(list_lengths(&before), (2, 8, 20));
     let baseline = resident_bytes();

@@ -11,7 +11,8 @@ use hami_webui_server::cluster::node_cache::{
 };
 use hami_webui_server::cluster::pod_cache::{build_snapshot, pod_record};
 use hami_webui_server::cluster::snapshot::ClusterSnapshot;
-use hami_webui_server::config::{AnnotationlessPodMode, NodeSelectors};
+use hami_webui_server::config::NodeSelectors;
+use hami_webui_server::device::AnnotationlessPodMode;
 use hami_webui_server::reply::allocation::{describe_allocation, describe_allocations};
 use hami_webui_server::reply::cards::{gpu_list, CardFilters, DeviceCapacity};
 use hami_webui_server::vendor::node_notes;

@@ -6,13 +6,13 @@ mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix_web::{test, web, App};
+use actix_web::test;
 use hami_webui_server::config::Config;
 use hami_webui_server::http;
-use hami_webui_server::query_client::QueryClient;
-use hami_webui_server::telemetry::SelfMetrics;
 use serde_json::{json, Value};
 
+use hami_webui_server::cluster::ClusterSource;
+use support::app;
 use support::process::free_port;
 use support::upstream::{StubReply, StubServer, VictoriaMetrics, FIXTURE_EXPOSITION};
 
@@ -20,28 +20,19 @@ const INSTANT: &str = "/v1/monitor/query/instant-vector";
 const RANGE: &str = "/v1/monitor/query/range-vector";
 
 fn load_config(address: &str) -> Config {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("config.yaml");
-    let yaml = format!(
+    app::config(&format!(
         "server:\n  timezone: Asia/Shanghai\nprometheus:\n  address: {address}\n  timeout: 10s\n"
-    );
-    std::fs::write(&path, yaml).expect("write config");
-    Config::load_with_env(&path, Vec::<(String, String)>::new()).expect("valid config")
+    ))
 }
 
 /// POSTs `body` (JSON unless `content_type` says otherwise) and returns status and JSON.
 async fn post(address: &str, uri: &str, content_type: Option<&str>, body: &str) -> (u16, Value) {
-    let config = load_config(address);
-    let metrics = SelfMetrics::new().expect("self-metrics");
-    let client = QueryClient::start(&config.prometheus, &metrics).expect("query client");
-    let app = test::init_service(
-        App::new()
-            .app_data(web::Data::new(config))
-            .app_data(web::Data::new(client))
-            .configure(http::configure)
-            .default_service(web::to(http::fallback::not_found)),
+    let state = app::start(
+        load_config(address),
+        ClusterSource::Snapshot(Default::default()),
     )
     .await;
+    let app = test::init_service(http::app(state)).await;
     let mut request = test::TestRequest::post()
         .uri(uri)
         .set_payload(body.to_string());

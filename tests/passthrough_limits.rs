@@ -12,13 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App};
-use hami_webui_server::config::Config;
 use hami_webui_server::http;
-use hami_webui_server::query_client::QueryClient;
-use hami_webui_server::telemetry::SelfMetrics;
 use serde_json::{json, Value};
 
+use hami_webui_server::cluster::ClusterSource;
+use support::app;
 use support::process::{request, wait_for, Launch, ServerProcess};
 use support::upstream::{one_sample_json, CountingProxy, StubReply, StubServer};
 
@@ -29,31 +27,16 @@ const RANGE: &str = "/v1/monitor/query/range-vector";
 /// `$node`, `$device_uuid`, … placeholders filled in.
 const FRONTEND_QUERIES: &str = include_str!("golden/frontend_queries.txt");
 
-fn load_config(yaml: &str) -> Config {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, yaml).expect("write config");
-    Config::load_with_env(&path, Vec::<(String, String)>::new()).expect("valid config")
-}
-
 /// The routes as the server mounts them, with the metrics store at `$address` and the
 /// `monitor:` section `$monitor`.
 macro_rules! app {
     ($address:expr, $monitor:expr $(,)?) => {{
-        let config = load_config(&format!(
+        let config = app::config(&format!(
             "server:\n  timezone: Asia/Shanghai\nprometheus:\n  address: {}\n  timeout: 10s\n{}",
             $address, $monitor
         ));
-        let metrics = SelfMetrics::new().expect("self-metrics");
-        let client = QueryClient::start(&config.prometheus, &metrics).expect("query client");
-        actix_web::test::init_service(
-            App::new()
-                .app_data(web::Data::new(config))
-                .app_data(web::Data::new(client))
-                .configure(http::configure)
-                .default_service(web::to(http::fallback::not_found)),
-        )
-        .await
+        let state = app::start(config, ClusterSource::Snapshot(Default::default())).await;
+        actix_web::test::init_service(http::app(state)).await
     }};
 }
 

@@ -15,18 +15,18 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::test as atest;
-use actix_web::{web, App};
 use hami_webui_server::cluster::node_cache::{build_inventory, node_entry, NodeEntry};
-use hami_webui_server::cluster::pod_cache::{build_snapshot, pod_record, GetSnapshot};
+use hami_webui_server::cluster::pod_cache::{build_snapshot, pod_record};
 use hami_webui_server::cluster::snapshot::{ClusterSnapshot, NodeRecord};
 use hami_webui_server::cluster::snapshot_file::{self, ClusterExport};
+use hami_webui_server::cluster::ClusterSource;
 use hami_webui_server::config::Config;
 use hami_webui_server::device::{Device, Vendor};
 use hami_webui_server::http;
+use hami_webui_server::http::AppState;
 use hami_webui_server::query_client::{
     Query, QueryClient, QueryData, QueryError, QueryOutput, RunQuery, Sample,
 };
-use hami_webui_server::readiness::ReadinessBoard;
 use hami_webui_server::reply::cards::{
     gpu_detail, gpu_list, gpu_types, CardFilters, DeviceCapacity,
 };
@@ -37,11 +37,10 @@ use hami_webui_server::reply::nodes::{node_detail, node_list, NodeCapacity, Node
 use hami_webui_server::reply::summary::{
     device_summary, usage_overview, SummaryFilters, UsageFilter,
 };
-use hami_webui_server::server::{start_caches, Caches, ClusterSource, SOURCES};
-use hami_webui_server::telemetry::SelfMetrics;
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
+use support::app::{self, closed_port_url};
 use support::fixtures;
 
 // ---------------------------------------------------------------------------------------
@@ -56,25 +55,13 @@ fn config_with(prometheus: &str) -> Config {
 }
 
 fn config_timed(prometheus: &str, timeout: &str) -> Config {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("config.yaml");
-    let text = format!(
+    app::config(&format!(
         "server:\n  timezone: Asia/Shanghai\n  http:\n    timeout: {timeout}\nprometheus:\n  address: {prometheus}\n  timeout: 30s\n"
-    );
-    std::fs::write(&path, text).expect("write config");
-    Config::load_with_env(&path, Vec::new()).expect("valid config")
+    ))
 }
 
 fn config() -> Config {
-    config_with("http://127.0.0.1:9")
-}
-
-/// An address nothing listens on.
-fn closed_port_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}")
+    config_with(&closed_port_url())
 }
 
 fn demo_export() -> ClusterExport {
@@ -596,16 +583,13 @@ impl Handler<RunQuery> for FakeStore {
 impl FakeStore {
     /// Started, as the handlers' metrics store: logs into `log`, answers with `answers` (an
     /// empty vector for any other expression).
-    fn serving(
-        log: &QueryLog,
-        answers: HashMap<String, Vec<Sample>>,
-    ) -> web::Data<Recipient<RunQuery>> {
+    fn serving(log: &QueryLog, answers: HashMap<String, Vec<Sample>>) -> Recipient<RunQuery> {
         let store = FakeStore {
             log: log.clone(),
             answers,
         }
         .start();
-        web::Data::new(store.recipient::<RunQuery>())
+        store.recipient::<RunQuery>()
     }
 }
 
@@ -619,37 +603,24 @@ fn sample(label: &str, value: &str, v: f64) -> Sample {
     }
 }
 
-/// Starts the real caches on `export` and waits until they publish what the pure path
+/// Starts the service on `export` and waits until its caches publish what the pure path
 /// builds.
-async fn running_caches(export: ClusterExport, config: &Config) -> Caches {
+async fn running(export: ClusterExport, config: &Config) -> AppState {
     let expected = snapshot_from(&entries(&export, config), &export);
-    let metrics = SelfMetrics::new().expect("metrics");
-    let board = ReadinessBoard::new(&SOURCES, Duration::from_secs(300));
-    let caches = start_caches(config, &metrics, &board, ClusterSource::Snapshot(export)).await;
-    for _ in 0..500 {
-        let snapshot = caches.pods.send(GetSnapshot).await.expect("pod cache");
-        if snapshot.pods.len() == expected.pods.len()
-            && snapshot.inventory.nodes.len() == expected.inventory.nodes.len()
-            && snapshot.usage == expected.usage
-        {
-            return caches;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("caches did not publish the snapshot");
+    let state = app::start(config.clone(), ClusterSource::Snapshot(export)).await;
+    app::until_snapshot(&state, Duration::from_secs(10), "the demo snapshot", |s| {
+        s.pods.len() == expected.pods.len()
+            && s.inventory.nodes.len() == expected.inventory.nodes.len()
+            && s.usage == expected.usage
+    })
+    .await;
+    state
 }
 
+/// The application the server runs, over `state`.
 macro_rules! app {
-    ($config:expr, $caches:expr $(, $extra:expr)*) => {
-        atest::init_service(
-            App::new()
-                .app_data(web::Data::new($config.clone()))
-                .app_data(web::Data::new($caches.clone()))
-                $(.app_data($extra))*
-                .configure(http::configure)
-                .default_service(web::to(http::fallback::not_found)),
-        )
-        .await
+    ($state:expr) => {
+        atest::init_service(http::app($state.clone())).await
     };
 }
 
@@ -675,10 +646,8 @@ fn post(path: &str, body: Value) -> atest::TestRequest {
 #[actix_rt::test]
 async fn every_route_answers_from_the_snapshot_when_the_upstream_is_down() {
     let config = config_with(&closed_port_url());
-    let caches = running_caches(demo_export(), &config).await;
-    let metrics = SelfMetrics::new().expect("metrics");
-    let client = QueryClient::start(&config.prometheus, &metrics).expect("query client");
-    let app = app!(config, caches, web::Data::new(client));
+    let state = running(demo_export(), &config).await;
+    let app = app!(state);
     let cases: Vec<(atest::TestRequest, &str)> = vec![
         (post("/v1/gpus", json!({"filters": {}})), "demo/gpus"),
         (
@@ -722,7 +691,7 @@ async fn every_route_answers_from_the_snapshot_when_the_upstream_is_down() {
 #[actix_rt::test]
 async fn list_routes_issue_two_queries_and_apply_overrides_others_none() {
     let config = config();
-    let caches = running_caches(demo_export(), &config).await;
+    let state = running(demo_export(), &config).await;
     let log = QueryLog::default();
     let gpu = "GPU-e01f5057-d17f-4505-a571-59a5b1fee08f";
     let answers = HashMap::from([
@@ -743,7 +712,7 @@ async fn list_routes_issue_two_queries_and_apply_overrides_others_none() {
             vec![sample("node", "mixed-01", 12345.0)],
         ),
     ]);
-    let app = app!(config, caches, FakeStore::serving(&log, answers));
+    let app = app!(app::with_query(state, FakeStore::serving(&log, answers)));
     let taken = |log: &QueryLog| std::mem::take(&mut *log.0.lock().expect("log"));
 
     let (status, body) = call!(
@@ -816,9 +785,12 @@ async fn list_routes_query_twice_whatever_the_cluster_size() {
             &[(&uuid, 1024, 10)],
         ));
     }
-    let caches = running_caches(export, &config).await;
+    let state = running(export, &config).await;
     let log = QueryLog::default();
-    let app = app!(config, caches, FakeStore::serving(&log, HashMap::new()));
+    let app = app!(app::with_query(
+        state,
+        FakeStore::serving(&log, HashMap::new())
+    ));
     let (status, body) = call!(&app, post("/v1/gpus", json!({}))).await;
     assert_eq!(status, 200);
     assert_eq!(body["list"].as_array().map(Vec::len), Some(480));
@@ -831,8 +803,8 @@ async fn list_routes_query_twice_whatever_the_cluster_size() {
 #[actix_rt::test]
 async fn requests_decode_like_kratos() {
     let config = config();
-    let caches = running_caches(demo_export(), &config).await;
-    let app = app!(config, caches);
+    let state = running(demo_export(), &config).await;
+    let app = app!(state);
     let node_names = |body: &Value| -> Vec<String> {
         body["list"]
             .as_array()
@@ -928,8 +900,8 @@ fn super_limit() -> usize {
 #[actix_rt::test]
 async fn not_found_answers_follow_go() {
     let config = config();
-    let caches = running_caches(demo_export(), &config).await;
-    let app = app!(config, caches);
+    let state = running(demo_export(), &config).await;
+    let app = app!(state);
     let (status, body) = call!(&app, atest::TestRequest::get().uri("/v1/node?uid=nope")).await;
     assert_eq!(status, 500);
     assert_eq!(
@@ -993,8 +965,8 @@ fn every_configured_route_is_described() {
 #[actix_rt::test]
 async fn every_described_route_exists() {
     let config = config();
-    let caches = running_caches(demo_export(), &config).await;
-    let app = app!(config, caches);
+    let state = running(demo_export(), &config).await;
+    let app = app!(state);
     let (status, document) = call!(&app, atest::TestRequest::get().uri("/openapi.json")).await;
     assert_eq!(status, 200);
     assert_eq!(document["openapi"], "3.0.3");
@@ -1065,11 +1037,12 @@ async fn real_prometheus_overrides_come_through_with_two_concurrent_queries_per_
     let proxy = CountingProxy::start(prometheus.port);
     // Held long enough that two queries sent one after the other could not overlap.
     proxy.set_delay(Duration::from_millis(300));
-    let config = config_with(&proxy.url());
-    let caches = running_caches(fixture_cluster(), &config).await;
-    let metrics = SelfMetrics::new().expect("metrics");
-    let client = QueryClient::start(&config.prometheus, &metrics).expect("query client");
-    let app = app!(config, caches, web::Data::new(client));
+    // The handlers' store is the proxy; the refresher's is not, so the proxy counts only
+    // what the lists ask.
+    let state = running(fixture_cluster(), &config()).await;
+    let through_proxy = config_with(&proxy.url()).prometheus;
+    let client = QueryClient::start(&through_proxy, &state.metrics).expect("query client");
+    let app = app!(app::with_query(state, client.recipient()));
 
     let (status, body) = call!(&app, post("/v1/gpus", json!({}))).await;
     assert_eq!(status, 200);
@@ -1146,10 +1119,8 @@ async fn a_stalled_upstream_still_gets_an_answer_from_the_snapshot_within_the_de
 
     let stalled = StalledServer::start();
     let config = config_timed(&stalled.url(), "1s");
-    let caches = running_caches(demo_export(), &config).await;
-    let metrics = SelfMetrics::new().expect("metrics");
-    let client = QueryClient::start(&config.prometheus, &metrics).expect("query client");
-    let app = app!(config, caches, web::Data::new(client));
+    let state = running(demo_export(), &config).await;
+    let app = app!(state);
     for (path, golden) in [("/v1/gpus", "demo/gpus"), ("/v1/nodes", "demo/nodes")] {
         let started = std::time::Instant::now();
         let (status, body) = call!(&app, post(path, json!({}))).await;
@@ -1162,9 +1133,12 @@ async fn a_stalled_upstream_still_gets_an_answer_from_the_snapshot_within_the_de
 async fn identical_list_requests_share_one_build_until_the_reply_ages_out() {
     let mut config = config();
     config.server.http.reply_cache_ttl = Duration::from_millis(300);
-    let caches = running_caches(demo_export(), &config).await;
+    let state = running(demo_export(), &config).await;
     let log = QueryLog::default();
-    let app = app!(config, caches, FakeStore::serving(&log, HashMap::new()));
+    let app = app!(app::with_query(
+        state,
+        FakeStore::serving(&log, HashMap::new())
+    ));
     let queries = |log: &QueryLog| log.0.lock().expect("log").len();
 
     // 32 browsers polling the same page at once: one build, two capacity queries, and the
@@ -1209,12 +1183,11 @@ async fn identical_list_requests_share_one_build_until_the_reply_ages_out() {
 async fn kept_lists_go_gzipped_to_clients_that_accept_it_and_plain_to_the_rest() {
     use std::io::Read;
     let config = config();
-    let caches = running_caches(demo_export(), &config).await;
-    let app = app!(
-        config,
-        caches,
+    let state = running(demo_export(), &config).await;
+    let app = app!(app::with_query(
+        state,
         FakeStore::serving(&QueryLog::default(), HashMap::new())
-    );
+    ));
     let ask = |gzip: bool| {
         let mut req = post("/v1/containers", json!({}));
         if gzip {

@@ -11,29 +11,28 @@ mod support;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::test as atest;
-use actix_web::{web, App};
 use hami_webui_server::cluster::node_cache::{build_inventory, node_entry};
-use hami_webui_server::cluster::pod_cache::{build_tracked_snapshot, track_pod, GetSnapshot};
+use hami_webui_server::cluster::pod_cache::{build_tracked_snapshot, track_pod};
 use hami_webui_server::cluster::scheduling::SchedulingResources;
 use hami_webui_server::cluster::scheduling_events::{finish_read, normalize_event, PodEvents};
 use hami_webui_server::cluster::snapshot::ClusterSnapshot;
+use hami_webui_server::cluster::ClusterSource;
 use hami_webui_server::config::Config;
 use hami_webui_server::http;
-use hami_webui_server::readiness::ReadinessBoard;
+use hami_webui_server::http::AppState;
 use hami_webui_server::reply::scheduling::{
     scheduling_detail, SchedulingPodError, SchedulingPodRequest,
 };
-use hami_webui_server::server::{start_caches, Caches, ClusterSource, SOURCES};
-use hami_webui_server::telemetry::SelfMetrics;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use support::app;
 use support::fixtures;
 use support::kube_api::TestApiServer;
 
@@ -111,7 +110,7 @@ fn cluster() -> (Vec<Node>, Vec<Pod>) {
 }
 
 fn config() -> Config {
-    Config::from_raw(Default::default()).expect("default config")
+    app::config("")
 }
 
 fn zone() -> TimeZone {
@@ -259,7 +258,7 @@ fn identity_is_checked_before_anything_else() {
 // The route against the test API server
 // ---------------------------------------------------------------------------------------
 
-async fn start(api: &TestApiServer, dir: &Path) -> Caches {
+async fn start(api: &TestApiServer, dir: &Path) -> AppState {
     let path = api.write_kubeconfig(dir);
     let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("kubeconfig");
     let client_config = kube::Config::from_custom_kubeconfig(
@@ -269,34 +268,21 @@ async fn start(api: &TestApiServer, dir: &Path) -> Caches {
     .await
     .expect("client config");
     let client = kube::Client::try_from(client_config).expect("client");
-    let metrics = SelfMetrics::new().expect("metrics");
-    let board = ReadinessBoard::new(&SOURCES, Duration::from_secs(300));
-    start_caches(&config(), &metrics, &board, ClusterSource::Client(client)).await
+    app::start(config(), ClusterSource::Client(client)).await
 }
 
 /// Polls the pod cache until it tracks `pods` GPU pods.
-async fn until_tracked(caches: &Caches, pods: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let snapshot = caches.pods.send(GetSnapshot).await.expect("pod cache");
-        if snapshot.scheduling.len() == pods {
-            return;
-        }
-        assert!(Instant::now() < deadline, "pods were not tracked in time");
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn until_tracked(state: &AppState, pods: usize) {
+    let what = format!("{pods} tracked GPU pods");
+    app::until_snapshot(state, Duration::from_secs(20), &what, |s| {
+        s.scheduling.len() == pods
+    })
+    .await;
 }
 
 macro_rules! app {
-    ($caches:expr) => {
-        atest::init_service(
-            App::new()
-                .app_data(web::Data::new(config()))
-                .app_data(web::Data::new($caches.clone()))
-                .configure(http::configure)
-                .default_service(web::to(http::fallback::not_found)),
-        )
-        .await
+    ($state:expr) => {
+        atest::init_service(http::app($state.clone())).await
     };
 }
 
@@ -339,9 +325,9 @@ async fn fifty_identical_requests_within_the_cache_window_list_events_once() {
         0,
         "default-scheduler",
     ));
-    let caches = start(&api, dir.path()).await;
-    until_tracked(&caches, 1).await;
-    let app = app!(caches);
+    let state = start(&api, dir.path()).await;
+    until_tracked(&state, 1).await;
+    let app = app!(state);
     let uri = "/v1/scheduling/pod?namespace=clicks&name=queued&uid=uid-clicks-queued";
     let answers = futures::future::join_all((0..50).map(|_| async { get!(&app, uri) })).await;
     let first = &answers[0];
@@ -380,9 +366,9 @@ async fn events_are_bounded_and_a_failed_read_still_answers_with_the_pod() {
             "hami-scheduler",
         ));
     }
-    let caches = start(&api, dir.path()).await;
-    until_tracked(&caches, 2).await;
-    let app = app!(caches);
+    let state = start(&api, dir.path()).await;
+    until_tracked(&state, 2).await;
+    let app = app!(state);
 
     let (status, reply) = get!(
         &app,
@@ -413,9 +399,9 @@ async fn identity_errors_answer_upstream_codes_without_reading_events() {
     let api = TestApiServer::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     api.apply_pod(queued("dev", "queued"));
-    let caches = start(&api, dir.path()).await;
-    until_tracked(&caches, 1).await;
-    let app = app!(caches);
+    let state = start(&api, dir.path()).await;
+    until_tracked(&state, 1).await;
+    let app = app!(state);
     for (uri, code, reason) in [
         (
             "/v1/scheduling/pod?namespace=dev&name=queued",

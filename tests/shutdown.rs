@@ -1,12 +1,110 @@
-//! Graceful stop on SIGTERM: the listener stops accepting at once, a request already in flight
-//! still gets its whole answer, and the process exits 0 within `server.shutdown_timeout`.
+//! Graceful stop: the listener stops accepting at once, a request already in flight still
+//! gets its whole answer, and the server ends within `server.shutdown_timeout` — on SIGTERM
+//! for the process, and in process when `server::run`'s shutdown future resolves.
 
 mod support;
 
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use hami_webui_server::cluster::{snapshot_file, ClusterSource};
+use hami_webui_server::server::{self, Listeners};
+use support::app;
 use support::process::{request, wait_for, Launch, ServerProcess};
-use support::upstream::StalledServer;
+use support::upstream::{StalledServer, StubReply, StubServer};
+
+const DEMO: &str = include_str!("../examples/demo-cluster.json");
+
+/// `request` off the actix thread, which runs the caches the request needs.
+async fn request_async(
+    port: u16,
+    method: &'static str,
+    path: &'static str,
+    body: &'static [u8],
+) -> std::io::Result<support::process::Reply> {
+    let headers = [("Content-Type", "application/json")];
+    actix_rt::task::spawn_blocking(move || request(port, method, path, &headers, body))
+        .await
+        .expect("request thread")
+}
+
+#[actix_rt::test]
+async fn run_serves_until_its_shutdown_future_resolves_then_drains() {
+    // A pass-through query against a store that reads and never answers fails after
+    // prometheus.timeout (2 s): the in-flight request of this test.
+    let store = StubServer::start(StubReply::Stall);
+    let config = app::config(&format!(
+        "prometheus:\n  address: {}\n  timeout: 2s\nserver:\n  shutdown_timeout: 10s\nexporter:\n  interval: 1h\n",
+        store.url()
+    ));
+    let internal = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = internal.local_addr().expect("addr").port();
+    let export = snapshot_file::parse("demo-cluster.json", DEMO).expect("demo");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = actix_rt::spawn(server::run(
+        config,
+        ClusterSource::Snapshot(export),
+        Listeners {
+            internal,
+            public: None,
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = request_async(port, "GET", "/readyz", b"").await;
+        if ready.is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let listed = request_async(port, "POST", "/v1/gpus", b"{}")
+        .await
+        .expect("gpus");
+    assert_eq!(listed.status, 200, "{}", listed.text());
+
+    let in_flight = actix_rt::spawn(request_async(
+        port,
+        "POST",
+        "/v1/monitor/query/instant-vector",
+        br#"{"query":"up"}"#,
+    ));
+    // Stop once the query has reached the store, i.e. the request is inside its handler.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !store
+        .requests()
+        .iter()
+        .any(|r| String::from_utf8_lossy(&r.body).contains("query=up"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the query never reached the store"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stop_sent = Instant::now();
+    stop.send(()).expect("server running");
+
+    let reply = in_flight
+        .await
+        .expect("request task")
+        .expect("the in-flight request was answered, not cut");
+    assert_eq!(reply.status, 523, "{}", reply.text());
+    let ended = actix_rt::time::timeout(Duration::from_secs(12), serving)
+        .await
+        .expect("run returns within the shutdown timeout")
+        .expect("run task");
+    assert!(ended.is_ok(), "{ended:?}");
+    assert!(stop_sent.elapsed() < Duration::from_secs(12));
+    assert!(
+        request_async(port, "GET", "/livez", b"").await.is_err(),
+        "the listener still accepts after run returned"
+    );
+}
 
 #[test]
 fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use hami_webui_server::cluster::snapshot_file;
+use hami_webui_server::cluster::{start as start_caches, ClusterSource, SOURCES};
 use hami_webui_server::config::Config;
 use hami_webui_server::metrics::refresher::{Exposition, GetExposition, MetricsRefresher};
 use hami_webui_server::query_client::{QueryData, QueryError, QueryOutput, RunQuery, Sample};
 use hami_webui_server::readiness::{Readiness, ReadinessBoard};
-use hami_webui_server::server::{start_caches, ClusterSource, SOURCES};
 use hami_webui_server::synthetic::ClusterShape;
 use hami_webui_server::telemetry::SelfMetrics;
 

@@ -10,32 +10,31 @@ mod support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::test as atest;
-use actix_web::{web, App};
 use hami_webui_server::cluster::node_cache::{build_inventory, node_entry};
-use hami_webui_server::cluster::pod_cache::{build_tracked_snapshot, track_pod, GetSnapshot};
+use hami_webui_server::cluster::pod_cache::{build_tracked_snapshot, track_pod};
 use hami_webui_server::cluster::scheduling::SchedulingResources;
 use hami_webui_server::cluster::snapshot::ClusterSnapshot;
 use hami_webui_server::cluster::snapshot_file::ClusterExport;
+use hami_webui_server::cluster::ClusterSource;
 use hami_webui_server::config::Config;
 use hami_webui_server::http;
-use hami_webui_server::readiness::ReadinessBoard;
 use hami_webui_server::reply::containers::{
     container_detail, container_list, ContainerFilters, ContainerRequest,
 };
 use hami_webui_server::reply::workloads::{
     status_matches, workload_list, WorkloadFilters, WorkloadsReply, WorkloadsRequest,
 };
-use hami_webui_server::server::{start_caches, ClusterSource, SOURCES};
-use hami_webui_server::telemetry::SelfMetrics;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use hami_webui_server::http::AppState;
+use support::app;
 use support::fixtures;
 
 // ---------------------------------------------------------------------------------------
@@ -656,26 +655,16 @@ fn walking_every_page_of_5000_workloads_returns_each_exactly_once() {
 // The route
 // ---------------------------------------------------------------------------------------
 
-async fn running_caches(
-    export: ClusterExport,
-    config: &Config,
-    expected: usize,
-) -> hami_webui_server::server::Caches {
-    let metrics = SelfMetrics::new().expect("metrics");
-    let board = ReadinessBoard::new(&SOURCES, Duration::from_secs(300));
-    let caches = start_caches(config, &metrics, &board, ClusterSource::Snapshot(export)).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let snapshot = caches.pods.send(GetSnapshot).await.expect("pod cache");
-        if snapshot.scheduling.len() == expected && !snapshot.inventory.nodes.is_empty() {
-            return caches;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "caches did not publish the snapshot"
-        );
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn serving(export: ClusterExport, config: &Config, expected: usize) -> AppState {
+    let state = app::start(config.clone(), ClusterSource::Snapshot(export)).await;
+    app::until_snapshot(
+        &state,
+        Duration::from_secs(10),
+        "the cluster snapshot",
+        |s| s.scheduling.len() == expected && !s.inventory.nodes.is_empty(),
+    )
+    .await;
+    state
 }
 
 #[actix_rt::test]
@@ -688,15 +677,8 @@ async fn the_route_serves_the_snapshot_paged() {
         ..ClusterExport::default()
     };
     let config = config();
-    let caches = running_caches(export, &config, expected).await;
-    let app = atest::init_service(
-        App::new()
-            .app_data(web::Data::new(config.clone()))
-            .app_data(web::Data::new(caches.clone()))
-            .configure(http::configure)
-            .default_service(web::to(http::fallback::not_found)),
-    )
-    .await;
+    let state = serving(export, &config, expected).await;
+    let app = atest::init_service(http::app(state)).await;
     let body = json!({"filters": {"status": "pending", "nodeName": ""}, "page": 1, "pageSize": 3});
     let response = atest::call_service(
         &app,

@@ -1,11 +1,10 @@
 //! REST request decoding as kratos did it (`reply::request::decode_body`, `bind_query`,
 //! `into_request`) for every route's request message, on a query string and a body from
-//! the input (format: `hami_webui_server_fuzz::split_request`). Bad input is a `400 CODEC`
-//! error (`ApiError::Codec`), never a panic.
+//! the input (format: `hami_webui_server_fuzz::split_request`). Bad input is a `CodecError`
+//! (the `400 CODEC` answer, by type), never a panic.
 #![no_main]
 
-use hami_webui_server::error::ApiError;
-use hami_webui_server::http::monitor::{InstantRequest, RangeRequest};
+use hami_webui_server::reply::monitor::{InstantRequest, RangeRequest};
 use hami_webui_server::reply::cards::{GpuRequest, GpusRequest};
 use hami_webui_server::reply::containers::{ContainerRequest, ContainersRequest};
 use hami_webui_server::reply::nodes::{NodeRequest, NodesRequest};
@@ -20,8 +19,9 @@ fn decode_as<T: ProtoRequest>(body: &[u8], query: &str) {
         bind_query(T::SCHEMA, query, &mut message)?;
         into_request::<T>(message).map(drop)
     });
+    // Any error must render as a message (the reply's text).
     if let Err(error) = result {
-        assert!(matches!(error, ApiError::Codec(_)), "{error:?}");
+        let _ = error.to_string();
     }
 }
 

@@ -10,3 +10,140 @@ pub mod scheduling_events;
 pub mod snapshot;
 pub mod snapshot_file;
 pub mod watch;
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use kube::api::Api;
+
+use crate::catalog::{watcher as catalog_watch, DeviceCatalogWatcher, SubscribeCatalog};
+use crate::config::Config;
+use crate::readiness::ReadinessBoard;
+use crate::telemetry::SelfMetrics;
+use node_cache::NodeCache;
+use pod_cache::PodCache;
+use scheduling::SchedulingResources;
+use scheduling_events::SchedulingEvents;
+use snapshot_file::{ClusterExport, SnapshotObjects};
+
+/// Where the cluster state comes from.
+pub enum ClusterSource {
+    /// Watch the API server found by in-cluster config or kubeconfig.
+    Kubernetes,
+    /// Watch through a client built by the caller (tests build one from a kubeconfig file
+    /// without touching the process environment).
+    Client(kube::Client),
+    /// Serve objects given by the caller (tests); no Kubernetes contact at all.
+    Snapshot(ClusterExport),
+    /// Serve the file loaded at start (`--snapshot`); no Kubernetes contact at all.
+    SnapshotFile(SnapshotObjects),
+}
+
+/// The running cluster actors.
+#[derive(Clone)]
+pub struct Caches {
+    pub nodes: Addr<NodeCache>,
+    pub pods: Addr<PodCache>,
+    /// HAMi's device ConfigMap (`device_config`), watched from the same source.
+    pub catalog: Addr<DeviceCatalogWatcher>,
+    /// One pod's events for `GET /v1/scheduling/pod`, read per request from the same API
+    /// server and briefly cached.
+    pub events: Addr<SchedulingEvents>,
+}
+
+/// Readiness sources: one per watcher.
+pub const SOURCES: [&str; 2] = [node_cache::SOURCE, pod_cache::SOURCE];
+
+/// Starts the node and pod caches and the device catalog on the current actix system. With a
+/// Kubernetes source whose client cannot be built, the caches start empty and never sync (the
+/// catalog stays `loading`); the error is logged.
+pub async fn start(
+    config: &Config,
+    metrics: &SelfMetrics,
+    board: &Arc<ReadinessBoard>,
+    source: ClusterSource,
+) -> Caches {
+    let device_config = &config.device_config;
+    let mut catalog_source = (futures::StreamExt::boxed(futures::stream::pending()), None);
+    let mut events_client = None;
+    let (node_events, pod_events, node_api, pod_api) = match source {
+        ClusterSource::Snapshot(export) => {
+            catalog_source.0 = watch::replay(export.config_maps);
+            (
+                watch::replay(export.nodes),
+                watch::replay(export.pods),
+                None,
+                None,
+            )
+        }
+        ClusterSource::SnapshotFile(objects) => {
+            catalog_source.0 = watch::replay_json(objects.config_maps);
+            (
+                watch::replay_json(objects.nodes),
+                watch::replay_json(objects.pods),
+                None,
+                None,
+            )
+        }
+        ClusterSource::Kubernetes | ClusterSource::Client(_) => match client_for(source).await {
+            Ok(client) => {
+                events_client = Some(client.clone());
+                if catalog_watch::is_enabled(device_config) {
+                    let api = Api::namespaced(client.clone(), &device_config.namespace);
+                    catalog_source = (
+                        catalog_watch::live(api.clone(), &device_config.name),
+                        Some(api),
+                    );
+                }
+                let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+                let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::all(client);
+                (
+                    watch::live(nodes.clone()),
+                    watch::live(pods.clone()),
+                    Some(nodes),
+                    Some(pods),
+                )
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot reach Kubernetes; serving an empty cluster");
+                (
+                    futures::StreamExt::boxed(futures::stream::pending()),
+                    futures::StreamExt::boxed(futures::stream::pending()),
+                    None,
+                    None,
+                )
+            }
+        },
+    };
+    let catalog =
+        DeviceCatalogWatcher::new(device_config.clone(), catalog_source.0, catalog_source.1)
+            .start();
+    let pods = PodCache::new(metrics.clone(), Arc::clone(board), pod_events, pod_api)
+        .with_scheduling_resources(SchedulingResources::new(&config.scheduling.resource_names))
+        .start();
+    let events = SchedulingEvents::new(events_client).start();
+    let nodes = NodeCache::new(
+        config.node_selectors.clone(),
+        metrics.clone(),
+        Arc::clone(board),
+        node_events,
+        node_api,
+    )
+    .with_annotationless_pod_mode(config.ascend.annotationless_pod_mode)
+    .start();
+    nodes.do_send(node_cache::Subscribe(pods.clone().recipient()));
+    catalog.do_send(SubscribeCatalog(nodes.clone().recipient()));
+    Caches {
+        nodes,
+        pods,
+        catalog,
+        events,
+    }
+}
+
+async fn client_for(source: ClusterSource) -> Result<kube::Client, kubernetes::KubeClientError> {
+    match source {
+        ClusterSource::Client(client) => Ok(client),
+        _ => kubernetes::client().await,
+    }
+}

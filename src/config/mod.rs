@@ -7,18 +7,22 @@
 //! text), then [`Config::from_raw`] applies defaults and validates, naming the exact key of
 //! any bad value. Keys we do not know are collected, not rejected, so the caller can warn once.
 
+mod build;
 pub mod duration;
+mod file;
 pub mod selector;
+mod web;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use crate::device::{AnnotationlessPodMode, Vendor};
 
-use crate::config::duration::parse_go_duration;
-use crate::config::selector::parse_selector;
-use crate::device::Vendor;
+pub use file::RawConfig;
+pub use web::{
+    frame_ancestors_policy, normalize_base_path, parse_frame_ancestors_json, WebConfig, WebFlags,
+};
 
 /// The environment prefix; `HAMI_WEBUI__SERVER__HTTP__ADDR` overrides `server.http.addr`.
 pub const ENV_PREFIX: &str = "HAMI_WEBUI";
@@ -43,7 +47,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(key: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+    pub(crate) fn invalid(key: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         Self::Invalid {
             key: key.into(),
             reason: reason.to_string(),
@@ -189,13 +193,6 @@ pub struct DeviceConfigRef {
     pub key: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AnnotationlessPodMode {
-    Unknown,
-    Node,
-    Template,
-}
-
 #[derive(Debug, Clone)]
 pub struct AscendConfig {
     pub annotationless_pod_mode: AnnotationlessPodMode,
@@ -232,47 +229,6 @@ impl Default for MonitorConfig {
 /// Default of `monitor.max_query_length`: 16 KiB, far above the frontend's longest query.
 pub const DEFAULT_MAX_QUERY_LENGTH: usize = 16 << 10;
 
-/// The public listener's settings (`web.*`, overridden by upstream 2.0's flags through
-/// [`Config::with_web_flags`]).
-#[derive(Debug, Clone)]
-pub struct WebConfig {
-    /// Off: only the internal listener runs (e.g. beside a 1.x chart's own frontend).
-    pub enabled: bool,
-    /// As written, Go style: `:3000` means every interface; see [`WebConfig::bind_address`].
-    pub listen_address: String,
-    /// The built HAMi-WebUI frontend, with `index.html` at its root.
-    pub static_dir: PathBuf,
-    /// Whether `static_dir` was set by the operator. The default directory may be absent
-    /// (development runs, images without the frontend) and then the listener stays off
-    /// with a warning; a configured one must exist.
-    pub static_dir_explicit: bool,
-    /// Normalized external prefix, `/` or `/hami/` (leading and trailing slash).
-    pub base_path: String,
-    /// `Content-Security-Policy` value for the console page, when framing is restricted.
-    pub frame_ancestors: Option<String>,
-}
-
-impl WebConfig {
-    /// The address to bind: a Go-style empty host (`:3000`) becomes `0.0.0.0`.
-    pub fn bind_address(&self) -> String {
-        match self.listen_address.strip_prefix(':') {
-            Some(port) => format!("0.0.0.0:{port}"),
-            None => self.listen_address.clone(),
-        }
-    }
-}
-
-/// Upstream 2.0's web flags (and their `HAMI_WEBUI_*` environment variables); each one
-/// given replaces the matching `web.*` key.
-#[derive(Debug, Clone, Default)]
-pub struct WebFlags {
-    pub listen_address: Option<String>,
-    pub static_dir: Option<PathBuf>,
-    pub base_path: Option<String>,
-    /// JSON text: `null`, `[]` or an array of sources.
-    pub frame_ancestors_json: Option<String>,
-}
-
 /// The parsed `node_selectors`: which vendors' decoders run on which nodes.
 #[derive(Debug, Clone, Default)]
 pub struct NodeSelectors {
@@ -292,152 +248,6 @@ impl NodeSelectors {
             .map(|(_, s)| s)
     }
 }
-
-// ---------------------------------------------------------------------------------------
-// Raw, as merged by the `config` crate.
-
-/// The sources as written: every field optional, durations as text. Only this shape is
-/// deserialized by serde; meaning is given by [`Config::from_raw`].
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct RawConfig {
-    server: RawServer,
-    prometheus: RawPrometheus,
-    exporter: RawExporter,
-    node_selectors: BTreeMap<String, Option<String>>,
-    scheduling: RawScheduling,
-    device_config: RawDeviceConfig,
-    ascend: RawAscend,
-    kubernetes: RawKubernetes,
-    web: RawWeb,
-    monitor: RawMonitor,
-    /// Keys of an unmerged upstream pull request that appear in some published files;
-    /// accepted and ignored so those files load without a warning.
-    exporter_concurrency_limit: Option<serde::de::IgnoredAny>,
-    metrics_generate_interval: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawServer {
-    http: RawListener,
-    grpc: Option<RawListener>,
-    timezone: Option<String>,
-    shutdown_timeout: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawListener {
-    network: Option<String>,
-    addr: Option<String>,
-    timeout: Option<String>,
-    client_request_timeout: Option<String>,
-    keep_alive: Option<String>,
-    reply_cache_ttl: Option<String>,
-    max_connections: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawPrometheus {
-    address: Option<String>,
-    timeout: Option<String>,
-    lookup_timeout: Option<String>,
-    auth: Option<String>,
-    tls: RawTls,
-    authorization: RawAuthorization,
-    basic_auth: RawBasicAuth,
-    max_concurrency: Option<i64>,
-    max_queue: Option<i64>,
-    max_response_bytes: Option<i64>,
-    path_prefix: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawTls {
-    ca_file: Option<String>,
-    cert_file: Option<String>,
-    key_file: Option<String>,
-    server_name: Option<String>,
-    insecure_skip_verify: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawAuthorization {
-    #[serde(rename = "type")]
-    scheme: Option<String>,
-    credentials_file: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawBasicAuth {
-    username_file: Option<String>,
-    password_file: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawExporter {
-    interval: Option<String>,
-    timeout: Option<String>,
-    stale_cycles: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawScheduling {
-    resource_names: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawDeviceConfig {
-    enabled: Option<bool>,
-    namespace: Option<String>,
-    name: Option<String>,
-    key: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawAscend {
-    annotationless_pod_mode: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawKubernetes {
-    unready_after: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawWeb {
-    enabled: Option<bool>,
-    listen_address: Option<String>,
-    static_dir: Option<String>,
-    base_path: Option<String>,
-    /// `null`/absent: no policy; `[]`: no framing; a list: these sources.
-    frame_ancestors: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawMonitor {
-    allowed_metric_prefixes: Option<Vec<String>>,
-    max_query_length: Option<i64>,
-}
-
-/// Keys of an unmerged upstream pull request found in some published config files;
-/// accepted silently.
-const LEGACY_IGNORED: [&str; 2] = ["exporter_concurrency_limit", "metrics_generate_interval"];
-
-/// Upstream 2.0 caps `scheduling.resource_names` at this many entries.
-const MAX_RESOURCE_NAMES: usize = 64;
 
 impl Config {
     /// Loads `path` (YAML) with the process environment's overrides.
@@ -478,7 +288,10 @@ impl Config {
         let mut unknown = Vec::new();
         let raw: RawConfig = serde_ignored::deserialize(merged, |key| {
             let key = key.to_string();
-            if !LEGACY_IGNORED.iter().any(|legacy| key.starts_with(legacy)) {
+            if !file::LEGACY_IGNORED
+                .iter()
+                .any(|legacy| key.starts_with(legacy))
+            {
                 unknown.push(key);
             }
         })
@@ -487,412 +300,6 @@ impl Config {
         config.unknown_keys = unknown;
         Ok(config)
     }
-
-    /// Applies defaults and validates; every error names its key.
-    pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
-        let duration = |key: &str, value: Option<String>, default: Duration| match value {
-            None => Ok(default),
-            Some(text) if text.trim().is_empty() => Ok(default),
-            Some(text) => parse_go_duration(text.trim()).map_err(|e| ConfigError::invalid(key, e)),
-        };
-        // Go treats an unset or non-positive exporter duration as "use the default".
-        let positive = |key: &str, value: Option<String>, default: Duration| {
-            duration(key, value, default).map(|d| if d.is_zero() { default } else { d })
-        };
-        let count = |key: &str, value: Option<i64>, default: usize, min: i64| match value {
-            None => Ok(default),
-            Some(n) if n >= min => usize::try_from(n).map_err(|e| ConfigError::invalid(key, e)),
-            Some(n) => Err(ConfigError::invalid(
-                key,
-                format!("must be at least {min}, got {n}"),
-            )),
-        };
-
-        let addr = non_empty(raw.server.http.addr).unwrap_or_else(|| "0.0.0.0:8000".into());
-        validate_listen_addr("server.http.addr", &addr)?;
-        if let Some(network) = non_empty(raw.server.http.network) {
-            if !network.starts_with("tcp") {
-                return Err(ConfigError::invalid(
-                    "server.http.network",
-                    format!("unsupported network {network:?} (only tcp)"),
-                ));
-            }
-        }
-        let server = ServerConfig {
-            http: HttpConfig {
-                addr,
-                timeout: positive(
-                    "server.http.timeout",
-                    raw.server.http.timeout,
-                    Duration::from_secs(60),
-                )?,
-                limits: ConnectionLimits {
-                    client_request_timeout: positive(
-                        "server.http.client_request_timeout",
-                        raw.server.http.client_request_timeout,
-                        Duration::from_secs(5),
-                    )?,
-                    keep_alive: positive(
-                        "server.http.keep_alive",
-                        raw.server.http.keep_alive,
-                        Duration::from_secs(75),
-                    )?,
-                    max_connections: count(
-                        "server.http.max_connections",
-                        raw.server.http.max_connections,
-                        10_000,
-                        1,
-                    )?,
-                },
-                reply_cache_ttl: duration(
-                    "server.http.reply_cache_ttl",
-                    raw.server.http.reply_cache_ttl,
-                    Duration::from_secs(2),
-                )?,
-            },
-            grpc_configured: raw.server.grpc.is_some(),
-            timezone: match non_empty(raw.server.timezone) {
-                None => jiff::tz::TimeZone::system(),
-                Some(name) => jiff::tz::TimeZone::get(&name).map_err(|_| {
-                    ConfigError::invalid("server.timezone", format!("unknown time zone {name:?}"))
-                })?,
-            },
-            shutdown_timeout: duration(
-                "server.shutdown_timeout",
-                raw.server.shutdown_timeout,
-                Duration::from_secs(25),
-            )?,
-        };
-
-        let p = raw.prometheus;
-        let address = non_empty(p.address).unwrap_or_else(|| "http://localhost:9090".into());
-        validate_upstream_url("prometheus.address", &address)?;
-        let authorization = match non_empty(p.authorization.credentials_file) {
-            Some(file) => Some(AuthorizationConfig {
-                scheme: non_empty(p.authorization.scheme).unwrap_or_else(|| "Bearer".into()),
-                credentials_file: PathBuf::from(file),
-            }),
-            None if p.authorization.scheme.is_some() => {
-                return Err(ConfigError::invalid(
-                    "prometheus.authorization.credentials_file",
-                    "required when prometheus.authorization.type is set",
-                ))
-            }
-            None => None,
-        };
-        let basic_auth = match (
-            non_empty(p.basic_auth.username_file),
-            non_empty(p.basic_auth.password_file),
-        ) {
-            (Some(u), Some(pw)) => Some(BasicAuthConfig {
-                username_file: PathBuf::from(u),
-                password_file: PathBuf::from(pw),
-            }),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::invalid(
-                    "prometheus.basic_auth.password_file",
-                    "required with username_file",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::invalid(
-                    "prometheus.basic_auth.username_file",
-                    "required with password_file",
-                ))
-            }
-        };
-        if authorization.is_some() && basic_auth.is_some() {
-            return Err(ConfigError::invalid(
-                "prometheus.basic_auth",
-                "cannot be combined with prometheus.authorization",
-            ));
-        }
-        let tls = TlsConfig {
-            ca_file: non_empty(p.tls.ca_file).map(PathBuf::from),
-            cert_file: non_empty(p.tls.cert_file).map(PathBuf::from),
-            key_file: non_empty(p.tls.key_file).map(PathBuf::from),
-            server_name: non_empty(p.tls.server_name),
-            insecure_skip_verify: p.tls.insecure_skip_verify.unwrap_or(false),
-        };
-        if tls.cert_file.is_some() != tls.key_file.is_some() {
-            return Err(ConfigError::invalid(
-                "prometheus.tls.key_file",
-                "cert_file and key_file go together",
-            ));
-        }
-        let path_prefix = non_empty(p.path_prefix).unwrap_or_default();
-        if !path_prefix.is_empty() && !path_prefix.starts_with('/') {
-            return Err(ConfigError::invalid(
-                "prometheus.path_prefix",
-                format!("must start with '/', got {path_prefix:?}"),
-            ));
-        }
-        let prometheus = PrometheusConfig {
-            address,
-            timeout: positive("prometheus.timeout", p.timeout, Duration::from_secs(60))?,
-            lookup_timeout: positive(
-                "prometheus.lookup_timeout",
-                p.lookup_timeout,
-                Duration::from_secs(5),
-            )?,
-            auth: p.auth.filter(|a| !a.is_empty()),
-            tls,
-            authorization,
-            basic_auth,
-            max_concurrency: count("prometheus.max_concurrency", p.max_concurrency, 8, 1)?,
-            max_queue: count("prometheus.max_queue", p.max_queue, 256, 0)?,
-            max_response_bytes: count(
-                "prometheus.max_response_bytes",
-                p.max_response_bytes,
-                64 << 20,
-                1024,
-            )?,
-            path_prefix: path_prefix.trim_end_matches('/').to_string(),
-        };
-
-        let exporter = ExporterConfig {
-            interval: positive(
-                "exporter.interval",
-                raw.exporter.interval,
-                Duration::from_secs(30),
-            )?,
-            timeout: positive(
-                "exporter.timeout",
-                raw.exporter.timeout,
-                Duration::from_secs(60),
-            )?,
-            stale_cycles: u32::try_from(count(
-                "exporter.stale_cycles",
-                raw.exporter.stale_cycles,
-                3,
-                0,
-            )?)
-            .map_err(|e| ConfigError::invalid("exporter.stale_cycles", e))?,
-        };
-
-        let node_selectors = node_selectors(raw.node_selectors)?;
-
-        let resource_names: Vec<String> = raw
-            .scheduling
-            .resource_names
-            .unwrap_or_default()
-            .into_iter()
-            .map(|n| n.trim().to_string())
-            .filter(|n| !n.is_empty())
-            .collect();
-        if resource_names.len() > MAX_RESOURCE_NAMES {
-            return Err(ConfigError::invalid(
-                "scheduling.resource_names",
-                format!(
-                    "at most {MAX_RESOURCE_NAMES} names, got {}",
-                    resource_names.len()
-                ),
-            ));
-        }
-
-        let dc = raw.device_config;
-        let device_config = DeviceConfigRef {
-            enabled: dc.enabled.unwrap_or(true),
-            namespace: non_empty(dc.namespace).unwrap_or_else(|| "kube-system".into()),
-            name: non_empty(dc.name).unwrap_or_else(|| "hami-scheduler-device".into()),
-            key: non_empty(dc.key).unwrap_or_else(|| "device-config.yaml".into()),
-        };
-
-        let annotationless_pod_mode = match non_empty(raw.ascend.annotationless_pod_mode)
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("unknown") => AnnotationlessPodMode::Unknown,
-            Some("node") => AnnotationlessPodMode::Node,
-            Some("template") => AnnotationlessPodMode::Template,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "ascend.annotationless_pod_mode",
-                    format!("invalid value {other:?} (want unknown, node or template)"),
-                ))
-            }
-        };
-
-        let web = web_config(raw.web)?;
-        let monitor = MonitorConfig {
-            allowed_metric_prefixes: metric_prefixes(raw.monitor.allowed_metric_prefixes)?,
-            max_query_length: count(
-                "monitor.max_query_length",
-                raw.monitor.max_query_length,
-                DEFAULT_MAX_QUERY_LENGTH,
-                1,
-            )?,
-        };
-
-        Ok(Config {
-            server,
-            prometheus,
-            exporter,
-            node_selectors,
-            scheduling: SchedulingConfig { resource_names },
-            device_config,
-            ascend: AscendConfig {
-                annotationless_pod_mode,
-            },
-            kubernetes: KubernetesConfig {
-                unready_after: positive(
-                    "kubernetes.unready_after",
-                    raw.kubernetes.unready_after,
-                    Duration::from_secs(300),
-                )?,
-            },
-            web,
-            monitor,
-            unknown_keys: Vec::new(),
-        })
-    }
-
-    /// Applies the web flags over the file's `web.*` keys; errors name the flag.
-    pub fn with_web_flags(mut self, flags: &WebFlags) -> Result<Config, ConfigError> {
-        let web = &mut self.web;
-        if let Some(addr) = &flags.listen_address {
-            validate_listen_addr("--listen-address", addr)?;
-            web.listen_address = addr.clone();
-        }
-        if let Some(dir) = &flags.static_dir {
-            if dir.as_os_str().is_empty() {
-                return Err(ConfigError::invalid("--static-dir", "must not be empty"));
-            }
-            web.static_dir = dir.clone();
-            web.static_dir_explicit = true;
-        }
-        if let Some(base) = &flags.base_path {
-            web.base_path = crate::http::public::base_path::normalize(base)
-                .map_err(|e| ConfigError::invalid("--base-path", e))?;
-        }
-        if let Some(json) = &flags.frame_ancestors_json {
-            let sources = crate::http::public::csp::parse_json(json)
-                .map_err(|e| ConfigError::invalid("--frame-ancestors-json", e))?;
-            web.frame_ancestors = crate::http::public::csp::policy(sources.as_deref())
-                .map_err(|e| ConfigError::invalid("--frame-ancestors-json", e))?;
-        }
-        Ok(self)
-    }
-}
-
-/// Upstream 2.0's web entry defaults: `:3000`, `/apps/public`, base `/`, no framing policy.
-fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
-    let listen_address = non_empty(raw.listen_address).unwrap_or_else(|| ":3000".into());
-    validate_listen_addr("web.listen_address", &listen_address)?;
-    let static_dir = non_empty(raw.static_dir).map(PathBuf::from);
-    let base_path =
-        crate::http::public::base_path::normalize(raw.base_path.as_deref().unwrap_or("/"))
-            .map_err(|e| ConfigError::invalid("web.base_path", e))?;
-    let frame_ancestors = crate::http::public::csp::policy(raw.frame_ancestors.as_deref())
-        .map_err(|e| ConfigError::invalid("web.frame_ancestors", e))?;
-    Ok(WebConfig {
-        enabled: raw.enabled.unwrap_or(true),
-        listen_address,
-        static_dir_explicit: static_dir.is_some(),
-        static_dir: static_dir.unwrap_or_else(|| PathBuf::from("/apps/public")),
-        base_path,
-        frame_ancestors,
-    })
-}
-
-/// `monitor.allowed_metric_prefixes`: trimmed, blanks dropped, each a metric-name prefix
-/// (`[a-zA-Z_:][a-zA-Z0-9_:]*`), so that matching a prefix means what it says.
-fn metric_prefixes(raw: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
-    let mut prefixes = Vec::new();
-    for prefix in raw.unwrap_or_default() {
-        let prefix = prefix.trim();
-        if prefix.is_empty() {
-            continue;
-        }
-        let valid = prefix.char_indices().all(|(i, c)| {
-            c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
-        });
-        if !valid {
-            return Err(ConfigError::invalid(
-                "monitor.allowed_metric_prefixes",
-                format!("{prefix:?} is not a metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)"),
-            ));
-        }
-        prefixes.push(prefix.to_string());
-    }
-    Ok(prefixes)
-}
-
-fn non_empty(value: Option<String>) -> Option<String> {
-    value
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-}
-
-/// Builds the per-vendor selectors. Go semantics for the vendors it knew: a missing key or
-/// an empty value selects every node. Upstream 2.0 gave HCU and AMD defaults. Vendors the
-/// Go backend never knew get a selector only when the file names them; otherwise they are
-/// detected from their own annotations, so that enabling them adds no empty nodes to lists.
-fn node_selectors(raw: BTreeMap<String, Option<String>>) -> Result<NodeSelectors, ConfigError> {
-    let mut configured: BTreeMap<Vendor, String> = BTreeMap::new();
-    for (key, value) in raw {
-        let vendor = Vendor::from_provider(&key).ok_or_else(|| {
-            ConfigError::invalid(
-                format!("node_selectors.{key}"),
-                format!(
-                    "unknown vendor {key:?} (known: {})",
-                    Vendor::ALL.map(Vendor::provider).join(", ")
-                ),
-            )
-        })?;
-        configured.insert(vendor, value.unwrap_or_default());
-    }
-    let mut selectors = NodeSelectors::default();
-    for vendor in Vendor::ALL {
-        let text = match configured.remove(&vendor) {
-            Some(text) => text,
-            None if vendor.known_to_go_backend() => vendor
-                .default_node_selector()
-                .map(str::to_string)
-                .unwrap_or_default(),
-            None => continue,
-        };
-        let selector = parse_selector(&text).map_err(|e| {
-            ConfigError::invalid(format!("node_selectors.{}", vendor.provider()), e)
-        })?;
-        selectors.by_vendor.push((vendor, selector));
-        selectors.text.insert(vendor, text);
-    }
-    Ok(selectors)
-}
-
-fn validate_listen_addr(key: &str, addr: &str) -> Result<(), ConfigError> {
-    let (host, port) = addr.rsplit_once(':').ok_or_else(|| {
-        ConfigError::invalid(key, format!("invalid address {addr:?} (want host:port)"))
-    })?;
-    port.parse::<u16>()
-        .map_err(|_| ConfigError::invalid(key, format!("invalid port in {addr:?}")))?;
-    if host.contains(char::is_whitespace) {
-        return Err(ConfigError::invalid(
-            key,
-            format!("invalid host in {addr:?}"),
-        ));
-    }
-    Ok(())
-}
-
-fn validate_upstream_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| {
-            ConfigError::invalid(
-                key,
-                format!("invalid URL {url:?} (want http:// or https://)"),
-            )
-        })?;
-    let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() || url.contains(char::is_whitespace) {
-        return Err(ConfigError::invalid(key, format!("invalid URL {url:?}")));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

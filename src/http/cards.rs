@@ -4,12 +4,12 @@
 use actix_web::HttpResponse;
 
 use crate::error::ApiError;
-use crate::reply::cache::Freshness;
+use crate::http::context::RestContext;
+use crate::http::extract::{ProtoBody, ProtoQuery};
+use crate::http::reply_cache::Freshness;
 use crate::reply::cards::{
     gpu_detail, gpu_list, gpu_types, DeviceCapacity, GpuRequest, GpusRequest,
 };
-use crate::reply::context::RestContext;
-use crate::reply::request::{ProtoBody, ProtoQuery};
 use crate::reply::upstream::{DEVICE_CORE_QUERY, DEVICE_LABEL, DEVICE_MEMORY_QUERY};
 
 /// `POST /v1/gpus`: both capacity queries are awaited together, and the reply is shared by

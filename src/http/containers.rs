@@ -4,12 +4,12 @@
 use actix_web::HttpResponse;
 
 use crate::error::ApiError;
-use crate::reply::cache::Freshness;
+use crate::http::context::RestContext;
+use crate::http::extract::{ProtoBody, ProtoQuery};
+use crate::http::reply_cache::Freshness;
 use crate::reply::containers::{
     container_detail, container_list, ContainerRequest, ContainersRequest,
 };
-use crate::reply::context::RestContext;
-use crate::reply::request::{ProtoBody, ProtoQuery};
 
 /// `POST /v1/containers`: `pageSize` and `resourceGroup` are accepted and ignored (the
 /// frontend pages locally). One build per snapshot and distinct request.
@@ -19,7 +19,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     ctx.within_deadline(async {
         let snapshot = ctx.snapshot().await?;
-        let build = || async { Ok(container_list(&snapshot, &request.filters, &ctx.zone)) };
+        let build = || async { Ok(container_list(&snapshot, &request.filters, ctx.zone())) };
         ctx.cached_json(
             "/v1/containers",
             &request,
@@ -39,7 +39,7 @@ pub async fn detail(
 ) -> Result<HttpResponse, ApiError> {
     ctx.within_deadline(async {
         let snapshot = ctx.snapshot().await?;
-        Ok(HttpResponse::Ok().json(container_detail(&snapshot, &request, &ctx.zone)))
+        Ok(HttpResponse::Ok().json(container_detail(&snapshot, &request, ctx.zone())))
     })
     .await
 }

@@ -8,7 +8,8 @@
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
-use crate::readiness::{Readiness, ReadinessBoard};
+use crate::http::AppState;
+use crate::readiness::Readiness;
 
 pub async fn livez() -> HttpResponse {
     HttpResponse::Ok()
@@ -22,8 +23,8 @@ struct NotReady<'a> {
     waiting_for: &'a [&'static str],
 }
 
-pub async fn readyz(board: web::Data<ReadinessBoard>) -> HttpResponse {
-    match board.check() {
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.board.check() {
         Readiness::Ready => HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")
             .body("ok"),

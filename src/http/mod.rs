@@ -1,13 +1,25 @@
-//! The HTTP layer: every route of the internal listener, mounted by [`configure`] so that
-//! `main` and the tests serve exactly the same application.
+//! The HTTP layer: every route of the internal listener, and [`app`], the one way to build the
+//! application from an [`AppState`] — used by the server, by the public listener (which
+//! mounts the same routes under `/api/vgpu`) and by every test.
 //!
-//! Handlers hold no state: they take shared handles (`web::Data`) to the readiness board,
-//! the self-metrics and, in later parts, the actors' addresses; ask; and shape the reply.
-//! Errors go through [`crate::error::ApiError`] and nowhere else.
+//! Handlers hold no state: they take the [`AppState`] (through [`context::RestContext`] or
+//! directly), ask an actor, call a pure builder of [`crate::reply`], and serialize. Errors go
+//! through [`crate::error::ApiError`] and nowhere else.
+//!
+//! - [`state`]: the application state; [`context`]: the REST handlers' extractor over it;
+//!   [`extract`]: request messages; [`encoding`]: gzip negotiation and large bodies;
+//!   [`reply_cache`]: kept list replies.
+//! - One file per group of routes: [`cards`], [`nodes`], [`containers`], [`summary`],
+//!   [`workloads`], [`scheduling`], [`monitor`], [`device_config`], [`metrics`],
+//!   [`health`], [`openapi`]; [`fallback`] answers what no route takes.
+//! - [`logging`]: one log line per request; [`public`]: the public listener and console.
 
 pub mod cards;
 pub mod containers;
+pub mod context;
 pub mod device_config;
+pub mod encoding;
+pub mod extract;
 pub mod fallback;
 pub mod health;
 pub mod logging;
@@ -16,24 +28,45 @@ pub mod monitor;
 pub mod nodes;
 pub mod openapi;
 pub mod public;
+pub mod reply_cache;
 pub mod scheduling;
+pub mod state;
 pub mod summary;
 pub mod workloads;
 
-use actix_web::web;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{web, App};
+use tracing_actix_web::TracingLogger;
 
-use crate::error::ApiError;
+pub use state::AppState;
 
 /// Largest request body any route accepts (1 MiB); larger ones get 413 with the JSON body.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// Mounts every route and the request decoding rules. The `App` must also carry
-/// `fallback::not_found` as its default service, which `configure` cannot set.
+/// The internal listener's application (port 8000): every route of [`configure`], request
+/// logging, and the JSON 404 for anything else.
+pub fn app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(state))
+        .wrap(TracingLogger::<logging::RequestLog>::new())
+        .configure(configure)
+        .default_service(web::to(fallback::not_found))
+}
+
+/// Mounts every route. The public listener mounts the same table below `/api/vgpu`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(json_config())
-        .app_data(query_config())
-        .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-        .service(fallback::resource("/livez").route(web::get().to(health::livez)))
+    cfg.service(fallback::resource("/livez").route(web::get().to(health::livez)))
         .service(web::resource("/readyz").to(health::readyz))
         .service(web::resource("/metrics").to(metrics::metrics));
     // REST routes of the frontend (cards, nodes, containers, summary) are registered here.
@@ -60,31 +93,4 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         fallback::resource("/v1/monitor/query/range-vector")
             .route(web::post().to(monitor::range_vector)),
     );
-}
-
-/// JSON bodies: size limit and decode failures mapped to the contract's errors. The
-/// content type is checked by the handlers' own extractor (kratos answers `CODEC` for a
-/// missing or foreign one).
-fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(MAX_BODY_BYTES)
-        .error_handler(|err, _req| {
-            use actix_web::error::JsonPayloadError;
-            match err {
-                JsonPayloadError::Overflow { limit }
-                | JsonPayloadError::OverflowKnownLength { limit, .. } => {
-                    ApiError::PayloadTooLarge { limit }.into()
-                }
-                JsonPayloadError::ContentType => {
-                    ApiError::Codec("unregister Content-Type: expected application/json".into())
-                        .into()
-                }
-                other => ApiError::Codec(format!("body unmarshal {other}")).into(),
-            }
-        })
-}
-
-fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default()
-        .error_handler(|err, _req| ApiError::Codec(format!("query unmarshal {err}")).into())
 }

@@ -4,10 +4,10 @@
 use actix_web::HttpResponse;
 
 use crate::error::ApiError;
-use crate::reply::cache::Freshness;
-use crate::reply::context::RestContext;
+use crate::http::context::RestContext;
+use crate::http::extract::{ProtoBody, ProtoQuery};
+use crate::http::reply_cache::Freshness;
 use crate::reply::nodes::{node_detail, node_list, NodeCapacity, NodeRequest, NodesRequest};
-use crate::reply::request::{ProtoBody, ProtoQuery};
 use crate::reply::upstream::{NODE_CORE_QUERY, NODE_LABEL, NODE_MEMORY_QUERY};
 
 /// `POST /v1/nodes`: both capacity queries are awaited together, and the reply is shared by
@@ -24,7 +24,12 @@ pub async fn list(
                 ctx.gauge(NODE_MEMORY_QUERY, NODE_LABEL),
             );
             let capacity = NodeCapacity { core, memory };
-            Ok(node_list(&snapshot, &request.filters, &capacity, &ctx.zone))
+            Ok(node_list(
+                &snapshot,
+                &request.filters,
+                &capacity,
+                ctx.zone(),
+            ))
         };
         ctx.cached_json(
             "/v1/nodes",
@@ -46,9 +51,9 @@ pub async fn detail(
 ) -> Result<HttpResponse, ApiError> {
     ctx.within_deadline(async {
         let snapshot = ctx.snapshot().await?;
-        node_detail(&snapshot, &request.uid, &ctx.zone)
+        node_detail(&snapshot, &request.uid, ctx.zone())
             .map(|reply| HttpResponse::Ok().json(reply))
-            .ok_or_else(|| ApiError::Plain("node not found".into()))
+            .ok_or(ApiError::NodeNotFound)
     })
     .await
 }

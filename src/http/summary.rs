@@ -5,8 +5,8 @@
 use actix_web::HttpResponse;
 
 use crate::error::ApiError;
-use crate::reply::context::RestContext;
-use crate::reply::request::ProtoBody;
+use crate::http::context::RestContext;
+use crate::http::extract::ProtoBody;
 use crate::reply::summary::{device_summary, usage_overview, SummaryRequest, UsageFilter};
 
 /// `POST /v1/summary`.

@@ -4,9 +4,9 @@
 use actix_web::HttpResponse;
 
 use crate::error::ApiError;
-use crate::reply::cache::Freshness;
-use crate::reply::context::RestContext;
-use crate::reply::request::ProtoBody;
+use crate::http::context::RestContext;
+use crate::http::extract::ProtoBody;
+use crate::http::reply_cache::Freshness;
 use crate::reply::workloads::{workload_list, WorkloadsRequest};
 
 /// One build per snapshot and distinct request (filters and page): browsers paging the same
@@ -17,7 +17,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     ctx.within_deadline(async {
         let snapshot = ctx.snapshot().await?;
-        let build = || async { Ok(workload_list(&snapshot, &request, &ctx.zone)) };
+        let build = || async { Ok(workload_list(&snapshot, &request, ctx.zone())) };
         ctx.cached_json(
             "/v1/workloads",
             &request,

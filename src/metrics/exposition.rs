@@ -6,7 +6,10 @@
 //! wording. Rendering is done once per published cycle, never per scrape.
 
 use std::cmp::Ordering;
+use std::io::Write as _;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use super::labels::LabelSet;
 
@@ -353,6 +356,18 @@ fn significant_digits(text: &str) -> usize {
         .filter(u8::is_ascii_digit)
         .skip_while(|&b| b == b'0')
         .count()
+}
+
+/// Gzip at the fast level: what a cycle compresses once instead of once per scrape, and what
+/// the kept REST replies are sent as.
+pub fn gzip(data: &[u8]) -> Bytes {
+    // The fast level: at 10,000 GPUs the text is ~100 MB and the default level costs seconds
+    // of CPU per cycle for a few percent of size.
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    if encoder.write_all(data).is_err() {
+        return Bytes::new();
+    }
+    encoder.finish().map(Bytes::from).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -531,17 +531,6 @@ async fn run_cycle(
     })
 }
 
-/// Gzip of a published exposition; compressing once per cycle instead of once per scrape.
-pub fn gzip(data: &[u8]) -> Bytes {
-    // The fast level: at 10,000 GPUs the text is ~100 MB and the default level costs seconds
-    // of CPU per cycle for a few percent of size.
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    if encoder.write_all(data).is_err() {
-        return Bytes::new();
-    }
-    encoder.finish().map(Bytes::from).unwrap_or_default()
-}
-
 impl Actor for MetricsRefresher {
     type Context = Context<Self>;
 

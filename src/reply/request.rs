@@ -8,21 +8,13 @@
 //! request struct, which therefore cannot fail on shape. The query string is bound after the
 //! body and wins, as in kratos (`filters.nodeName=x` reaches a nested field).
 //!
-//! [`ProtoBody`] (POST routes: Content-Type check, body, query) and [`ProtoQuery`] (GET
-//! routes: query only) are the actix extractors built on [`decode_body`] and [`bind_query`].
+//! The actix extractors built on [`decode_body`] and [`bind_query`] are in
+//! `crate::http::extract`; nothing here knows about HTTP beyond the bytes it is given.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 
-use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpRequest};
-use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-
-use crate::error::ApiError;
-use crate::http::MAX_BODY_BYTES;
 
 /// What a proto field holds; only the kinds the frontend's requests use.
 #[derive(Debug, Clone, Copy)]
@@ -70,23 +62,40 @@ pub const fn string(proto: &'static str, json: &'static str) -> FieldSchema {
     }
 }
 
-fn codec(message: String) -> ApiError {
-    ApiError::Codec(message)
+/// Why a request message could not be decoded: kratos' `CODEC` error, worded as its
+/// decoders worded it so that scripts written against the Go backend read the same text.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The body is not JSON.
+    #[error("body unmarshal proto: syntax error: {0}")]
+    Syntax(#[source] serde_json::Error),
+    /// The body is not an object, or a field has the wrong type or is given twice.
+    #[error("body unmarshal proto: {0}")]
+    Field(String),
+    /// The query string is not a list of `key=value` pairs.
+    #[error("query unmarshal Query deserialize error: {0}")]
+    Query(#[source] serde_urlencoded::de::Error),
+    /// A query key is repeated, names a path through a non-message field, or its value
+    /// does not parse as the field's type.
+    #[error("{0}")]
+    QueryField(String),
+    /// The `Content-Type` does not select the JSON codec.
+    #[error("unregister Content-Type: {0}")]
+    ContentType(String),
+    /// The body could not be read to its end, or does not fit the message.
+    #[error("body unmarshal {0}")]
+    Body(String),
 }
 
 /// Normalizes a JSON body against `schema`. An empty body is an empty message.
-pub fn decode_body(schema: &MessageSchema, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub fn decode_body(schema: &MessageSchema, body: &[u8]) -> Result<Map<String, Value>, CodecError> {
     if body.is_empty() {
         return Ok(Map::new());
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| codec(format!("body unmarshal proto: syntax error: {e}")))?;
+    let value: Value = serde_json::from_slice(body).map_err(CodecError::Syntax)?;
     match value {
-        Value::Object(object) => normalize(schema, object)
-            .map_err(|problem| codec(format!("body unmarshal proto: {problem}"))),
-        other => Err(codec(format!(
-            "body unmarshal proto: unexpected token {other}"
-        ))),
+        Value::Object(object) => normalize(schema, object).map_err(CodecError::Field),
+        other => Err(CodecError::Field(format!("unexpected token {other}"))),
     }
 }
 
@@ -153,13 +162,12 @@ pub fn bind_query(
     schema: &'static MessageSchema,
     query: &str,
     message: &mut Map<String, Value>,
-) -> Result<(), ApiError> {
+) -> Result<(), CodecError> {
     if query.is_empty() {
         return Ok(());
     }
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-        .map_err(|e| codec(format!("query unmarshal {e}")))?
-        .into_inner();
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(CodecError::Query)?;
     let mut grouped: Vec<(String, Vec<String>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for (key, value) in pairs {
@@ -182,7 +190,7 @@ fn bind_one(
     key: &str,
     values: &[String],
     message: &mut Map<String, Value>,
-) -> Result<(), ApiError> {
+) -> Result<(), CodecError> {
     let segments: Vec<&str> = key.split('.').collect();
     let mut current = schema;
     let mut path: Vec<&'static FieldSchema> = Vec::new();
@@ -194,7 +202,11 @@ fn bind_one(
         if i + 1 < segments.len() {
             match field.kind {
                 FieldKind::Message(inner) => current = inner,
-                _ => return Err(codec(format!("invalid path: {segment:?} is not a message"))),
+                _ => {
+                    return Err(CodecError::QueryField(format!(
+                        "invalid path: {segment:?} is not a message"
+                    )))
+                }
             }
         }
     }
@@ -202,7 +214,7 @@ fn bind_one(
         return Ok(());
     };
     if values.len() > 1 {
-        return Err(codec(format!(
+        return Err(CodecError::QueryField(format!(
             "too many values for field {:?}: {}",
             last.proto,
             values.join(", ")
@@ -214,12 +226,11 @@ fn bind_one(
     }
     let value = match last.kind {
         FieldKind::String => Value::String(raw.to_string()),
-        FieldKind::Int32 => Value::from(
-            raw.parse::<i32>()
-                .map_err(|e| codec(format!("parsing field {:?}: {raw:?}: {e}", last.proto)))?,
-        ),
+        FieldKind::Int32 => Value::from(raw.parse::<i32>().map_err(|e| {
+            CodecError::QueryField(format!("parsing field {:?}: {raw:?}: {e}", last.proto))
+        })?),
         FieldKind::Message(_) => {
-            return Err(codec(format!(
+            return Err(CodecError::QueryField(format!(
                 "field {:?} is a message, not a value",
                 last.proto
             )))
@@ -243,8 +254,8 @@ fn bind_one(
 }
 
 /// Turns a normalized message into the typed request.
-pub fn into_request<T: ProtoRequest>(message: Map<String, Value>) -> Result<T, ApiError> {
-    serde_json::from_value(Value::Object(message)).map_err(|e| codec(format!("body unmarshal {e}")))
+pub fn into_request<T: ProtoRequest>(message: Map<String, Value>) -> Result<T, CodecError> {
+    serde_json::from_value(Value::Object(message)).map_err(|e| CodecError::Body(e.to_string()))
 }
 
 /// Whether a `Content-Type` selects the JSON codec: kratos picked the codec by the subtype
@@ -254,77 +265,6 @@ pub fn is_json_content_type(content_type: &str) -> bool {
     essence
         .split_once('/')
         .is_some_and(|(_, subtype)| subtype.trim().eq_ignore_ascii_case("json"))
-}
-
-/// A POST request message: body (JSON only) then query string.
-#[derive(Debug)]
-pub struct ProtoBody<T>(pub T);
-
-/// A GET request message: query string only.
-#[derive(Debug)]
-pub struct ProtoQuery<T>(pub T);
-
-impl<T: ProtoRequest + 'static> FromRequest for ProtoBody<T> {
-    type Error = actix_web::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        let payload = payload.take();
-        Box::pin(async move {
-            let content_type = req
-                .headers()
-                .get(actix_web::http::header::CONTENT_TYPE)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .unwrap_or_default();
-            if !is_json_content_type(&content_type) {
-                return Err(codec(format!("unregister Content-Type: {content_type}")).into());
-            }
-            let body = read_body(&req, payload).await?;
-            let mut message = decode_body(T::SCHEMA, &body)?;
-            bind_query(T::SCHEMA, req.query_string(), &mut message)?;
-            Ok(ProtoBody(into_request(message)?))
-        })
-    }
-}
-
-impl<T: ProtoRequest + 'static> FromRequest for ProtoQuery<T> {
-    type Error = actix_web::Error;
-    type Future = std::future::Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let mut message = Map::new();
-        let decoded = bind_query(T::SCHEMA, req.query_string(), &mut message)
-            .and_then(|()| into_request(message))
-            .map(ProtoQuery)
-            .map_err(actix_web::Error::from);
-        std::future::ready(decoded)
-    }
-}
-
-/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] (413 with the JSON error
-/// body; actix's own limit answers without it).
-async fn read_body(req: &HttpRequest, mut payload: Payload) -> Result<Vec<u8>, ApiError> {
-    let too_large = ApiError::PayloadTooLarge {
-        limit: MAX_BODY_BYTES,
-    };
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(too_large);
-    }
-    let mut body = Vec::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| codec(format!("body unmarshal {e}")))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(too_large);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 #[cfg(test)]
@@ -407,7 +347,7 @@ mod tests {
     }
 
     #[test]
-    fn query_errors_are_codec() {
+    fn query_errors_name_the_field() {
         let mut message = Map::new();
         for bad in [
             "podUid=a&podUid=b",
@@ -416,7 +356,7 @@ mod tests {
             "filters.pageNo=x",
         ] {
             let error = bind_query(&OUTER, bad, &mut message).unwrap_err();
-            assert_eq!(error.reason(), "CODEC", "{bad}");
+            assert!(matches!(error, CodecError::QueryField(_)), "{bad}: {error}");
         }
     }
 

@@ -33,8 +33,8 @@ impl ProtoRequest for SchedulingPodRequest {
     };
 }
 
-/// Why `GET /v1/scheduling/pod` has no pod to describe; each maps to upstream's status and
-/// reason in [`crate::error`].
+/// Why `GET /v1/scheduling/pod` has no pod to describe; [`crate::error`] gives each
+/// upstream's status and reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchedulingPodError {
     /// `namespace`, `name` or `uid` is missing (400 `POD_IDENTITY_REQUIRED`).
@@ -47,24 +47,6 @@ pub enum SchedulingPodError {
     /// The name now belongs to a pod with another UID (409 `POD_RECREATED`).
     #[error("A different Pod now uses this name")]
     Recreated,
-}
-
-impl SchedulingPodError {
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::IdentityRequired => 400,
-            Self::NotFound => 404,
-            Self::Recreated => 409,
-        }
-    }
-
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::IdentityRequired => "POD_IDENTITY_REQUIRED",
-            Self::NotFound => "POD_NOT_FOUND",
-            Self::Recreated => "POD_RECREATED",
-        }
-    }
 }
 
 /// `ContainerStatusDetail`; the optional fields are left out when Kubernetes gave no value.

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use super::alloc::{align_to_containers, decode_alloc_segments};
 use super::{json_register, DecodeError, NodeView, PodView, SliceShape, VendorAllocations};
 use crate::catalog::DeviceCatalog;
-use crate::config::AnnotationlessPodMode;
+use crate::device::AnnotationlessPodMode;
 use crate::device::{
     AllocationFacts, AscendFacts, Device, DeviceAllocation, DeviceContext, Vendor,
 };

@@ -10,15 +10,19 @@ use std::time::{Duration, Instant};
 
 use hami_webui_server::cluster::pod_cache::GetSnapshot;
 use hami_webui_server::cluster::snapshot::ClusterSnapshot;
+use hami_webui_server::cluster::{Caches, ClusterSource};
 use hami_webui_server::config::Config;
+use hami_webui_server::http::AppState;
 use hami_webui_server::readiness::{Readiness, ReadinessBoard};
-use hami_webui_server::server::{start_caches, Caches, ClusterSource, SOURCES};
 use hami_webui_server::telemetry::SelfMetrics;
 
+use super::app;
 use super::kube_api::TestApiServer;
 
-/// The running caches and the handles the HTTP layer would be given.
+/// The running service (as `server::start` builds it) and, for brevity, its parts.
 pub struct Harness {
+    /// What the HTTP layer is given: `http::app(state)` serves it.
+    pub state: AppState,
     pub caches: Caches,
     pub board: Arc<ReadinessBoard>,
     pub metrics: SelfMetrics,
@@ -41,16 +45,17 @@ pub async fn start(api: &TestApiServer, unready_after: Duration) -> Harness {
     .await
     .expect("client config");
     let client = kube::Client::try_from(client_config).expect("client");
-    let mut config = Config::from_raw(Default::default()).expect("default config");
-    config.kubernetes.unready_after = unready_after;
-    let metrics = SelfMetrics::new().expect("self-metrics");
-    let board = ReadinessBoard::new(&SOURCES, unready_after);
-    let caches = start_caches(&config, &metrics, &board, ClusterSource::Client(client)).await;
+    let config = app::config(&format!(
+        "kubernetes:\n  unready_after: {}ms\n",
+        unready_after.as_millis()
+    ));
+    let state = app::start(config, ClusterSource::Client(client)).await;
     Harness {
-        caches,
-        board,
-        metrics,
-        config,
+        caches: state.cluster.clone(),
+        board: Arc::clone(&state.board),
+        metrics: state.metrics.clone(),
+        config: Config::clone(&state.config),
+        state,
         _dir: dir,
     }
 }

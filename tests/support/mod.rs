@@ -1,8 +1,10 @@
-//! Shared setup for the integration tests: starting the real binary, (in `kube_api`) a
-//! test Kubernetes API server and (in `cluster_harness`) the caches watching it. Each test
+//! Shared setup for the integration tests: the in-process application (`app`), starting the
+//! real binary (`process`), a test Kubernetes API server (`kube_api`) and the service
+//! watching it (`cluster_harness`). Each test
 //! binary uses a different subset, hence the allow.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod cluster_harness;
 pub mod faults;
 pub mod fixtures;

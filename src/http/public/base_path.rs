@@ -5,41 +5,6 @@
 //! element, `<base data-hami-webui-base href="/">`; the server replaces its `href` with the
 //! base path once at start, so one build serves any prefix without a rebuild.
 
-/// Characters allowed in one base-path segment: URL-unreserved only, so the value can be
-/// written into HTML and matched against request paths without any escaping.
-fn valid_segment(segment: &str) -> bool {
-    !segment.is_empty()
-        && segment != "."
-        && segment != ".."
-        && segment
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
-}
-
-/// Canonical form of a base path: leading and trailing slash (`hami` → `/hami/`), `/` for
-/// empty. Rejects what could escape the prefix or change its meaning: whitespace, `?`, `#`,
-/// `%`, backslashes, dot segments, empty segments, and a prefix that would shadow
-/// `/health_check` (which always stays at the root, as upstream keeps it).
-pub fn normalize(raw: &str) -> Result<String, String> {
-    if raw.is_empty() || raw == "/" {
-        return Ok("/".to_string());
-    }
-    let inner = raw.strip_prefix('/').unwrap_or(raw);
-    let inner = inner.strip_suffix('/').unwrap_or(inner);
-    if let Some(bad) = inner.split('/').find(|s| !valid_segment(s)) {
-        return Err(format!(
-            "invalid base path {raw:?}: segment {bad:?} is not a plain URL path segment \
-             (letters, digits and . _ ~ - only)"
-        ));
-    }
-    if inner == "health_check" || inner.starts_with("health_check/") {
-        return Err(format!(
-            "invalid base path {raw:?}: conflicts with /health_check"
-        ));
-    }
-    Ok(format!("/{inner}/"))
-}
-
 /// The marker element as the build emits it, and its attribute after the rewrite.
 const MARKER_NAME: &str = "data-hami-webui-base";
 
@@ -88,7 +53,7 @@ fn parse_marker(rest: &str) -> Option<usize> {
     rest[at..].starts_with('>').then_some(at + 1)
 }
 
-/// `index.html` with the marker's `href` set to `base_path` (already [`normalize`]d).
+/// `index.html` with the marker's `href` set to `base_path` (already normalized by [`crate::config::normalize_base_path`]).
 ///
 /// More than one marker is an error (which one would the frontend read?). No marker is
 /// accepted only for the root base path, where the page is right as built; under any other
@@ -116,42 +81,6 @@ pub fn rewrite_index(html: &str, base_path: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base_paths_are_normalized() {
-        for (raw, want) in [
-            ("", "/"),
-            ("/", "/"),
-            ("hami", "/hami/"),
-            ("/hami", "/hami/"),
-            ("/hami/", "/hami/"),
-            ("/a/b.c/~d_e-f/", "/a/b.c/~d_e-f/"),
-        ] {
-            assert_eq!(normalize(raw).as_deref(), Ok(want), "{raw:?}");
-        }
-    }
-
-    #[test]
-    fn unsafe_base_paths_are_rejected() {
-        for raw in [
-            "/a/../b/",
-            "/./",
-            "//",
-            "/a//b/",
-            "/a b/",
-            " /a/",
-            "/a?x/",
-            "/a#x/",
-            "/%2e%2e/",
-            "/a\\b/",
-            "/<script>/",
-            "/a\"b/",
-            "/health_check/",
-            "/health_check/x/",
-        ] {
-            assert!(normalize(raw).is_err(), "{raw:?} was accepted");
-        }
-    }
 
     #[test]
     fn the_marker_is_rewritten_once() {

@@ -5,34 +5,34 @@
 //! What it answers:
 //! - `/health_check` (GET/HEAD, `OK\n`), always at the root, for the public port's probes;
 //! - `<base>/api/vgpu/v1/*`: the internal listener's own route table
-//!   ([`crate::http::configure`]) mounted under `/api/vgpu`, so `/api/vgpu/v1/gpus` runs
+//!   ([`crate::http::configure`]) mounted under `/api/vgpu` with the same [`AppState`], so `/api/vgpu/v1/gpus` runs
 //!   the `/v1/gpus` handler in-process with the same JSON and errors. Only `/v1/*` is let
 //!   through: `/metrics`, `/readyz` and `/livez` are the internal port's and are 404 here;
 //! - everything else under `<base>`: the built frontend from `web.static_dir`
 //!   ([`site`], loaded whole at start), with history-mode fallback to `index.html`
-//!   ([`route`]), cache headers, precompressed gzip, and the framing policy ([`csp`]);
+//!   ([`route`]), cache headers, precompressed gzip, and the framing policy of `web.*`;
 //! - anything outside `<base>`: JSON 404.
 //!
 //! [`healthcheck`] is the `--healthcheck` client side of `/health_check`.
 
 pub mod base_path;
-pub mod csp;
 pub mod healthcheck;
 pub mod route;
 pub mod serve;
 pub mod site;
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{Server, Service, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Service, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::Uri;
 use actix_web::middleware::Compress;
-use actix_web::{guard, web, App, HttpMessage, HttpServer};
+use actix_web::{guard, web, App, HttpMessage};
 use tracing_actix_web::TracingLogger;
 
-use crate::config::Config;
+use crate::config::WebConfig;
 use crate::http;
 use crate::http::logging::RequestLog;
-use serve::Console;
+use crate::http::AppState;
+pub use serve::Console;
 use site::{SiteError, StaticSite};
 
 /// Where the API is mounted on the public listener, below the base path.
@@ -64,22 +64,15 @@ impl WebError {
     }
 }
 
-/// Starts the public listener on the current actix system, or returns `None` when it is
-/// off: `web.enabled: false` (a 1.x chart, whose own frontend container owns port 3000 in
-/// the pod, must set it), or the static directory is the default one and absent (a
-/// development run, an image without the frontend) — logged either way. An explicitly
-/// configured directory must exist.
-///
-/// `shared_data` registers the same `app_data` the internal `App` has (self-metrics,
-/// readiness board, caches, …), so the `/v1` handlers find what they extract.
-pub async fn public_server<F>(config: &Config, shared_data: F) -> Result<Option<Server>, WebError>
-where
-    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
-{
-    let settings = &config.web;
+/// Whether the public listener runs: not with `web.enabled: false` (a 1.x chart, whose own
+/// frontend container owns port 3000 in the pod, must set it), nor when the static directory
+/// is the default one and absent (a development run, an image without the frontend) —
+/// logged either way. An explicitly configured directory must exist, which
+/// [`Console::load`] checks.
+pub fn serves_console(settings: &WebConfig) -> bool {
     if !settings.enabled {
         tracing::info!("public listener disabled (web.enabled: false)");
-        return Ok(None);
+        return false;
     }
     if !settings.static_dir_explicit && !settings.static_dir.is_dir() {
         tracing::warn!(
@@ -87,56 +80,38 @@ where
             "no web console build at the default static dir; public listener not started \
              (set web.static_dir or --static-dir to serve one)"
         );
-        return Ok(None);
+        return false;
     }
-    let dir = settings.static_dir.clone();
-    let base = settings.base_path.clone();
-    // Reading and compressing a few MB is CPU work: keep it off the actors' thread.
-    let site = actix_rt::task::spawn_blocking(move || StaticSite::load(&dir, &base))
-        .await
-        .map_err(|e| WebError::Io(std::io::Error::other(e.to_string())))??;
-    tracing::info!(
-        static_dir = %settings.static_dir.display(),
-        base_path = %settings.base_path,
-        files = site.file_count(),
-        bytes = site.total_bytes,
-        gzip_bytes = site.gzip_bytes,
-        frame_ancestors = settings.frame_ancestors.as_deref().unwrap_or("(none)"),
-        "web console loaded"
-    );
-    let console = web::Data::new(Console {
-        site,
-        mount: settings
-            .base_path
-            .strip_suffix('/')
-            .unwrap_or_default()
-            .to_string(),
-        frame_ancestors: settings.frame_ancestors.clone(),
-    });
-
-    let addr = settings.bind_address();
-    let listener = std::net::TcpListener::bind(&addr).map_err(|source| WebError::Bind {
-        addr: addr.clone(),
-        source,
-    })?;
-    let limits = config.server.http.limits;
-    let server = HttpServer::new(move || public_app(shared_data.clone(), console.clone()))
-        .client_request_timeout(limits.client_request_timeout)
-        .keep_alive(limits.keep_alive)
-        .max_connections(limits.max_connections)
-        .listen(listener)?
-        .disable_signals()
-        .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1))
-        .run();
-    tracing::info!(%addr, "public listener (web console, /api/vgpu, /health_check)");
-    Ok(Some(server))
+    true
 }
 
-/// Waits for an optional server, so `run` can join both listeners the same way.
-pub async fn run_optional(server: Option<Server>) -> std::io::Result<()> {
-    match server {
-        Some(server) => server.await,
-        None => Ok(()),
+impl Console {
+    /// Reads and compresses the console's files once (a few MB: CPU work, kept off the
+    /// actors' thread).
+    pub async fn load(settings: &WebConfig) -> Result<Console, WebError> {
+        let dir = settings.static_dir.clone();
+        let base = settings.base_path.clone();
+        let site = actix_rt::task::spawn_blocking(move || StaticSite::load(&dir, &base))
+            .await
+            .map_err(|e| WebError::Io(std::io::Error::other(e.to_string())))??;
+        tracing::info!(
+            static_dir = %settings.static_dir.display(),
+            base_path = %settings.base_path,
+            files = site.file_count(),
+            bytes = site.total_bytes,
+            gzip_bytes = site.gzip_bytes,
+            frame_ancestors = settings.frame_ancestors.as_deref().unwrap_or("(none)"),
+            "web console loaded"
+        );
+        Ok(Console {
+            site,
+            mount: settings
+                .base_path
+                .strip_suffix('/')
+                .unwrap_or_default()
+                .to_string(),
+            frame_ancestors: settings.frame_ancestors.clone(),
+        })
     }
 }
 
@@ -173,10 +148,11 @@ fn strip_api_prefix(req: &mut ServiceRequest, api_root: &str) {
     req.extensions_mut().insert(ApiRequest);
 }
 
-/// The public application below `mount` (the base path without its trailing slash, `""`
-/// for the root), given the shared app data and the [`Console`].
-pub fn public_app<F>(
-    shared_data: F,
+/// The public application: `/health_check`, the internal route table below
+/// `<mount>/api/vgpu` (same handlers, same [`AppState`]), and the console below `<mount>`
+/// (the base path without its trailing slash, `""` for the root).
+pub fn app(
+    state: AppState,
     console: web::Data<Console>,
 ) -> App<
     impl ServiceFactory<
@@ -186,10 +162,7 @@ pub fn public_app<F>(
         Error = actix_web::Error,
         InitError = (),
     >,
->
-where
-    F: FnOnce(&mut web::ServiceConfig),
-{
+> {
     let mount = console.mount.clone();
     let api_root = format!("{mount}{API_PREFIX}");
     App::new()
@@ -198,7 +171,7 @@ where
             service.call(req)
         })
         .wrap(TracingLogger::<RequestLog>::new())
-        .configure(shared_data)
+        .app_data(web::Data::new(state))
         .app_data(console)
         .service(web::resource("/health_check").to(serve::health_check))
         .service(

@@ -9,6 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use super::route::{self, Target};
 use super::site::{Asset, StaticSite};
 use crate::error::ApiError;
+use crate::http::encoding::accepts_gzip;
 
 /// Everything the console handlers read: the files, where they are mounted, and the framing
 /// policy. Built once at start, shared by every worker.
@@ -99,31 +100,6 @@ fn respond(req: &HttpRequest, asset: &Asset, frame_ancestors: Option<&str>) -> H
     }
 }
 
-/// Whether `Accept-Encoding` allows gzip: listed with a non-zero quality, or not listed and
-/// `*` allowed. `gzip;q=0` refuses it even when `*` is allowed.
-pub fn accepts_gzip(headers: &HeaderMap) -> bool {
-    let mut gzip = None;
-    let mut any = None;
-    for value in headers.get_all(header::ACCEPT_ENCODING) {
-        let Ok(text) = value.to_str() else { continue };
-        for item in text.split(',') {
-            let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-            let quality = parts
-                .filter_map(|p| p.trim().split_once('='))
-                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
-                .map_or(Some(1.0), |(_, v)| v.trim().parse::<f32>().ok());
-            let accepted = quality.is_some_and(|q| q > 0.0 && q <= 1.0);
-            match coding.as_str() {
-                "gzip" | "x-gzip" => gzip = Some(accepted),
-                "*" => any = Some(accepted),
-                _ => {}
-            }
-        }
-    }
-    gzip.or(any).unwrap_or(false)
-}
-
 /// `If-None-Match` names this validator (weak comparison, as RFC 9110 wants for it) or `*`.
 fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
     headers
@@ -168,34 +144,6 @@ fn method_not_allowed(req: &HttpRequest) -> HttpResponse {
 mod tests {
     use super::*;
     use actix_web::test::TestRequest;
-
-    fn accepts(value: &str) -> bool {
-        let req = TestRequest::default()
-            .insert_header((header::ACCEPT_ENCODING, value))
-            .to_http_request();
-        accepts_gzip(req.headers())
-    }
-
-    #[test]
-    fn accept_encoding_qualities() {
-        for (value, want) in [
-            ("gzip", true),
-            ("gzip, deflate, br", true),
-            ("br;q=1.0, gzip;q=0.8", true),
-            ("GZIP", true),
-            ("*", true),
-            ("identity", false),
-            ("br", false),
-            ("gzip;q=0", false),
-            ("gzip;q=0.000", false),
-            ("*, gzip;q=0", false),
-            ("gzip;q=abc", false),
-            ("", false),
-        ] {
-            assert_eq!(accepts(value), want, "{value:?}");
-        }
-        assert!(!accepts_gzip(&HeaderMap::new()));
-    }
 
     #[test]
     fn if_none_match_lists_and_weak_tags() {

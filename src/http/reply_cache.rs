@@ -177,7 +177,7 @@ impl ReplyCache {
                 let plain = plain.clone();
                 async move {
                     tokio::task::spawn_blocking(move || {
-                        let packed = crate::metrics::refresher::gzip(&plain);
+                        let packed = crate::metrics::exposition::gzip(&plain);
                         // Not smaller: not worth keeping or sending.
                         if packed.len() < plain.len() {
                             packed
@@ -423,7 +423,7 @@ mod tests {
     async fn a_failed_build_is_not_kept() {
         let cache = ReplyCache::new(Duration::from_secs(60));
         let failed = cache.get_or_build("/v1/x", "{}".into(), 1, Freshness::Snapshot, || async {
-            Err(ApiError::Unavailable("store down".into()))
+            Err(ApiError::Unavailable("store down"))
         });
         assert!(failed.await.is_err());
         let next = cache.get_or_build("/v1/x", "{}".into(), 1, Freshness::Snapshot, || async {

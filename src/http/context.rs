@@ -1,0 +1,203 @@
+//! [`RestContext`]: what every REST handler needs besides its request message — the
+//! configured zone and deadlines, the cluster snapshot, the metrics store and the kept
+//! replies — gathered by one extractor from the [`AppState`] so the handlers stay a few
+//! lines each.
+//!
+//! [`RestContext::snapshot`] asks the `PodCache` (never waits on a watcher);
+//! [`RestContext::gauge`] sends one [`RunQuery`] to the `QueryClient` and falls back to "no
+//! overrides" on any failure, as the Go backend did; [`RestContext::query`] is the
+//! pass-through's one question, whose failure is the caller's answer.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{self, ContentType};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use jiff::tz::TimeZone;
+
+use crate::cluster::pod_cache::GetSnapshot;
+use crate::cluster::snapshot::ClusterSnapshot;
+use crate::error::ApiError;
+use crate::http::encoding::{accepts_gzip, in_pieces};
+use crate::http::reply_cache::{Freshness, ReplyBody};
+use crate::http::state::AppState;
+use crate::query_client::{Lane, Query, QueryOutput, RunQuery};
+use crate::reply::upstream::gauge_by_label;
+
+/// Per-request access to configuration, snapshot and metrics store.
+pub struct RestContext {
+    state: web::Data<AppState>,
+    /// When the request arrived; its deadline is this plus `server.http.timeout`.
+    pub started: Instant,
+    /// The request's `Accept-Encoding` allows gzip: kept replies are sent compressed.
+    accepts_gzip: bool,
+}
+
+impl RestContext {
+    /// Zone of rendered times (`server.timezone`).
+    pub fn zone(&self) -> &TimeZone {
+        &self.state.config.server.timezone
+    }
+
+    /// `server.http.timeout`.
+    pub fn timeout(&self) -> Duration {
+        self.state.config.server.http.timeout
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The instant the request must be answered by.
+    pub fn deadline(&self) -> Instant {
+        self.started + self.timeout()
+    }
+
+    /// The upstream queries' deadline: a tenth of the budget earlier than the request's, so
+    /// a stalled metrics store still leaves time to answer from the snapshot (Go's handlers
+    /// fell back when their context expired and answered anyway), and never later than
+    /// `prometheus.lookup_timeout` from the start, so a slow or trickling store costs the
+    /// lists at most that before they answer from the snapshot.
+    pub fn query_deadline(&self) -> Instant {
+        let prometheus = &self.state.config.prometheus;
+        let lookup = prometheus.lookup_timeout.min(prometheus.timeout);
+        (self.started + self.timeout().mul_f64(0.9)).min(self.started + lookup)
+    }
+
+    /// The current cluster snapshot.
+    pub async fn snapshot(&self) -> Result<Arc<ClusterSnapshot>, ApiError> {
+        self.state
+            .cluster
+            .pods
+            .send(GetSnapshot)
+            .await
+            .map_err(|_| ApiError::Unavailable("the cluster caches are not running"))
+    }
+
+    /// The JSON reply `build` makes for `request` on `snapshot`, through the shared
+    /// [`ReplyCache`](crate::reply::cache::ReplyCache) when the server runs one: identical requests on the same snapshot get
+    /// the same bytes, built once. The decoded request's `Debug` form is the cache key: it is
+    /// derived, covers every field, and is equal exactly when the requests are.
+    pub async fn cached_json<Request, Reply, Build, Fut>(
+        &self,
+        route: &'static str,
+        request: &Request,
+        snapshot: &ClusterSnapshot,
+        freshness: Freshness,
+        build: Build,
+    ) -> Result<HttpResponse, ApiError>
+    where
+        Request: std::fmt::Debug,
+        Reply: serde::Serialize,
+        Build: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Reply, ApiError>>,
+    {
+        let serialize = || async {
+            let reply = build().await?;
+            serde_json::to_vec(&reply)
+                .map(Bytes::from)
+                .map_err(ApiError::Render)
+        };
+        let reply: ReplyBody = self
+            .state
+            .replies
+            .get_or_build_encoded(
+                route,
+                format!("{request:?}"),
+                snapshot.generation,
+                freshness,
+                self.accepts_gzip,
+                serialize,
+            )
+            .await?;
+        let mut response = HttpResponse::Ok();
+        response
+            .content_type(ContentType::json())
+            .insert_header((header::VARY, "Accept-Encoding"));
+        if reply.gzip {
+            // Set here, the public listener's `Compress` leaves the body as it is.
+            response.insert_header((header::CONTENT_ENCODING, "gzip"));
+        }
+        Ok(response.body(in_pieces(reply.bytes)))
+    }
+
+    /// One instant query, its vector keyed by `label`; empty on any failure.
+    pub async fn gauge(&self, expr: &str, label: &str) -> HashMap<String, i32> {
+        let answer = self
+            .state
+            .query
+            .send(RunQuery {
+                query: Query::Instant {
+                    expr: expr.to_string(),
+                    time: None,
+                },
+                deadline: Some(self.query_deadline()),
+                lane: Lane::Interactive,
+            })
+            .await;
+        match answer {
+            Ok(Ok(output)) => gauge_by_label(Ok(&output), label),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, expr, "capacity overrides unavailable");
+                HashMap::new()
+            }
+            Err(_) => HashMap::new(),
+        }
+    }
+
+    /// Runs a handler's work under the request deadline (`server.http.timeout`).
+    pub async fn within_deadline<T>(
+        &self,
+        work: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let left = self.deadline().saturating_duration_since(Instant::now());
+        actix_rt::time::timeout(left, work)
+            .await
+            .unwrap_or_else(|_| Err(ApiError::DeadlineExceeded(self.timeout())))
+    }
+
+    /// One pass-through query with the request's deadline, shortened to `prometheus.timeout`
+    /// (Go sent that as the upstream `timeout` and bounded the call by the request's
+    /// deadline). A reply with warnings is Go's `warnings: [...]` error.
+    pub async fn query(&self, query: Query) -> Result<Arc<QueryOutput>, ApiError> {
+        let deadline = self
+            .deadline()
+            .min(Instant::now() + self.state.config.prometheus.timeout);
+        let output = self
+            .state
+            .query
+            .send(RunQuery {
+                query,
+                deadline: Some(deadline),
+                lane: Lane::Interactive,
+            })
+            .await
+            .map_err(|_| ApiError::Unavailable("the metrics store client is not running"))??;
+        if !output.warnings.is_empty() {
+            return Err(ApiError::UpstreamWarnings(output.warnings.clone()));
+        }
+        Ok(output)
+    }
+}
+
+impl FromRequest for RestContext {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Registered by `http::app` and `http::public::app`, the only ways to build the app.
+        let context = req
+            .app_data::<web::Data<AppState>>()
+            .map(|state| RestContext {
+                state: state.clone(),
+                started: Instant::now(),
+                accepts_gzip: accepts_gzip(req.headers()),
+            })
+            .ok_or_else(|| ApiError::Unavailable("the application state is not registered").into());
+        std::future::ready(context)
+    }
+}
