@@ -18,10 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use hami_webui_server::cluster::node_cache::{build_inventory, node_entry};
-use hami_webui_server::cluster::pod_cache::{build_snapshot, pod_record};
+use hami_webui_server::cluster::inventory::{build_inventory, node_entry, IdentityMap};
 use hami_webui_server::cluster::snapshot::{compute_usage, ClusterSnapshot};
+use hami_webui_server::cluster::tracked_pod::pod_record;
 use hami_webui_server::config::NodeSelectors;
+use hami_webui_server::device::DeviceContext;
 use hami_webui_server::device::Vendor;
 use hami_webui_server::metrics::refresher::{expose, Exposition};
 use hami_webui_server::metrics::{build_cycle, CycleQuery, QueryResults, VectorAnswer};
@@ -54,13 +55,24 @@ fn cluster(gpus: usize) -> Cluster {
         }
     }
     let selectors = NodeSelectors::default();
-    let entries: Vec<_> = nodes.iter().map(|n| node_entry(n, &selectors).0).collect();
-    let inventory = Arc::new(build_inventory(entries.iter()));
+    let entries: Vec<_> = nodes
+        .iter()
+        .map(|n| node_entry(n, &selectors, &DeviceContext::default()).0)
+        .collect();
+    let inventory = Arc::new(build_inventory(
+        entries.iter(),
+        &IdentityMap::new(),
+        Default::default(),
+    ));
     let records: Vec<_> = pods
         .iter()
-        .filter_map(|p| pod_record(p, jiff::Timestamp::UNIX_EPOCH).0.map(Arc::new))
+        .filter_map(|p| {
+            pod_record(p, jiff::Timestamp::UNIX_EPOCH, &DeviceContext::default())
+                .0
+                .map(Arc::new)
+        })
         .collect();
-    let snapshot = build_snapshot(1, inventory, records.iter());
+    let snapshot = ClusterSnapshot::build(1, inventory, records.to_vec(), Vec::new());
     assert_eq!(
         snapshot.inventory.device_count(),
         shape.nodes * DEVICES_PER_NODE
@@ -196,12 +208,14 @@ fn hot_paths(c: &mut Criterion) {
                 let entries: Vec<_> = cluster
                     .nodes
                     .iter()
-                    .map(|n| node_entry(n, &selectors).0)
+                    .map(|n| node_entry(n, &selectors, &DeviceContext::default()).0)
                     .collect();
                 let records: Vec<_> = cluster
                     .pods
                     .iter()
-                    .filter_map(|p| pod_record(p, jiff::Timestamp::UNIX_EPOCH).0)
+                    .filter_map(|p| {
+                        pod_record(p, jiff::Timestamp::UNIX_EPOCH, &DeviceContext::default()).0
+                    })
                     .collect();
                 black_box((entries, records))
             })
@@ -210,11 +224,20 @@ fn hot_paths(c: &mut Criterion) {
             let entries: Vec<_> = cluster
                 .nodes
                 .iter()
-                .map(|n| node_entry(n, &selectors).0)
+                .map(|n| node_entry(n, &selectors, &DeviceContext::default()).0)
                 .collect();
             b.iter(|| {
-                let inventory = Arc::new(build_inventory(entries.iter()));
-                black_box(build_snapshot(2, inventory, cluster.snapshot.pods.iter()))
+                let inventory = Arc::new(build_inventory(
+                    entries.iter(),
+                    &IdentityMap::new(),
+                    Default::default(),
+                ));
+                black_box(ClusterSnapshot::build(
+                    2,
+                    inventory,
+                    cluster.snapshot.pods.to_vec(),
+                    Vec::new(),
+                ))
             })
         });
         group.bench_function(BenchmarkId::new("usage", "compute_usage"), |b| {

@@ -8,7 +8,7 @@
 
 use std::io::Read;
 
-use hami_webui_server::device::Vendor;
+use hami_webui_server::device::{DeviceContext, Vendor};
 use hami_webui_server::vendor::decode_node_devices;
 use k8s_openapi::api::core::v1::Node;
 
@@ -26,7 +26,7 @@ fn main() {
         }
     };
     for vendor in Vendor::ALL {
-        match decode_node_devices(vendor, &node) {
+        match decode_node_devices(vendor, &node, &DeviceContext::default()) {
             Ok(devices) if devices.is_empty() => {}
             Ok(devices) => {
                 for d in devices {

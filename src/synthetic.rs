@@ -290,32 +290,38 @@ enum NodeKind {
 #[cfg(test)]
 impl ClusterShape {
     pub fn snapshot(&self) -> crate::cluster::snapshot::ClusterSnapshot {
+        use crate::cluster::inventory::{build_inventory, node_entry, IdentityMap};
+        use crate::cluster::snapshot::ClusterSnapshot;
+        use crate::cluster::tracked_pod::pod_record;
+        use crate::device::DeviceContext;
+        let context = DeviceContext::default();
         let config = crate::config::Config::from_raw(Default::default()).expect("defaults");
         let mut entries = Vec::new();
         let mut pods = Vec::new();
         for object in self.objects() {
             if object["kind"] == "Node" {
                 let node = serde_json::from_value(object).expect("generated node");
-                entries
-                    .push(crate::cluster::node_cache::node_entry(&node, &config.node_selectors).0);
+                entries.push(node_entry(&node, &config.node_selectors, &context).0);
             } else {
                 let pod = serde_json::from_value(object).expect("generated pod");
-                if let Some(record) =
-                    crate::cluster::pod_cache::pod_record(&pod, jiff::Timestamp::UNIX_EPOCH).0
-                {
+                if let Some(record) = pod_record(&pod, jiff::Timestamp::UNIX_EPOCH, &context).0 {
                     pods.push(std::sync::Arc::new(record));
                 }
             }
         }
-        let inventory =
-            std::sync::Arc::new(crate::cluster::node_cache::build_inventory(entries.iter()));
-        crate::cluster::pod_cache::build_snapshot(1, inventory, pods.iter())
+        let inventory = std::sync::Arc::new(build_inventory(
+            entries.iter(),
+            &IdentityMap::new(),
+            Default::default(),
+        ));
+        ClusterSnapshot::build(1, inventory, pods, Vec::new())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::DeviceContext;
 
     #[test]
     fn sizes_follow_the_shape() {
@@ -340,7 +346,13 @@ mod tests {
         let devices: usize = export
             .nodes
             .iter()
-            .map(|n| crate::cluster::node_cache::node_entry(n, &config.node_selectors))
+            .map(|n| {
+                crate::cluster::inventory::node_entry(
+                    n,
+                    &config.node_selectors,
+                    &DeviceContext::default(),
+                )
+            })
             .map(|(entry, errors)| {
                 assert!(errors.is_empty(), "{errors:?}");
                 entry.record.map_or(0, |r| r.devices.len())

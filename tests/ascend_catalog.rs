@@ -9,18 +9,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hami_webui_server::catalog::{CatalogStatus, GetCatalog};
-use hami_webui_server::cluster::node_cache::{
-    build_inventory_with, device_context, node_entry_with,
-};
-use hami_webui_server::cluster::pod_cache::{build_snapshot, pod_record, GetSnapshot};
+use hami_webui_server::cluster::allocation::allocation_cores;
+use hami_webui_server::cluster::catalog_watcher::{CatalogStatus, GetCatalog};
+use hami_webui_server::cluster::inventory::{build_inventory, device_context, node_entry};
+use hami_webui_server::cluster::pod_cache::GetSnapshot;
 use hami_webui_server::cluster::snapshot::ClusterSnapshot;
 use hami_webui_server::cluster::snapshot_file::ClusterExport;
+use hami_webui_server::cluster::tracked_pod::pod_record;
 use hami_webui_server::cluster::{start as start_caches, Caches, ClusterSource, SOURCES};
 use hami_webui_server::config::{Config, NodeSelectors};
 use hami_webui_server::device::AnnotationlessPodMode;
+use hami_webui_server::device::DeviceContext;
 use hami_webui_server::readiness::ReadinessBoard;
-use hami_webui_server::reply::allocation::{allocation_cores, describe_allocations};
+use hami_webui_server::reply::allocation::describe_allocations;
 use hami_webui_server::reply::cards::{gpu_list, CardFilters, DeviceCapacity, GpusReply};
 use hami_webui_server::telemetry::SelfMetrics;
 use hami_webui_server::vendor::node_notes;
@@ -160,18 +161,22 @@ fn snapshot(catalog: Option<&str>, policy: AnnotationlessPodMode) -> ClusterSnap
     );
     let entries: Vec<_> = nodes
         .iter()
-        .map(|n| node_entry_with(n, &selectors, &context).0)
+        .map(|n| node_entry(n, &selectors, &context).0)
         .collect();
-    let inventory = Arc::new(build_inventory_with(
+    let inventory = Arc::new(build_inventory(
         entries.iter(),
         &Default::default(),
         Arc::new(context),
     ));
     let records: Vec<_> = pods()
         .iter()
-        .filter_map(|p| pod_record(p, now()).0.map(Arc::new))
+        .filter_map(|p| {
+            pod_record(p, now(), &DeviceContext::default())
+                .0
+                .map(Arc::new)
+        })
         .collect();
-    build_snapshot(1, inventory, records.iter())
+    ClusterSnapshot::build(1, inventory, records.to_vec(), Vec::new())
 }
 
 /// Every container's allocation description, as the container replies carry it.

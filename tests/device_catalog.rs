@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::test as atest;
-use hami_webui_server::catalog::{CatalogState, CatalogStatus, GetCatalog};
+use hami_webui_server::cluster::catalog_watcher::{CatalogState, CatalogStatus, GetCatalog};
 use hami_webui_server::cluster::snapshot_file::ClusterExport;
 use hami_webui_server::cluster::{start as start_caches, Caches, ClusterSource, SOURCES};
 use hami_webui_server::config::Config;

@@ -6,14 +6,14 @@ mod support;
 
 use std::sync::Arc;
 
-use hami_webui_server::cluster::node_cache::{
-    build_inventory_with, device_context, node_entry_with,
-};
-use hami_webui_server::cluster::pod_cache::{build_snapshot, pod_record};
+use hami_webui_server::cluster::allocation::describe_allocation;
+use hami_webui_server::cluster::inventory::{build_inventory, device_context, node_entry};
 use hami_webui_server::cluster::snapshot::ClusterSnapshot;
+use hami_webui_server::cluster::tracked_pod::pod_record;
 use hami_webui_server::config::NodeSelectors;
 use hami_webui_server::device::AnnotationlessPodMode;
-use hami_webui_server::reply::allocation::{describe_allocation, describe_allocations};
+use hami_webui_server::device::DeviceContext;
+use hami_webui_server::reply::allocation::describe_allocations;
 use hami_webui_server::reply::cards::{gpu_list, CardFilters, DeviceCapacity};
 use hami_webui_server::vendor::node_notes;
 use jiff::Timestamp;
@@ -58,8 +58,8 @@ fn snapshot() -> ClusterSnapshot {
         AnnotationlessPodMode::Unknown,
         [("gpu-mig", &notes)].into_iter(),
     );
-    let entry = node_entry_with(&node, &NodeSelectors::default(), &context).0;
-    let inventory = Arc::new(build_inventory_with(
+    let entry = node_entry(&node, &NodeSelectors::default(), &context).0;
+    let inventory = Arc::new(build_inventory(
         [&entry].into_iter(),
         &Default::default(),
         Arc::new(context),
@@ -102,9 +102,13 @@ fn snapshot() -> ClusterSnapshot {
     let now: Timestamp = "2025-03-01T03:00:00Z".parse().expect("timestamp");
     let records: Vec<_> = pods
         .iter()
-        .filter_map(|p| pod_record(p, now).0.map(Arc::new))
+        .filter_map(|p| {
+            pod_record(p, now, &DeviceContext::default())
+                .0
+                .map(Arc::new)
+        })
         .collect();
-    build_snapshot(1, inventory, records.iter())
+    ClusterSnapshot::build(1, inventory, records.to_vec(), Vec::new())
 }
 
 #[test]

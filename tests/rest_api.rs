@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::test as atest;
-use hami_webui_server::cluster::node_cache::{build_inventory, node_entry, NodeEntry};
-use hami_webui_server::cluster::pod_cache::{build_snapshot, pod_record};
+use hami_webui_server::cluster::inventory::{build_inventory, node_entry, IdentityMap, NodeEntry};
 use hami_webui_server::cluster::snapshot::{ClusterSnapshot, NodeRecord};
 use hami_webui_server::cluster::snapshot_file::{self, ClusterExport};
+use hami_webui_server::cluster::tracked_pod::pod_record;
 use hami_webui_server::cluster::ClusterSource;
 use hami_webui_server::config::Config;
+use hami_webui_server::device::DeviceContext;
 use hami_webui_server::device::{Device, Vendor};
 use hami_webui_server::http;
 use hami_webui_server::http::AppState;
@@ -77,19 +78,27 @@ fn entries(export: &ClusterExport, config: &Config) -> Vec<NodeEntry> {
     export
         .nodes
         .iter()
-        .map(|n| node_entry(n, &config.node_selectors).0)
+        .map(|n| node_entry(n, &config.node_selectors, &DeviceContext::default()).0)
         .collect()
 }
 
 /// The snapshot the caches would publish, built with the pure functions.
 fn snapshot_from(entries: &[NodeEntry], export: &ClusterExport) -> ClusterSnapshot {
-    let inventory = Arc::new(build_inventory(entries.iter()));
+    let inventory = Arc::new(build_inventory(
+        entries.iter(),
+        &IdentityMap::new(),
+        Default::default(),
+    ));
     let pods: Vec<_> = export
         .pods
         .iter()
-        .filter_map(|p| pod_record(p, fixed_now()).0.map(Arc::new))
+        .filter_map(|p| {
+            pod_record(p, fixed_now(), &DeviceContext::default())
+                .0
+                .map(Arc::new)
+        })
         .collect();
-    build_snapshot(1, inventory, pods.iter())
+    ClusterSnapshot::build(1, inventory, pods.to_vec(), Vec::new())
 }
 
 fn demo_snapshot() -> ClusterSnapshot {

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::test as atest;
-use hami_webui_server::cluster::node_cache::{build_inventory, node_entry};
-use hami_webui_server::cluster::pod_cache::{build_tracked_snapshot, track_pod};
+use hami_webui_server::cluster::inventory::{build_inventory, node_entry, IdentityMap};
 use hami_webui_server::cluster::scheduling::SchedulingResources;
 use hami_webui_server::cluster::scheduling_events::{finish_read, normalize_event, PodEvents};
 use hami_webui_server::cluster::snapshot::ClusterSnapshot;
+use hami_webui_server::cluster::tracked_pod::{self, track_pod};
 use hami_webui_server::cluster::ClusterSource;
 use hami_webui_server::config::Config;
+use hami_webui_server::device::DeviceContext;
 use hami_webui_server::http;
 use hami_webui_server::http::AppState;
 use hami_webui_server::reply::scheduling::{
@@ -121,16 +122,23 @@ fn snapshot_of(nodes: &[Node], pods: &[Pod]) -> ClusterSnapshot {
     let config = config();
     let entries: Vec<_> = nodes
         .iter()
-        .map(|n| node_entry(n, &config.node_selectors).0)
+        .map(|n| node_entry(n, &config.node_selectors, &DeviceContext::default()).0)
         .collect();
-    let inventory = Arc::new(build_inventory(entries.iter()));
+    let inventory = Arc::new(build_inventory(
+        entries.iter(),
+        &IdentityMap::new(),
+        Default::default(),
+    ));
     let resources = SchedulingResources::default();
     let now: Timestamp = "2026-03-01T03:00:00Z".parse().expect("timestamp");
     let tracked: Vec<_> = pods
         .iter()
-        .filter_map(|p| track_pod(p, now, &resources).0)
+        .filter_map(|p| track_pod(p, now, &resources, &DeviceContext::default()).0)
         .collect();
-    build_tracked_snapshot(1, inventory, tracked.iter())
+    {
+        let (pods, views) = tracked_pod::split(tracked.iter());
+        ClusterSnapshot::build(1, inventory, pods, views)
+    }
 }
 
 fn assert_golden(name: &str, reply: &impl Serialize) {

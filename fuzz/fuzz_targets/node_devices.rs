@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let node = node_from_text(&String::from_utf8_lossy(data));
     for vendor in Vendor::ALL {
-        if let Ok(devices) = decode_node_devices(vendor, &node) {
+        if let Ok(devices) = decode_node_devices(vendor, &node, &DeviceContext::default()) {
             assert!(
                 devices.len() <= MAX_DEVICES_PER_NODE,
                 "{vendor:?}: {} devices",

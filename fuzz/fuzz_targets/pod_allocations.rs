@@ -11,6 +11,6 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let pod = pod_from_text(&String::from_utf8_lossy(data));
     let regular = pod.spec.as_ref().map_or(0, |s| s.containers.len());
-    let decoded = decode_pod(&pod);
+    let decoded = decode_pod(&pod, &DeviceContext::default());
     assert_eq!(decoded.containers.len(), regular);
 });

@@ -18,10 +18,10 @@ fuzz_target!(|data: &[u8]| {
     };
     for node in &export.nodes {
         for vendor in Vendor::ALL {
-            let _ = decode_node_devices(vendor, node);
+            let _ = decode_node_devices(vendor, node, &DeviceContext::default());
         }
     }
     for pod in &export.pods {
-        let _ = decode_pod(pod);
+        let _ = decode_pod(pod, &DeviceContext::default());
     }
 });

@@ -8,18 +8,13 @@
 //! shape, fails the whole parse. Keys match exactly as HAMi's scheduler reads them
 //! (`commonWord`, not `CommonWord`), and other vendors' sections are ignored.
 //!
-//! [`watcher`] keeps the catalog of the live ConfigMap and answers `GET /v1/device-config`.
-
-pub mod watcher;
+//! The actor keeping the catalog of the live ConfigMap is
+//! [`crate::cluster::catalog_watcher`].
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
-
-pub use watcher::{
-    CatalogChanged, CatalogState, CatalogStatus, DeviceCatalogWatcher, GetCatalog, SubscribeCatalog,
-};
 
 /// The Ascend models of one version of the device configuration.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -2,13 +2,18 @@
 //! `NodeCache` and `PodCache` actors that decode them, and the immutable [`snapshot`] every
 //! reader gets.
 
+pub mod allocation;
+pub mod catalog_watcher;
+pub mod inventory;
 pub mod kubernetes;
 pub mod node_cache;
 pub mod pod_cache;
+pub mod publish;
 pub mod scheduling;
 pub mod scheduling_events;
 pub mod snapshot;
 pub mod snapshot_file;
+pub mod tracked_pod;
 pub mod watch;
 
 use std::sync::Arc;
@@ -16,10 +21,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 use kube::api::Api;
 
-use crate::catalog::{watcher as catalog_watch, DeviceCatalogWatcher, SubscribeCatalog};
 use crate::config::Config;
 use crate::readiness::ReadinessBoard;
 use crate::telemetry::SelfMetrics;
+use catalog_watcher::{self as catalog_watch, DeviceCatalogWatcher, SubscribeCatalog};
 use node_cache::NodeCache;
 use pod_cache::PodCache;
 use scheduling::SchedulingResources;

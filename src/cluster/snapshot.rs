@@ -1,152 +1,33 @@
-//! [`ClusterSnapshot`] and the plain data it is made of: the node inventory with its indexes,
-//! the tracked pods with their decoded allocations, and per-device usage.
+//! [`ClusterSnapshot`] and the plain data it is made of: the node [`Inventory`], the tracked
+//! pods with their decoded allocations, and per-device usage.
 //!
 //! A snapshot is immutable and shared as `Arc`: the caches build a new one off to the side and
 //! swap it in whole, so a reader (a handler, the refresher) keeps a consistent view for as
 //! long as it holds it. Everything expensive (decoding, indexing, usage) is done here once per
 //! change, never per request.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
 
+use crate::cluster::allocation::allocation_cores;
+pub use crate::cluster::inventory::{Inventory, NodeRecord};
 use crate::cluster::scheduling::{SchedulingPod, StatusDetail};
-use crate::device::{Device, DeviceAllocation};
-
-/// A node selected by some vendor's node selector (or carrying a vendor's devices), with the
-/// fields the node list shows.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeRecord {
-    pub uid: String,
-    pub name: String,
-    /// First `InternalIP` address, else empty.
-    pub ip: String,
-    pub is_schedulable: bool,
-    pub is_ready: bool,
-    pub os_image: String,
-    pub kernel_version: String,
-    pub container_runtime_version: String,
-    pub kubelet_version: String,
-    pub kube_proxy_version: String,
-    pub operating_system: String,
-    pub architecture: String,
-    pub creation_timestamp: Option<Timestamp>,
-    /// This node's devices, from every vendor whose decoder found some.
-    pub devices: Vec<Device>,
-}
+use crate::device::DeviceAllocation;
 
 /// Derived per-device usage: what the tracked pods' allocations hold on each device.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeviceUsage {
     /// Number of allocations on this device.
     pub vgpu_used: i32,
+    /// The compute the allocations hold, as the card replies show it: with HAMi's catalog
+    /// the interpreted share of each slice (0 when unknown, as upstream), without one the
+    /// figure decoded from the pod ([`allocation_cores`]).
     pub core_used: i32,
     /// MiB.
     pub memory_used: i32,
-}
-
-/// All selected nodes and their devices, indexed for the lookups handlers and the refresher
-/// make. Built whole by [`Inventory::build`]; never mutated afterwards.
-#[derive(Debug, Default)]
-pub struct Inventory {
-    /// Sorted by node name.
-    pub nodes: Vec<Arc<NodeRecord>>,
-    /// `(node index, device index within the node)`, in node order: the device order every
-    /// per-device vector (such as usage) follows.
-    pub devices: Vec<(usize, usize)>,
-    node_by_uid: HashMap<String, usize>,
-    node_by_name: HashMap<String, usize>,
-    device_by_id: HashMap<String, usize>,
-    device_by_alias: HashMap<String, usize>,
-    /// Name → UID of every node in the cluster, selected or not: a pod's node UID comes from
-    /// here (the Go backend fetched it from the API server once per container).
-    node_uids: HashMap<String, String>,
-    /// HAMi's device configuration and node facts allocations are interpreted against
-    /// (set by the node cache after [`Inventory::build`]).
-    pub context: Arc<crate::device::DeviceContext>,
-}
-
-impl Inventory {
-    pub fn build(mut nodes: Vec<Arc<NodeRecord>>, node_uids: HashMap<String, String>) -> Self {
-        nodes.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.uid.cmp(&b.uid)));
-        let mut inventory = Inventory {
-            node_uids,
-            ..Inventory::default()
-        };
-        for (n, node) in nodes.iter().enumerate() {
-            inventory.node_by_uid.entry(node.uid.clone()).or_insert(n);
-            inventory.node_by_name.entry(node.name.clone()).or_insert(n);
-            for (d, device) in node.devices.iter().enumerate() {
-                let flat = inventory.devices.len();
-                inventory.devices.push((n, d));
-                inventory
-                    .device_by_id
-                    .entry(device.id.clone())
-                    .or_insert(flat);
-                // An empty alias would match every allocation (Go quirk); it matches none.
-                if !device.alias_id.is_empty() {
-                    inventory
-                        .device_by_alias
-                        .entry(device.alias_id.clone())
-                        .or_insert(flat);
-                }
-            }
-        }
-        inventory.nodes = nodes;
-        inventory
-    }
-
-    /// The device at a flat index of [`Inventory::devices`].
-    pub fn device(&self, flat: usize) -> Option<&Device> {
-        let (n, d) = *self.devices.get(flat)?;
-        self.nodes.get(n)?.devices.get(d)
-    }
-
-    pub fn iter_devices(&self) -> impl Iterator<Item = &Device> + '_ {
-        self.nodes.iter().flat_map(|n| n.devices.iter())
-    }
-
-    pub fn device_count(&self) -> usize {
-        self.devices.len()
-    }
-
-    pub fn node_by_uid(&self, uid: &str) -> Option<&Arc<NodeRecord>> {
-        self.nodes.get(*self.node_by_uid.get(uid)?)
-    }
-
-    pub fn node_by_name(&self, name: &str) -> Option<&Arc<NodeRecord>> {
-        self.nodes.get(*self.node_by_name.get(name)?)
-    }
-
-    /// Flat index of the device with this id.
-    pub fn device_index_by_id(&self, id: &str) -> Option<usize> {
-        self.device_by_id.get(id).copied()
-    }
-
-    /// Flat index of the device whose alias equals `alias` exactly.
-    pub fn device_index_by_alias(&self, alias: &str) -> Option<usize> {
-        self.device_by_alias.get(alias).copied()
-    }
-
-    /// UID of any node of the cluster by name; empty when unknown.
-    pub fn node_uid(&self, name: &str) -> &str {
-        self.node_uids.get(name).map_or("", String::as_str)
-    }
-
-    /// The device an allocation uuid refers to. Go matched by prefix, so `node-dcu-1` also
-    /// took `node-dcu-10`'s allocations; here the alias must equal the uuid, or be a prefix
-    /// followed by a separator, a character that is neither letter nor digit (legacy MIG
-    /// uuids `GPU-…[1-0]`). The longest such alias wins.
-    pub fn match_allocation(&self, uuid: &str) -> Option<usize> {
-        if let Some(flat) = self.device_index_by_alias(uuid) {
-            return Some(flat);
-        }
-        uuid.char_indices()
-            .rev()
-            .filter(|(i, c)| *i > 0 && !c.is_alphanumeric())
-            .find_map(|(i, _)| self.device_index_by_alias(&uuid[..i]))
-    }
+    /// Some allocation's compute share is not known (`coreUsedKnown: false`).
+    pub cores_unknown: bool,
 }
 
 /// A container's state as the Go backend derived it from `status.containerStatuses`.
@@ -214,6 +95,7 @@ impl PodRecord {
 }
 
 /// What every reader asks for: inventory, pods and usage from one consistent moment.
+/// Complete when built: no reader fills anything in later.
 #[derive(Debug, Default)]
 pub struct ClusterSnapshot {
     /// Increases with every publication; equal generations mean identical content.
@@ -226,14 +108,44 @@ pub struct ClusterSnapshot {
     /// Every non-terminated pod asking for a configured GPU resource or carrying a HAMi
     /// assignment, bound or not; sorted by creation time, then namespace, name, UID.
     pub scheduling: Arc<Vec<Arc<SchedulingPod>>>,
-    /// Per-device compute in use as the card replies show it, made by the first reply that
-    /// needs it ([`crate::reply::allocation::device_core_usage`]) and kept for the
-    /// snapshot's life: a pass over ~40,000 allocations was a third of a 10,000-GPU card
-    /// list's build, and `GET /v1/gpu` paid it for one card.
-    pub core_usage: std::sync::OnceLock<Vec<crate::reply::allocation::CoreUsage>>,
 }
 
 impl ClusterSnapshot {
+    /// The snapshot of an inventory, the placed pods and the scheduling views: sorted, and
+    /// with per-device usage computed once here (a pass over ~40,000 allocations at 10,000
+    /// GPUs), so that no request pays for it.
+    pub fn build(
+        generation: u64,
+        inventory: Arc<Inventory>,
+        mut pods: Vec<Arc<PodRecord>>,
+        mut scheduling: Vec<Arc<SchedulingPod>>,
+    ) -> Self {
+        pods.sort_by(|a, b| {
+            (a.namespace.as_str(), a.name.as_str(), a.uid.as_str()).cmp(&(
+                b.namespace.as_str(),
+                b.name.as_str(),
+                b.uid.as_str(),
+            ))
+        });
+        // Oldest first: the order the workload list's pending rows start from.
+        scheduling.sort_by(|a, b| {
+            (a.created_at, &a.namespace, &a.name, &a.uid).cmp(&(
+                b.created_at,
+                &b.namespace,
+                &b.name,
+                &b.uid,
+            ))
+        });
+        let usage = compute_usage(&inventory, &pods);
+        ClusterSnapshot {
+            generation,
+            inventory,
+            pods: Arc::new(pods),
+            usage: Arc::new(usage),
+            scheduling: Arc::new(scheduling),
+        }
+    }
+
     /// Usage of the device at a flat index; zero for unknown indexes.
     pub fn usage_of(&self, flat: usize) -> DeviceUsage {
         self.usage.get(flat).copied().unwrap_or_default()
@@ -254,14 +166,9 @@ pub fn compute_usage(inventory: &Inventory, pods: &[Arc<PodRecord>]) -> Vec<Devi
             .and_then(|flat| usage.get_mut(flat))
         {
             slot.vgpu_used = slot.vgpu_used.saturating_add(1);
-            // With HAMi's catalog, the interpreted share (template slices), as the card list
-            // shows it; without one that is the decoded figure, read directly.
-            let cores = if inventory.context.catalog.is_some() {
-                crate::reply::allocation::allocation_cores(inventory, allocation).0
-            } else {
-                allocation.usedcores
-            };
+            let (cores, known) = allocation_cores(inventory, allocation);
             slot.core_used = slot.core_used.saturating_add(cores);
+            slot.cores_unknown |= !known;
             slot.memory_used = slot.memory_used.saturating_add(allocation.usedmem);
         }
     }
@@ -270,8 +177,10 @@ pub fn compute_usage(inventory: &Inventory, pods: &[Arc<PodRecord>]) -> Vec<Devi
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
-    use crate::device::Vendor;
+    use crate::device::{Device, Vendor};
 
     pub(crate) fn device(node: &str, id: &str, alias: &str) -> Device {
         Device {
@@ -357,7 +266,8 @@ mod tests {
             DeviceUsage {
                 vgpu_used: 1,
                 core_used: 20,
-                memory_used: 50
+                memory_used: 50,
+                cores_unknown: false,
             }
         );
         assert_eq!(
@@ -365,7 +275,8 @@ mod tests {
             DeviceUsage {
                 vgpu_used: 1,
                 core_used: 30,
-                memory_used: 100
+                memory_used: 100,
+                cores_unknown: false,
             }
         );
     }

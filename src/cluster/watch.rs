@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::time::Duration;
 
+use actix::prelude::*;
 use futures::stream::{self, BoxStream, StreamExt};
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher::{self, Event};
@@ -217,6 +218,33 @@ pub fn event_type<K>(event: &Event<K>) -> &'static str {
         Event::InitDone => "init_done",
         Event::Apply(_) => "apply",
         Event::Delete(_) => "delete",
+    }
+}
+
+/// An actor fed by one watcher: what the shared handling of watch errors needs of it.
+pub trait Watching<K>: Actor<Context = Context<Self>>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + 'static,
+{
+    fn health(&mut self) -> &mut WatchHealth;
+
+    /// The API to probe during an outage; `None` in snapshot mode.
+    fn api(&self) -> Option<Api<K>>;
+
+    /// A watch error: counted, and on the first of a streak a recovery probe that marks the
+    /// watch restored as soon as the API lists again (the watcher's own backoff may wait
+    /// longer before its next event).
+    fn on_watch_error(&mut self, error: &watcher::Error, ctx: &mut Context<Self>) {
+        if !self.health().on_error(error) {
+            return;
+        }
+        if let Some(api) = self.api() {
+            ctx.spawn(
+                until_listable(api)
+                    .into_actor(self)
+                    .map(|_, act, _| act.health().restored()),
+            );
+        }
     }
 }
 

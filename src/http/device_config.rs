@@ -3,7 +3,7 @@
 
 use actix_web::{web, HttpResponse};
 
-use crate::catalog::GetCatalog;
+use crate::cluster::catalog_watcher::GetCatalog;
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::reply::device_config::device_config_reply;

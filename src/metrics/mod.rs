@@ -335,14 +335,14 @@ fn identities(snapshot: &ClusterSnapshot, results: &QueryResults) -> Vec<DeviceI
 pub fn identity_overrides(
     snapshot: &ClusterSnapshot,
     results: &QueryResults,
-) -> Option<crate::cluster::node_cache::IdentityMap> {
+) -> Option<crate::cluster::inventory::IdentityMap> {
     let any_ok = results
         .iter()
         .any(|(q, r)| matches!(q, CycleQuery::Identity(_)) && r.is_ok());
     if !any_ok {
         return None;
     }
-    let mut map = crate::cluster::node_cache::IdentityMap::new();
+    let mut map = crate::cluster::inventory::IdentityMap::new();
     for (flat, identity) in identities(snapshot, results).into_iter().enumerate() {
         let Some(device) = snapshot.inventory.device(flat) else {
             continue;
@@ -1320,7 +1320,9 @@ fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::inventory::IdentityMap;
     use crate::config::Config;
+    use crate::device::DeviceContext;
     use crate::query_client::Sample;
     use serde_json::json;
     use std::sync::Arc;
@@ -1331,20 +1333,33 @@ mod tests {
             .into_iter()
             .map(|n| {
                 let node = serde_json::from_value(n).unwrap();
-                crate::cluster::node_cache::node_entry(&node, &config.node_selectors).0
+                crate::cluster::inventory::node_entry(
+                    &node,
+                    &config.node_selectors,
+                    &DeviceContext::default(),
+                )
+                .0
             })
             .collect();
-        let inventory = Arc::new(crate::cluster::node_cache::build_inventory(entries.iter()));
+        let inventory = Arc::new(crate::cluster::inventory::build_inventory(
+            entries.iter(),
+            &IdentityMap::new(),
+            Default::default(),
+        ));
         let pods: Vec<Arc<crate::cluster::snapshot::PodRecord>> = pods
             .into_iter()
             .filter_map(|p| {
                 let pod = serde_json::from_value(p).unwrap();
-                crate::cluster::pod_cache::pod_record(&pod, jiff::Timestamp::UNIX_EPOCH)
-                    .0
-                    .map(Arc::new)
+                crate::cluster::tracked_pod::pod_record(
+                    &pod,
+                    jiff::Timestamp::UNIX_EPOCH,
+                    &DeviceContext::default(),
+                )
+                .0
+                .map(Arc::new)
             })
             .collect();
-        crate::cluster::pod_cache::build_snapshot(1, inventory, pods.iter())
+        ClusterSnapshot::build(1, inventory, pods.to_vec(), Vec::new())
     }
 
     fn nvidia_node() -> serde_json::Value {
@@ -1602,12 +1617,19 @@ mod tests {
         );
         let config = Config::from_raw(Default::default()).unwrap();
         let node = serde_json::from_value(node_json).unwrap();
-        let entry = crate::cluster::node_cache::node_entry(&node, &config.node_selectors).0;
-        let inventory =
-            crate::cluster::node_cache::build_identified_inventory([&entry].into_iter(), &map);
+        let entry = crate::cluster::inventory::node_entry(
+            &node,
+            &config.node_selectors,
+            &DeviceContext::default(),
+        )
+        .0;
+        let inventory = crate::cluster::inventory::build_inventory(
+            [&entry].into_iter(),
+            &map,
+            Default::default(),
+        );
         assert_eq!(inventory.iter_devices().next().unwrap().id, "serial-9");
-        let enriched =
-            crate::cluster::pod_cache::build_snapshot(2, Arc::new(inventory), std::iter::empty());
+        let enriched = ClusterSnapshot::build(2, Arc::new(inventory), Vec::new(), Vec::new());
         assert_eq!(identity_overrides(&enriched, &results), Some(map));
         let failed = answers([(CycleQuery::Identity(Vendor::Dcu), Err(()))]);
         assert_eq!(

@@ -25,7 +25,8 @@ use actix::prelude::*;
 use bytes::Bytes;
 use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
 
-use crate::cluster::node_cache::{IdentityMap, SetIdentities};
+use crate::cluster::inventory::IdentityMap;
+use crate::cluster::node_cache::SetIdentities;
 use crate::cluster::pod_cache::{GetSnapshot, PodCache};
 use crate::config::ExporterConfig;
 use crate::device::Vendor;

@@ -1,17 +1,10 @@
-//! How a container's device slices were carved (upstream 2.0's `allocation_shape`,
-//! `template`, `allocated_cores_known`, `allocated_cores_reason` of `ContainerReply`), and
-//! the compute share each slice holds once HAMi's device configuration is applied.
-//!
-//! Kept apart from the list builders because the answer depends on the vendor and, for
-//! Ascend, on HAMi's device catalog: the container builders only ask [`describe_allocations`]
-//! (and [`allocation_cores`] for the figure), the card replies [`device_core_usage`]. All of
-//! it reads the pod-side facts decoded with each allocation against the inventory's
-//! [`DeviceContext`](crate::device::DeviceContext), so a new catalog applies at once.
+//! How a container's device slices were carved, as upstream 2.0's `ContainerReply` says it
+//! (`allocation_shape`, `template`, `allocated_cores_known`, `allocated_cores_reason`): the
+//! slices' common shape, read one by one by [`crate::cluster::allocation`].
 
-use crate::cluster::snapshot::{ClusterSnapshot, Inventory};
-use crate::device::{AllocationFacts, DeviceAllocation};
-use crate::vendor::shapes::{gpu_shape, interpret_ascend, CardFacts};
-use crate::vendor::SliceShape;
+use crate::cluster::allocation::describe_allocation;
+use crate::cluster::inventory::Inventory;
+use crate::device::DeviceAllocation;
 
 /// The 2.0 reply fields that describe one container's allocations as a whole.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,55 +17,6 @@ pub struct AllocationDescription {
     pub template: String,
     /// Why the cores are not known, when they are not.
     pub allocated_cores_reason: String,
-}
-
-/// The shape of one slice, read against the inventory: Ascend slices through upstream's
-/// interpretation (catalog, node `hami-vnpu-core`, policy for annotation-less pods), NVIDIA
-/// slices through their GPU's registered mode and MIG reservation, every other vendor a
-/// `soft` share with the cores HAMi recorded.
-pub fn describe_allocation(inventory: &Inventory, allocation: &DeviceAllocation) -> SliceShape {
-    let context = &inventory.context;
-    let device = inventory
-        .match_allocation(&allocation.uuid)
-        .and_then(|flat| inventory.device(flat));
-    match &allocation.facts {
-        AllocationFacts::Plain => SliceShape::known("soft", String::new(), allocation.usedcores),
-        AllocationFacts::Nvidia(facts) => gpu_shape(
-            facts,
-            &allocation.uuid,
-            device.map(|d| d.mode.as_str()),
-            allocation.usedcores,
-        ),
-        AllocationFacts::Ascend(facts) => {
-            let card = CardFacts {
-                node_read: device.is_some(),
-                node_vnpu_core: device
-                    .and_then(|d| context.node_vnpu_core.get(&d.node_name))
-                    .map(String::as_str),
-                card_memory: device.map_or(0, |d| i64::from(d.devmem)),
-            };
-            interpret_ascend(
-                facts,
-                i64::from(allocation.usedmem),
-                card,
-                context.catalog.as_deref(),
-                context.annotationless_pod_mode,
-            )
-        }
-    }
-}
-
-/// The compute share a slice is shown with, and whether it is known. With HAMi's catalog
-/// loaded this is the interpreted share (0 when unknown, as upstream); without one the
-/// figure decoded from the pod is kept (the built-in template table), so replies stay what
-/// they were before the catalog existed.
-pub fn allocation_cores(inventory: &Inventory, allocation: &DeviceAllocation) -> (i32, bool) {
-    let shape = describe_allocation(inventory, allocation);
-    let known = shape.cores.is_some();
-    if inventory.context.catalog.is_none() {
-        return (allocation.usedcores, known);
-    }
-    (shape.cores.unwrap_or(0), known)
 }
 
 /// Describes the allocations one container holds (empty slice: a container without any).
@@ -121,59 +65,15 @@ pub fn describe_allocations(
     }
 }
 
-/// Per-device compute in use as the card replies show it, aligned with
-/// `inventory.devices`: the sum of [`allocation_cores`] over the tracked allocations on the
-/// device, and whether all of them are known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CoreUsage {
-    pub core_used: i32,
-    pub known: bool,
-}
-
-impl Default for CoreUsage {
-    fn default() -> Self {
-        Self {
-            core_used: 0,
-            known: true,
-        }
-    }
-}
-
-/// [`CoreUsage`] of every device, made once per snapshot ([`ClusterSnapshot::core_usage`]).
-pub fn device_core_usage(snapshot: &ClusterSnapshot) -> &[CoreUsage] {
-    snapshot.core_usage.get_or_init(|| core_usage_of(snapshot))
-}
-
-/// One pass over the allocations of the snapshot's pods.
-fn core_usage_of(snapshot: &ClusterSnapshot) -> Vec<CoreUsage> {
-    let inventory = &snapshot.inventory;
-    let mut usage = vec![CoreUsage::default(); inventory.device_count()];
-    let allocations = snapshot
-        .pods
-        .iter()
-        .flat_map(|p| p.containers.iter())
-        .flat_map(|c| c.allocations.iter());
-    for allocation in allocations {
-        let Some(slot) = inventory
-            .match_allocation(&allocation.uuid)
-            .and_then(|flat| usage.get_mut(flat))
-        else {
-            continue;
-        };
-        let (cores, known) = allocation_cores(inventory, allocation);
-        slot.core_used = slot.core_used.saturating_add(cores);
-        slot.known &= known;
-    }
-    usage
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::cluster::node_cache::{build_inventory_with, node_entry_with};
+    use crate::cluster::allocation::allocation_cores;
+    use crate::cluster::inventory::{build_inventory, node_entry};
     use crate::config::NodeSelectors;
+    use crate::device::AllocationFacts;
     use crate::device::{AscendFacts, DeviceContext, GpuFacts};
     use crate::vendor::testutil::node;
 
@@ -199,8 +99,8 @@ mod tests {
         );
         let mut context = context;
         context.node_vnpu_core.insert("npu".into(), "false".into());
-        let entry = node_entry_with(&n, &NodeSelectors::default(), &context).0;
-        build_inventory_with([&entry].into_iter(), &Default::default(), Arc::new(context))
+        let entry = node_entry(&n, &NodeSelectors::default(), &context).0;
+        build_inventory([&entry].into_iter(), &Default::default(), Arc::new(context))
     }
 
     fn npu(memory: i32, cores: i32) -> DeviceAllocation {
@@ -229,13 +129,10 @@ mod tests {
     const V2_10: &str = include_str!("../../tests/golden/catalog/device-config-v2.10.yaml");
 
     #[test]
-    fn core_usage_is_made_once_per_snapshot_and_counts_every_allocation() {
+    fn every_allocation_counts_in_the_snapshot_usage() {
         let snapshot = crate::synthetic::ClusterShape::gpus(2).snapshot();
-        let usage = device_core_usage(&snapshot);
-        assert_eq!(usage.len(), snapshot.inventory.device_count());
-        // The same slice, not a second pass.
-        assert!(std::ptr::eq(usage, device_core_usage(&snapshot)));
-        let used: i64 = usage.iter().map(|u| i64::from(u.core_used)).sum();
+        assert_eq!(snapshot.usage.len(), snapshot.inventory.device_count());
+        let used: i64 = snapshot.usage.iter().map(|u| i64::from(u.core_used)).sum();
         let allocated: i64 = snapshot
             .pods
             .iter()
@@ -245,7 +142,7 @@ mod tests {
             .sum();
         assert!(allocated > 0);
         assert_eq!(used, allocated);
-        assert!(usage.iter().all(|u| u.known));
+        assert!(snapshot.usage.iter().all(|u| !u.cores_unknown));
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //!
 //! Field names and order follow `GPUReply` of `api/v1/card.proto` (upstream 2.0 added 13
 //! `core_used_known`, 14 `unconfigured`, 15 `vendor`); usage comes from the snapshot's
-//! per-device usage (computed once per change, exact alias matching), compute in use from
-//! [`device_core_usage`], which applies HAMi's device configuration to Ascend slices.
+//! per-device usage (computed once per change, exact alias matching, compute with HAMi's
+//! device configuration applied to Ascend slices).
 
 use std::collections::HashMap;
 
@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::snapshot::{ClusterSnapshot, DeviceUsage};
 use crate::device::Device;
-use crate::reply::allocation::{device_core_usage, CoreUsage};
 use crate::reply::request::{string, FieldKind, FieldSchema, MessageSchema, ProtoRequest};
 
 /// `GetAllGpusReq.Filters`.
@@ -108,26 +107,21 @@ pub struct DeviceCapacity {
     pub memory: HashMap<String, i32>,
 }
 
-fn gpu_reply(
-    snapshot: &ClusterSnapshot,
-    device: &Device,
-    usage: DeviceUsage,
-    cores: CoreUsage,
-) -> GpuReply {
+fn gpu_reply(snapshot: &ClusterSnapshot, device: &Device, usage: DeviceUsage) -> GpuReply {
     GpuReply {
         uuid: device.id.clone(),
         node_name: device.node_name.clone(),
         device_type: device.device_type.clone(),
         vgpu_used: usage.vgpu_used,
         vgpu_total: device.count,
-        core_used: cores.core_used,
+        core_used: usage.core_used,
         core_total: device.devcore,
         memory_used: usage.memory_used,
         memory_total: device.devmem,
         node_uid: device.node_uid.clone(),
         health: device.health,
         mode: device.mode.clone(),
-        core_used_known: Some(cores.known),
+        core_used_known: Some(!usage.cores_unknown),
         unconfigured: snapshot.inventory.context.is_unconfigured(device),
         vendor: device.vendor.provider().to_string(),
     }
@@ -149,15 +143,13 @@ pub fn gpu_list(
     let device_type = trim_spaces(&filters.device_type);
     let node_name = trim_spaces(&filters.node_name);
     let inventory = &snapshot.inventory;
-    let cores = device_core_usage(snapshot);
     let mut list: Vec<GpuReply> = (0..inventory.device_count())
         .filter_map(|flat| Some((flat, inventory.device(flat)?)))
         .filter(|(_, d)| node_name.is_empty() || d.node_name == node_name)
         .filter(|(_, d)| device_type.is_empty() || d.device_type == device_type)
         .filter(|(_, d)| uid.is_empty() || d.id == uid)
         .map(|(flat, device)| {
-            let core = cores.get(flat).copied().unwrap_or_default();
-            let mut reply = gpu_reply(snapshot, device, snapshot.usage_of(flat), core);
+            let mut reply = gpu_reply(snapshot, device, snapshot.usage_of(flat));
             if let Some(core) = capacity.core.get(&device.id) {
                 reply.core_total = *core;
             }
@@ -210,9 +202,5 @@ pub fn gpu_detail(snapshot: &ClusterSnapshot, uid: &str) -> GpuReply {
     let Some(device) = inventory.device(flat) else {
         return GpuReply::default();
     };
-    let core = device_core_usage(snapshot)
-        .get(flat)
-        .copied()
-        .unwrap_or_default();
-    gpu_reply(snapshot, device, snapshot.usage_of(flat), core)
+    gpu_reply(snapshot, device, snapshot.usage_of(flat))
 }

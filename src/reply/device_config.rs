@@ -5,7 +5,8 @@
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-use crate::catalog::{AscendModel, CatalogState, CatalogStatus};
+use crate::catalog::AscendModel;
+use crate::cluster::catalog_watcher::{CatalogState, CatalogStatus};
 use crate::reply::protojson::Int64;
 use crate::reply::times::rfc3339;
 

@@ -109,6 +109,7 @@ mod tests {
     use super::*;
     use crate::vendor::decode_pod;
     use crate::vendor::testutil::pod;
+    use crate::vendor::DeviceContext;
 
     fn alloc(uuid: &str, mem: i32, cores: i32) -> DeviceAllocation {
         DeviceAllocation {
@@ -262,7 +263,10 @@ mod tests {
             (";;", &["i"], &["c"], &[&[]]),
         ];
         for (value, init, regular, want) in cases {
-            let decoded = decode_pod(&pod(&[(key, value)], init, regular));
+            let decoded = decode_pod(
+                &pod(&[(key, value)], init, regular),
+                &DeviceContext::default(),
+            );
             assert!(decoded.errors.is_empty(), "{value:?}");
             let got: Vec<Vec<&str>> = decoded
                 .containers

@@ -31,6 +31,7 @@ pub(crate) fn decode_pod(pod: &PodView<'_>) -> VendorAllocations {
 mod tests {
     use super::*;
     use crate::vendor::testutil::{annotated_node, pod};
+    use crate::vendor::DeviceContext;
     use crate::vendor::{decode_node_devices, decode_pod as decode_whole_pod};
 
     #[test]
@@ -39,7 +40,7 @@ mod tests {
             REGISTER_ANNOTATION,
             r#"[{"id":"GPU-0","count":1,"devmem":196608,"devcore":100,"type":"AMD-MI300X","mode":"hami-core","health":true}]"#,
         );
-        let devices = decode_node_devices(Vendor::Amd, &n).unwrap();
+        let devices = decode_node_devices(Vendor::Amd, &n, &DeviceContext::default()).unwrap();
         assert_eq!(devices.len(), 1);
         assert_eq!(
             (
@@ -56,23 +57,30 @@ mod tests {
     fn malformed_or_csv_registration_is_an_error() {
         let n = annotated_node(REGISTER_ANNOTATION, "GPU-0,1,1,1,AMD,0,true:");
         assert_eq!(
-            decode_node_devices(Vendor::Amd, &n).unwrap_err().kind(),
+            decode_node_devices(Vendor::Amd, &n, &DeviceContext::default())
+                .unwrap_err()
+                .kind(),
             "bad_json"
         );
         let n = annotated_node(REGISTER_ANNOTATION, r#"{"id":"GPU-0"}"#);
         assert_eq!(
-            decode_node_devices(Vendor::Amd, &n).unwrap_err().kind(),
+            decode_node_devices(Vendor::Amd, &n, &DeviceContext::default())
+                .unwrap_err()
+                .kind(),
             "json_shape"
         );
     }
 
     #[test]
     fn allocations_are_aligned() {
-        let decoded = decode_whole_pod(&pod(
-            &[(ALLOCATED_ANNOTATION, ";GPU-0,AMD,4096,50:;")],
-            &[],
-            &["a", "b"],
-        ));
+        let decoded = decode_whole_pod(
+            &pod(
+                &[(ALLOCATED_ANNOTATION, ";GPU-0,AMD,4096,50:;")],
+                &[],
+                &["a", "b"],
+            ),
+            &DeviceContext::default(),
+        );
         assert!(decoded.containers[0].allocations.is_empty());
         assert_eq!(decoded.containers[1].allocations[0].usedcores, 50);
     }

@@ -363,7 +363,10 @@ mod tests {
         init: &[&str],
         containers: &[&str],
     ) -> Vec<Vec<(String, i32)>> {
-        let decoded = decode_whole_pod(&pod(annotations, init, containers));
+        let decoded = decode_whole_pod(
+            &pod(annotations, init, containers),
+            &DeviceContext::default(),
+        );
         assert!(decoded.errors.is_empty(), "{:?}", decoded.errors);
         decoded
             .containers
@@ -398,7 +401,7 @@ mod tests {
             ],
             &[],
         );
-        let devices = decode_node_devices(Vendor::Ascend, &n).unwrap();
+        let devices = decode_node_devices(Vendor::Ascend, &n, &DeviceContext::default()).unwrap();
         let ids: Vec<_> = devices.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(
             ids,
@@ -421,7 +424,9 @@ mod tests {
             "Ascend910B-0,1,2,3,T,0,true:",
         );
         assert_eq!(
-            decode_node_devices(Vendor::Ascend, &n).unwrap_err().kind(),
+            decode_node_devices(Vendor::Ascend, &n, &DeviceContext::default())
+                .unwrap_err()
+                .kind(),
             "bad_json"
         );
     }
@@ -436,7 +441,8 @@ mod tests {
             )],
             &[],
         );
-        let mut devices = decode_node_devices(Vendor::Ascend, &n).unwrap();
+        let mut devices =
+            decode_node_devices(Vendor::Ascend, &n, &DeviceContext::default()).unwrap();
         let vdie = HashMap::from([(0, "vdie-x".to_string()), (1, String::new())]);
         apply_vdie_ids(&mut devices, &vdie);
         assert_eq!(
@@ -515,20 +521,23 @@ mod tests {
 
     #[test]
     fn malformed_allocation_drops_only_that_model() {
-        let decoded = decode_whole_pod(&pod(
-            &[
-                (
-                    "hami.io/Ascend910B-devices-allocated",
-                    "Ascend910B-0,Ascend910B:;",
-                ),
-                (
-                    "hami.io/Ascend910B4-devices-allocated",
-                    "Ascend910B4-0,Ascend910B4,8192,0:;",
-                ),
-            ],
-            &[],
-            &["a"],
-        ));
+        let decoded = decode_whole_pod(
+            &pod(
+                &[
+                    (
+                        "hami.io/Ascend910B-devices-allocated",
+                        "Ascend910B-0,Ascend910B:;",
+                    ),
+                    (
+                        "hami.io/Ascend910B4-devices-allocated",
+                        "Ascend910B4-0,Ascend910B4,8192,0:;",
+                    ),
+                ],
+                &[],
+                &["a"],
+            ),
+            &DeviceContext::default(),
+        );
         assert_eq!(decoded.errors.len(), 1);
         assert_eq!(decoded.containers[0].allocations.len(), 1);
         assert_eq!(decoded.containers[0].allocations[0].usedcores, 25);
@@ -649,7 +658,7 @@ mod tests {
             )],
             &[],
         );
-        let devices = decode_node_devices(Vendor::Ascend, &n).unwrap();
+        let devices = decode_node_devices(Vendor::Ascend, &n, &DeviceContext::default()).unwrap();
         assert!(!DeviceContext::default().is_unconfigured(&devices[0]));
         assert!(with_catalog(V2_10).is_unconfigured(&devices[0]));
         let mut b3 = devices[0].clone();
@@ -943,7 +952,7 @@ mod tests {
             &["init"],
             &["main"],
         );
-        let decoded = decode_whole_pod(&p);
+        let decoded = decode_whole_pod(&p, &DeviceContext::default());
         let allocations = &decoded.containers[0].allocations;
         assert_eq!(
             allocations.len(),
@@ -975,7 +984,7 @@ mod tests {
             catalog: Some(std::sync::Arc::new(custom)),
             ..DeviceContext::default()
         };
-        let decoded = crate::vendor::decode_pod_with(&p, &context);
+        let decoded = crate::vendor::decode_pod(&p, &context);
         assert_eq!(decoded.containers[0].allocations.len(), 3);
     }
 
@@ -992,7 +1001,7 @@ mod tests {
             &[],
             &["main"],
         );
-        let decoded = decode_whole_pod(&p);
+        let decoded = decode_whole_pod(&p, &DeviceContext::default());
         assert!(decoded.errors.is_empty());
         match &decoded.containers[0].allocations[0].facts {
             AllocationFacts::Ascend(f) => assert!(!f.recorded && f.template.is_empty()),

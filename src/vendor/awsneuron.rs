@@ -60,6 +60,7 @@ pub(crate) fn decode_pod(pod: &PodView<'_>) -> VendorAllocations {
 mod tests {
     use super::*;
     use crate::vendor::testutil::{node, pod};
+    use crate::vendor::DeviceContext;
     use crate::vendor::{decode_node_devices, decode_pod as decode_whole_pod};
 
     #[test]
@@ -69,7 +70,8 @@ mod tests {
             &[],
             &[(DEVICE_CAPACITY, "2"), (CORE_CAPACITY, "4")],
         );
-        let devices = decode_node_devices(Vendor::AwsNeuron, &n).unwrap();
+        let devices =
+            decode_node_devices(Vendor::AwsNeuron, &n, &DeviceContext::default()).unwrap();
         assert_eq!(devices.len(), 2);
         assert_eq!(devices[1].id, "inf-1-AWSNeuron-1");
         assert_eq!(
@@ -78,7 +80,9 @@ mod tests {
         );
         let no_cores = node("inf-1", &[], &[(DEVICE_CAPACITY, "1")]);
         assert_eq!(
-            decode_node_devices(Vendor::AwsNeuron, &no_cores).unwrap()[0].devcore,
+            decode_node_devices(Vendor::AwsNeuron, &no_cores, &DeviceContext::default()).unwrap()
+                [0]
+            .devcore,
             0
         );
     }
@@ -89,7 +93,7 @@ mod tests {
             &[(ALLOCATED_ANNOTATION, "inf-1-AWSNeuron-0,AWSNeuron,0,3:inf-1-AWSNeuron-1,AWSNeuron,0,1:inf-1-AWSNeuron-1,AWSNeuron,0,-1:;")],
             &[],
             &["c"],
-        ));
+        ), &DeviceContext::default());
         let cores: Vec<_> = decoded.containers[0]
             .allocations
             .iter()

@@ -30,6 +30,7 @@ pub(crate) fn decode_pod(pod: &PodView<'_>) -> VendorAllocations {
 mod tests {
     use super::*;
     use crate::vendor::testutil::{annotated_node, pod};
+    use crate::vendor::DeviceContext;
     use crate::vendor::{decode_node_devices, decode_pod as decode_whole_pod};
 
     #[test]
@@ -38,22 +39,25 @@ mod tests {
             REGISTER_ANNOTATION,
             r#"[{"id":"br-0","count":4,"devmem":65536,"type":"BR106","health":true}]"#,
         );
-        let devices = decode_node_devices(Vendor::Biren, &n).unwrap();
+        let devices = decode_node_devices(Vendor::Biren, &n, &DeviceContext::default()).unwrap();
         assert_eq!(
             (devices[0].id.as_str(), devices[0].devcore, devices[0].count),
             ("br-0", 100, 4)
         );
         let bad = annotated_node(REGISTER_ANNOTATION, "[");
-        assert!(decode_node_devices(Vendor::Biren, &bad).is_err());
+        assert!(decode_node_devices(Vendor::Biren, &bad, &DeviceContext::default()).is_err());
     }
 
     #[test]
     fn allocations_use_the_capitalised_key() {
-        let decoded = decode_whole_pod(&pod(
-            &[(ALLOCATED_ANNOTATION, "br-0,Biren,1024,0:;")],
-            &[],
-            &["c"],
-        ));
+        let decoded = decode_whole_pod(
+            &pod(
+                &[(ALLOCATED_ANNOTATION, "br-0,Biren,1024,0:;")],
+                &[],
+                &["c"],
+            ),
+            &DeviceContext::default(),
+        );
         assert_eq!(decoded.containers[0].allocations[0].usedcores, 100);
     }
 }

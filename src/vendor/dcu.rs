@@ -81,6 +81,7 @@ pub(crate) fn decode_pod(pod: &PodView<'_>) -> VendorAllocations {
 mod tests {
     use super::*;
     use crate::vendor::testutil::{annotated_node, node, pod};
+    use crate::vendor::DeviceContext;
     use crate::vendor::{decode_node_devices, decode_pod as decode_whole_pod};
 
     #[test]
@@ -90,7 +91,7 @@ mod tests {
             &[(REGISTER_ANNOTATION, "DCU-0,4,65520,100,DCU,0,true,0,hami-core:DCU-1,4,65520,100,DCU,1,true,1,hami-core:")],
             &[],
         );
-        let devices = decode_node_devices(Vendor::Dcu, &n).unwrap();
+        let devices = decode_node_devices(Vendor::Dcu, &n, &DeviceContext::default()).unwrap();
         assert_eq!(devices.len(), 2);
         assert_eq!(devices[1].id, "DCU-1");
         assert_eq!(devices[1].alias_id, "dcu-node-dcu-1");
@@ -102,14 +103,24 @@ mod tests {
         let devices = decode_node_devices(
             Vendor::Dcu,
             &annotated_node(REGISTER_ANNOTATION, "card0,4,1,100,DCU,0,true:"),
+            &DeviceContext::default(),
         )
         .unwrap();
         assert_eq!(devices[0].alias_id, "card0");
-        let err = decode_node_devices(Vendor::Dcu, &annotated_node(REGISTER_ANNOTATION, "DCU-0,4"))
-            .unwrap_err();
+        let err = decode_node_devices(
+            Vendor::Dcu,
+            &annotated_node(REGISTER_ANNOTATION, "DCU-0,4"),
+            &DeviceContext::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), "csv_separator");
         assert_eq!(
-            decode_node_devices(Vendor::Dcu, &annotated_node(REGISTER_ANNOTATION, ":")).unwrap(),
+            decode_node_devices(
+                Vendor::Dcu,
+                &annotated_node(REGISTER_ANNOTATION, ":"),
+                &DeviceContext::default()
+            )
+            .unwrap(),
             vec![]
         );
     }
@@ -122,6 +133,7 @@ mod tests {
                 REGISTER_ANNOTATION,
                 "DCU-0,4,1,100,DCU,0,true:DCU-1,4,1,100,DCU,0,true:",
             ),
+            &DeviceContext::default(),
         )
         .unwrap();
         apply_dcu_device_ids(
@@ -137,14 +149,17 @@ mod tests {
 
     #[test]
     fn allocations_use_node_scoped_uuids_and_never_panic_on_odd_uuids() {
-        let decoded = decode_whole_pod(&pod(
-            &[
-                ("hami.io/vgpu-node", "dcu-node"),
-                (ALLOCATED_ANNOTATION, "DCU-1,DCU,2000,60:weird,DCU,1,0:;"),
-            ],
-            &[],
-            &["c"],
-        ));
+        let decoded = decode_whole_pod(
+            &pod(
+                &[
+                    ("hami.io/vgpu-node", "dcu-node"),
+                    (ALLOCATED_ANNOTATION, "DCU-1,DCU,2000,60:weird,DCU,1,0:;"),
+                ],
+                &[],
+                &["c"],
+            ),
+            &DeviceContext::default(),
+        );
         let a = &decoded.containers[0].allocations;
         assert_eq!((a[0].uuid.as_str(), a[0].usedcores), ("dcu-node-dcu-1", 60));
         assert_eq!((a[1].uuid.as_str(), a[1].usedcores), ("weird", 100));

@@ -155,6 +155,7 @@ pub(crate) fn decode_pod(pod: &PodView<'_>) -> VendorAllocations {
 mod tests {
     use super::*;
     use crate::vendor::testutil::{annotated_node, node, pod};
+    use crate::vendor::DeviceContext;
     use crate::vendor::{decode_node_devices, decode_pod as decode_whole_pod};
 
     #[test]
@@ -162,6 +163,7 @@ mod tests {
         let devices = decode_node_devices(
             Vendor::Enflame,
             &node("worker-3", &[], &[(GCU_CAPACITY, "2")]),
+            &DeviceContext::default(),
         )
         .unwrap();
         let ids: Vec<_> = devices.iter().map(|d| d.id.as_str()).collect();
@@ -180,7 +182,7 @@ mod tests {
             &[(DRS_ANNOTATION, value)],
             &[(GCU_CAPACITY, "2")],
         );
-        let devices = decode_node_devices(Vendor::Enflame, &n).unwrap();
+        let devices = decode_node_devices(Vendor::Enflame, &n, &DeviceContext::default()).unwrap();
         assert_eq!(devices.len(), 2);
         assert_eq!(devices[0].id, "worker-3-enflame-drs-0");
         assert_eq!(
@@ -216,8 +218,12 @@ mod tests {
             ("{", "bad_json"),
         ];
         for (value, kind) in cases {
-            let err = decode_node_devices(Vendor::Enflame, &annotated_node(DRS_ANNOTATION, value))
-                .unwrap_err();
+            let err = decode_node_devices(
+                Vendor::Enflame,
+                &annotated_node(DRS_ANNOTATION, value),
+                &DeviceContext::default(),
+            )
+            .unwrap_err();
             assert_eq!(err.kind(), kind, "{value}");
         }
     }
@@ -228,24 +234,31 @@ mod tests {
         assert_eq!(parse_profile("2g.x"), Some((2, 0)));
         assert_eq!(parse_profile("nog"), None);
         let value = r#"{"devices":[{"capacity":2}],"profiles":{"2g.x":"0"}}"#;
-        let devices =
-            decode_node_devices(Vendor::Enflame, &annotated_node(DRS_ANNOTATION, value)).unwrap();
+        let devices = decode_node_devices(
+            Vendor::Enflame,
+            &annotated_node(DRS_ANNOTATION, value),
+            &DeviceContext::default(),
+        )
+        .unwrap();
         assert_eq!(devices[0].devmem, 2 * 1024);
     }
 
     #[test]
     fn allocations_of_both_types_are_read() {
-        let decoded = decode_whole_pod(&pod(
-            &[
-                (GCU_ALLOCATED_ANNOTATION, "worker-3-GCU-0,GCU,100,100:;"),
-                (
-                    DRS_ALLOCATED_ANNOTATION,
-                    "worker-3-enflame-drs-0,Enflame,6144,0:;",
-                ),
-            ],
-            &[],
-            &["c"],
-        ));
+        let decoded = decode_whole_pod(
+            &pod(
+                &[
+                    (GCU_ALLOCATED_ANNOTATION, "worker-3-GCU-0,GCU,100,100:;"),
+                    (
+                        DRS_ALLOCATED_ANNOTATION,
+                        "worker-3-enflame-drs-0,Enflame,6144,0:;",
+                    ),
+                ],
+                &[],
+                &["c"],
+            ),
+            &DeviceContext::default(),
+        );
         let uuids: Vec<_> = decoded.containers[0]
             .allocations
             .iter()

@@ -46,6 +46,7 @@ pub(crate) fn decode_pod(pod: &PodView<'_>) -> VendorAllocations {
 mod tests {
     use super::*;
     use crate::vendor::testutil::{annotated_node, pod};
+    use crate::vendor::DeviceContext;
     use crate::vendor::{decode_node_devices, decode_pod as decode_whole_pod};
 
     #[test]
@@ -54,7 +55,7 @@ mod tests {
             REGISTER_ANNOTATION,
             "HCU-serial-01,4,65536,100,HCU-K100_AI,0,true,3,hami-core:HCU-,4,1,100,HCU,0,true:bogus,4,1,100,HCU,0,true:",
         );
-        let devices = decode_node_devices(Vendor::Hcu, &n).unwrap();
+        let devices = decode_node_devices(Vendor::Hcu, &n, &DeviceContext::default()).unwrap();
         assert_eq!(devices.len(), 1);
         let d = &devices[0];
         assert_eq!(
@@ -72,21 +73,26 @@ mod tests {
     fn malformed_registration_is_an_error() {
         let n = annotated_node(REGISTER_ANNOTATION, "HCU-1,4,1:");
         assert_eq!(
-            decode_node_devices(Vendor::Hcu, &n).unwrap_err().kind(),
+            decode_node_devices(Vendor::Hcu, &n, &DeviceContext::default())
+                .unwrap_err()
+                .kind(),
             "csv_field_count"
         );
     }
 
     #[test]
     fn allocations_keep_registered_ids_and_align_with_init_containers() {
-        let decoded = decode_whole_pod(&pod(
-            &[(
-                ALLOCATED_ANNOTATION,
-                ";HCU-serial-with-hyphens,HCU,8192,25:;",
-            )],
-            &["init"],
-            &["worker"],
-        ));
+        let decoded = decode_whole_pod(
+            &pod(
+                &[(
+                    ALLOCATED_ANNOTATION,
+                    ";HCU-serial-with-hyphens,HCU,8192,25:;",
+                )],
+                &["init"],
+                &["worker"],
+            ),
+            &DeviceContext::default(),
+        );
         let a = &decoded.containers[0].allocations;
         assert_eq!(a.len(), 1);
         assert_eq!(

@@ -51,6 +51,7 @@ pub(crate) fn decode_pod(pod: &PodView<'_>) -> VendorAllocations {
 mod tests {
     use super::*;
     use crate::vendor::testutil::{annotated_node, node, pod};
+    use crate::vendor::DeviceContext;
     use crate::vendor::{decode_node_devices, decode_pod as decode_whole_pod};
 
     #[test]
@@ -63,7 +64,7 @@ mod tests {
             ],
             &[],
         );
-        let devices = decode_node_devices(Vendor::Iluvatar, &n).unwrap();
+        let devices = decode_node_devices(Vendor::Iluvatar, &n, &DeviceContext::default()).unwrap();
         let types: Vec<_> = devices.iter().map(|d| d.device_type.as_str()).collect();
         assert_eq!(types, ["MR-V100", "BI-V150"]);
         assert_eq!(
@@ -77,7 +78,7 @@ mod tests {
     fn malformed_registration_is_an_error() {
         let n = annotated_node("hami.io/node-MR-V50-register", "[]");
         assert_eq!(
-            decode_node_devices(Vendor::Iluvatar, &n)
+            decode_node_devices(Vendor::Iluvatar, &n, &DeviceContext::default())
                 .unwrap_err()
                 .kind(),
             "csv_separator"
@@ -86,14 +87,17 @@ mod tests {
 
     #[test]
     fn allocations_of_each_word_are_read() {
-        let decoded = decode_whole_pod(&pod(
-            &[(
-                "hami.io/MR-V100-devices-allocated",
-                "GPU-bad51c5a,MR-V100,4096,0:;",
-            )],
-            &[],
-            &["c"],
-        ));
+        let decoded = decode_whole_pod(
+            &pod(
+                &[(
+                    "hami.io/MR-V100-devices-allocated",
+                    "GPU-bad51c5a,MR-V100,4096,0:;",
+                )],
+                &[],
+                &["c"],
+            ),
+            &DeviceContext::default(),
+        );
         assert_eq!(decoded.containers[0].allocations[0].usedcores, 100);
     }
 }

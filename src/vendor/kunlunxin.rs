@@ -60,6 +60,7 @@ pub(crate) fn decode_pod(pod: &PodView<'_>) -> VendorAllocations {
 mod tests {
     use super::*;
     use crate::vendor::testutil::{annotated_node, node, pod};
+    use crate::vendor::DeviceContext;
     use crate::vendor::{decode_node_devices, decode_pod as decode_whole_pod};
 
     #[test]
@@ -72,7 +73,8 @@ mod tests {
             )],
             &[(XPU_CAPACITY, "8")],
         );
-        let devices = decode_node_devices(Vendor::Kunlunxin, &n).unwrap();
+        let devices =
+            decode_node_devices(Vendor::Kunlunxin, &n, &DeviceContext::default()).unwrap();
         assert_eq!(devices.len(), 1);
         assert_eq!(
             (devices[0].id.as_str(), devices[0].device_type.as_str()),
@@ -80,7 +82,7 @@ mod tests {
         );
         let bad = annotated_node(VXPU_ANNOTATION, "xpu");
         assert_eq!(
-            decode_node_devices(Vendor::Kunlunxin, &bad)
+            decode_node_devices(Vendor::Kunlunxin, &bad, &DeviceContext::default())
                 .unwrap_err()
                 .kind(),
             "bad_json"
@@ -92,6 +94,7 @@ mod tests {
         let devices = decode_node_devices(
             Vendor::Kunlunxin,
             &node("kl-1", &[], &[(XPU_CAPACITY, "4")]),
+            &DeviceContext::default(),
         )
         .unwrap();
         let numa: Vec<_> = devices.iter().map(|d| d.numa).collect();
@@ -101,14 +104,17 @@ mod tests {
 
     #[test]
     fn allocations_of_both_types_are_read() {
-        let decoded = decode_whole_pod(&pod(
-            &[
-                (XPU_ALLOCATED_ANNOTATION, "kl-1-kunlun-0,kunlun,98304,100:;"),
-                (VXPU_ALLOCATED_ANNOTATION, "xpu-0,XPU,1024,0:;"),
-            ],
-            &[],
-            &["c"],
-        ));
+        let decoded = decode_whole_pod(
+            &pod(
+                &[
+                    (XPU_ALLOCATED_ANNOTATION, "kl-1-kunlun-0,kunlun,98304,100:;"),
+                    (VXPU_ALLOCATED_ANNOTATION, "xpu-0,XPU,1024,0:;"),
+                ],
+                &[],
+                &["c"],
+            ),
+            &DeviceContext::default(),
+        );
         let a = &decoded.containers[0].allocations;
         assert_eq!(
             (a[0].uuid.as_str(), a[1].uuid.as_str(), a[1].usedcores),

@@ -112,12 +112,13 @@ pub(crate) fn decode_pod(pod: &PodView<'_>) -> VendorAllocations {
 mod tests {
     use super::*;
     use crate::vendor::testutil::{annotated_node, node, pod};
+    use crate::vendor::DeviceContext;
     use crate::vendor::{decode_node_devices, decode_pod as decode_whole_pod};
 
     #[test]
     fn capacity_selects_full_gpu_mode_with_placeholder_ids() {
         let n = node("mx-1", &[(SGPU_ANNOTATION, "[]")], &[(GPU_CAPACITY, "2")]);
-        let devices = decode_node_devices(Vendor::Metax, &n).unwrap();
+        let devices = decode_node_devices(Vendor::Metax, &n, &DeviceContext::default()).unwrap();
         let ids: Vec<_> = devices.iter().map(|d| d.alias_id.as_str()).collect();
         assert_eq!(ids, ["mx-1-metax-0", "mx-1-metax-1"]);
         assert_eq!(
@@ -129,8 +130,12 @@ mod tests {
     #[test]
     fn sgpu_annotation_is_read_when_capacity_is_absent() {
         let value = r#"[{"uuid":"GPU-2f6a8c10-1d3e-4b5a-8f7c-9e0d1c2b3a4f","bdf":"0000:3b:00.0","model":"MXC500","totalDevCount":16,"totalCompute":100,"totalVRam":65536,"availableDevCount":16,"availableCompute":100,"availableVRam":65536,"healthy":true,"qosPolicy":"best-effort"},{"uuid":"GPU-71c0e4d2-aa51-4f0e-b6d3-5c8e2f19a7b0","model":"MXC550","totalDevCount":8,"totalCompute":100,"totalVRam":65536,"numa":1,"healthy":true,"linkZone":1}]"#;
-        let devices =
-            decode_node_devices(Vendor::Metax, &annotated_node(SGPU_ANNOTATION, value)).unwrap();
+        let devices = decode_node_devices(
+            Vendor::Metax,
+            &annotated_node(SGPU_ANNOTATION, value),
+            &DeviceContext::default(),
+        )
+        .unwrap();
         assert_eq!(devices.len(), 2);
         let d = &devices[1];
         assert_eq!(d.id, "GPU-71c0e4d2-aa51-4f0e-b6d3-5c8e2f19a7b0");
@@ -144,7 +149,12 @@ mod tests {
             ("MXC550", "hami-core", true)
         );
         let zero = node("mx", &[(SGPU_ANNOTATION, value)], &[(GPU_CAPACITY, "0")]);
-        assert_eq!(decode_node_devices(Vendor::Metax, &zero).unwrap().len(), 2);
+        assert_eq!(
+            decode_node_devices(Vendor::Metax, &zero, &DeviceContext::default())
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
@@ -154,25 +164,32 @@ mod tests {
             (r#"{"uuid":"x"}"#, "json_shape"),
             (r#"[{"totalVRam":"1"}]"#, "json_shape"),
         ] {
-            let err = decode_node_devices(Vendor::Metax, &annotated_node(SGPU_ANNOTATION, value))
-                .unwrap_err();
+            let err = decode_node_devices(
+                Vendor::Metax,
+                &annotated_node(SGPU_ANNOTATION, value),
+                &DeviceContext::default(),
+            )
+            .unwrap_err();
             assert_eq!(err.kind(), kind, "{value}");
         }
     }
 
     #[test]
     fn both_allocation_keys_are_read() {
-        let decoded = decode_whole_pod(&pod(
-            &[
-                (GPU_ALLOCATED_ANNOTATION, "mx-1-metax-0,Metax-GPU,65536,0:;"),
-                (
-                    SGPU_ALLOCATED_ANNOTATION,
-                    "GPU-2f6a8c10-1d3e-4b5a-8f7c-9e0d1c2b3a4f,Metax-SGPU,8192,25:;",
-                ),
-            ],
-            &[],
-            &["c"],
-        ));
+        let decoded = decode_whole_pod(
+            &pod(
+                &[
+                    (GPU_ALLOCATED_ANNOTATION, "mx-1-metax-0,Metax-GPU,65536,0:;"),
+                    (
+                        SGPU_ALLOCATED_ANNOTATION,
+                        "GPU-2f6a8c10-1d3e-4b5a-8f7c-9e0d1c2b3a4f,Metax-SGPU,8192,25:;",
+                    ),
+                ],
+                &[],
+                &["c"],
+            ),
+            &DeviceContext::default(),
+        );
         let a = &decoded.containers[0].allocations;
         assert_eq!(
             (a[0].alloc_type.as_str(), a[0].usedcores),

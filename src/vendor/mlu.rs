@@ -142,6 +142,7 @@ fn decode_profile(
 mod tests {
     use super::*;
     use crate::vendor::testutil::{node, pod};
+    use crate::vendor::DeviceContext;
     use crate::vendor::{decode_node_devices, decode_pod as decode_whole_pod};
 
     #[test]
@@ -154,7 +155,7 @@ mod tests {
                 ("cambricon.com/mlu370.smlu.vmemory", "96"),
             ],
         );
-        let devices = decode_node_devices(Vendor::Mlu, &n).unwrap();
+        let devices = decode_node_devices(Vendor::Mlu, &n, &DeviceContext::default()).unwrap();
         assert_eq!(devices.len(), 4);
         assert_eq!(devices[3].id, "mlu-node-cambricon-mlu-3");
         assert_eq!(devices[3].alias_id, devices[3].id);
@@ -176,7 +177,7 @@ mod tests {
                 ("cambricon.com/mlu.smlu.vmemory", "384"),
             ],
         );
-        let devices = decode_node_devices(Vendor::Mlu, &n).unwrap();
+        let devices = decode_node_devices(Vendor::Mlu, &n, &DeviceContext::default()).unwrap();
         assert_eq!(devices.len(), 2);
         assert_eq!(devices[0].devmem, 384 * 256 * 100 / 150);
     }
@@ -184,19 +185,25 @@ mod tests {
     #[test]
     fn absent_zero_huge_and_garbage_capacities() {
         assert_eq!(
-            decode_node_devices(Vendor::Mlu, &node("n", &[], &[])).unwrap(),
+            decode_node_devices(Vendor::Mlu, &node("n", &[], &[]), &DeviceContext::default())
+                .unwrap(),
             vec![]
         );
         let zero = node("n", &[], &[("cambricon.com/mlu.smlu.vcore", "0")]);
-        assert_eq!(decode_node_devices(Vendor::Mlu, &zero).unwrap(), vec![]);
+        assert_eq!(
+            decode_node_devices(Vendor::Mlu, &zero, &DeviceContext::default()).unwrap(),
+            vec![]
+        );
         let huge = node("n", &[], &[("cambricon.com/mlu.smlu.vcore", "1E")]);
         assert_eq!(
-            decode_node_devices(Vendor::Mlu, &huge).unwrap_err().kind(),
+            decode_node_devices(Vendor::Mlu, &huge, &DeviceContext::default())
+                .unwrap_err()
+                .kind(),
             "too_many_devices"
         );
         let garbage = node("n", &[], &[("cambricon.com/mlu.smlu.vcore", "lots")]);
         assert_eq!(
-            decode_node_devices(Vendor::Mlu, &garbage)
+            decode_node_devices(Vendor::Mlu, &garbage, &DeviceContext::default())
                 .unwrap_err()
                 .kind(),
             "bad_number"
@@ -210,7 +217,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            decode_node_devices(Vendor::Mlu, &big_mem)
+            decode_node_devices(Vendor::Mlu, &big_mem, &DeviceContext::default())
                 .unwrap_err()
                 .kind(),
             "overflow"
@@ -219,15 +226,18 @@ mod tests {
 
     #[test]
     fn dsmlu_profile_and_instance_decode_like_go() {
-        let decoded = decode_whole_pod(&pod(
-            &[
-                ("hami.io/vgpu-node", "mlu-node"),
-                (PROFILE_ANNOTATION, "0_20_2"),
-                (INSTANCE_ANNOTATION, "1_256_0_1"),
-            ],
-            &[],
-            &["a", "b"],
-        ));
+        let decoded = decode_whole_pod(
+            &pod(
+                &[
+                    ("hami.io/vgpu-node", "mlu-node"),
+                    (PROFILE_ANNOTATION, "0_20_2"),
+                    (INSTANCE_ANNOTATION, "1_256_0_1"),
+                ],
+                &[],
+                &["a", "b"],
+            ),
+            &DeviceContext::default(),
+        );
         let a = &decoded.containers[0].allocations;
         assert_eq!(
             a,
@@ -244,14 +254,17 @@ mod tests {
 
     #[test]
     fn missing_instance_falls_back_to_the_profile_slot() {
-        let decoded = decode_whole_pod(&pod(
-            &[
-                ("hami.io/vgpu-node", "mlu-node"),
-                (PROFILE_ANNOTATION, "3_0_4"),
-            ],
-            &[],
-            &["a"],
-        ));
+        let decoded = decode_whole_pod(
+            &pod(
+                &[
+                    ("hami.io/vgpu-node", "mlu-node"),
+                    (PROFILE_ANNOTATION, "3_0_4"),
+                ],
+                &[],
+                &["a"],
+            ),
+            &DeviceContext::default(),
+        );
         assert!(decoded.errors.is_empty());
         let a = &decoded.containers[0].allocations[0];
         assert_eq!(
@@ -263,31 +276,40 @@ mod tests {
     #[test]
     fn malformed_profiles_are_errors() {
         for profile in ["1_2", "x_y_z", "0_20_99999999"] {
-            let decoded = decode_whole_pod(&pod(
-                &[("hami.io/vgpu-node", "n"), (PROFILE_ANNOTATION, profile)],
-                &[],
-                &["a"],
-            ));
+            let decoded = decode_whole_pod(
+                &pod(
+                    &[("hami.io/vgpu-node", "n"), (PROFILE_ANNOTATION, profile)],
+                    &[],
+                    &["a"],
+                ),
+                &DeviceContext::default(),
+            );
             assert_eq!(decoded.errors.len(), 1, "{profile}");
             assert!(decoded.containers[0].allocations.is_empty());
         }
-        let no_node = decode_whole_pod(&pod(&[(PROFILE_ANNOTATION, "0_20_2")], &[], &["a"]));
+        let no_node = decode_whole_pod(
+            &pod(&[(PROFILE_ANNOTATION, "0_20_2")], &[], &["a"]),
+            &DeviceContext::default(),
+        );
         assert_eq!(no_node.errors[0].1.kind(), "missing_annotation");
     }
 
     #[test]
     fn hami_allocation_key_wins_over_the_profile() {
-        let decoded = decode_whole_pod(&pod(
-            &[
-                (
-                    ALLOCATED_ANNOTATION,
-                    ";worker-7-cambricon-mlu-1,MLU,2048,20:;",
-                ),
-                (PROFILE_ANNOTATION, "1_20_8"),
-            ],
-            &[],
-            &["a", "b"],
-        ));
+        let decoded = decode_whole_pod(
+            &pod(
+                &[
+                    (
+                        ALLOCATED_ANNOTATION,
+                        ";worker-7-cambricon-mlu-1,MLU,2048,20:;",
+                    ),
+                    (PROFILE_ANNOTATION, "1_20_8"),
+                ],
+                &[],
+                &["a", "b"],
+            ),
+            &DeviceContext::default(),
+        );
         assert!(decoded.containers[0].allocations.is_empty());
         let a = &decoded.containers[1].allocations;
         assert_eq!(

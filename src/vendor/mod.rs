@@ -189,14 +189,9 @@ impl SliceShape {
 
 /// Devices of `vendor` on `node`. No registration or capacity for that vendor is `Ok(vec![])`;
 /// a malformed one is `Err`, and the caller keeps the node and its other vendors' devices.
-/// Decodes as without HAMi's device configuration; see [`decode_node_devices_with`].
-pub fn decode_node_devices(vendor: Vendor, node: &Node) -> Result<Vec<Device>, DecodeError> {
-    decode_node_devices_with(vendor, node, &DeviceContext::default())
-}
-
-/// As [`decode_node_devices`], with HAMi's device configuration in `context`: Ascend
-/// registrations of every configured `commonWord` are found too.
-pub fn decode_node_devices_with(
+/// `context` is HAMi's device configuration: Ascend registrations of every configured
+/// `commonWord` are found too.
+pub fn decode_node_devices(
     vendor: Vendor,
     node: &Node,
     context: &DeviceContext,
@@ -287,15 +282,10 @@ pub struct ContainerAllocations {
 
 /// Decodes every vendor's allocation annotation of `pod`. Allocations of several vendors
 /// for one container are concatenated in [`Vendor::ALL`] order (the Go backend merged them
-/// in random map order); a malformed key drops only that key's allocations. Decodes as
-/// without HAMi's device configuration; see [`decode_pod_with`].
-pub fn decode_pod(pod: &Pod) -> PodDecode {
-    decode_pod_with(pod, &DeviceContext::default())
-}
-
-/// As [`decode_pod`], with HAMi's device configuration in `context`: allocations of every
-/// configured Ascend `commonWord` are found too (words starting with `Ascend` always are).
-pub fn decode_pod_with(pod: &Pod, context: &DeviceContext) -> PodDecode {
+/// in random map order); a malformed key drops only that key's allocations. With HAMi's
+/// device configuration in `context`, allocations of every configured Ascend `commonWord`
+/// are found too (words starting with `Ascend` always are).
+pub fn decode_pod(pod: &Pod, context: &DeviceContext) -> PodDecode {
     let view = PodView::new(pod);
     let specs: &[Container] = pod.spec.as_ref().map_or(&[], |s| s.containers.as_slice());
     let mut lists: Vec<Vec<DeviceAllocation>> = vec![Vec::new(); specs.len()];
@@ -629,8 +619,8 @@ mod tests {
             ],
             &[],
         );
-        let gpus = decode_node_devices(Vendor::Nvidia, &n).unwrap();
-        let npus = decode_node_devices(Vendor::Ascend, &n).unwrap();
+        let gpus = decode_node_devices(Vendor::Nvidia, &n, &DeviceContext::default()).unwrap();
+        let npus = decode_node_devices(Vendor::Ascend, &n, &DeviceContext::default()).unwrap();
         assert_eq!(gpus.len(), 1);
         assert_eq!(npus.len(), 1);
         assert_eq!(gpus[0].vendor, Vendor::Nvidia);
@@ -639,7 +629,11 @@ mod tests {
         assert_eq!(gpus[0].node_uid, "uid-worker-1");
         for vendor in Vendor::ALL {
             if !matches!(vendor, Vendor::Nvidia | Vendor::Ascend) {
-                assert_eq!(decode_node_devices(vendor, &n).unwrap(), vec![], "{vendor}");
+                assert_eq!(
+                    decode_node_devices(vendor, &n, &DeviceContext::default()).unwrap(),
+                    vec![],
+                    "{vendor}"
+                );
             }
         }
     }
@@ -648,12 +642,16 @@ mod tests {
     fn node_without_any_vendor_data_has_no_devices_and_no_errors() {
         let n = node("plain", &[], &[]);
         for vendor in Vendor::ALL {
-            assert_eq!(decode_node_devices(vendor, &n).unwrap(), vec![], "{vendor}");
+            assert_eq!(
+                decode_node_devices(vendor, &n, &DeviceContext::default()).unwrap(),
+                vec![],
+                "{vendor}"
+            );
         }
         let bare = Node::default();
         for vendor in Vendor::ALL {
             assert_eq!(
-                decode_node_devices(vendor, &bare).unwrap(),
+                decode_node_devices(vendor, &bare, &DeviceContext::default()).unwrap(),
                 vec![],
                 "{vendor}"
             );
@@ -675,7 +673,7 @@ mod tests {
             &[],
             &["main"],
         );
-        let decoded = decode_pod(&p);
+        let decoded = decode_pod(&p, &DeviceContext::default());
         assert!(decoded.errors.is_empty());
         let uuids: Vec<_> = decoded.containers[0]
             .allocations
@@ -698,7 +696,7 @@ mod tests {
             &[],
             &["main"],
         );
-        let decoded = decode_pod(&p);
+        let decoded = decode_pod(&p, &DeviceContext::default());
         assert_eq!(decoded.errors.len(), 1);
         assert_eq!(decoded.errors[0].0, Vendor::Nvidia);
         assert_eq!(decoded.errors[0].1.kind(), "bad_allocation");
@@ -709,12 +707,14 @@ mod tests {
     #[test]
     fn containers_are_listed_even_without_allocations_and_init_containers_are_not() {
         let p = pod(&[], &["init"], &["a", "b"]);
-        let decoded = decode_pod(&p);
+        let decoded = decode_pod(&p, &DeviceContext::default());
         let names: Vec<_> = decoded.containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert!(decoded.containers.iter().all(|c| c.allocations.is_empty()));
         assert_eq!(decoded.containers[0].image, "img-a");
-        assert!(decode_pod(&Pod::default()).containers.is_empty());
+        assert!(decode_pod(&Pod::default(), &DeviceContext::default())
+            .containers
+            .is_empty());
     }
 
     #[test]
@@ -735,7 +735,7 @@ mod tests {
         with_priority(&mut p, 0, Some("1"), None);
         with_priority(&mut p, 1, Some("1"), None);
         with_priority(&mut p, 2, None, Some("0"));
-        let decoded = decode_pod(&p);
+        let decoded = decode_pod(&p, &DeviceContext::default());
         let priorities: Vec<_> = decoded
             .containers
             .iter()
@@ -752,11 +752,20 @@ mod tests {
             &["c"],
         );
         with_priority(&mut p, 0, Some("1000m"), Some("0"));
-        assert_eq!(decode_pod(&p).containers[0].priority, "1");
+        assert_eq!(
+            decode_pod(&p, &DeviceContext::default()).containers[0].priority,
+            "1"
+        );
         with_priority(&mut p, 0, None, Some("0"));
-        assert_eq!(decode_pod(&p).containers[0].priority, "0");
+        assert_eq!(
+            decode_pod(&p, &DeviceContext::default()).containers[0].priority,
+            "0"
+        );
         with_priority(&mut p, 0, None, None);
-        assert_eq!(decode_pod(&p).containers[0].priority, "");
+        assert_eq!(
+            decode_pod(&p, &DeviceContext::default()).containers[0].priority,
+            ""
+        );
     }
 
     #[test]
@@ -770,7 +779,7 @@ mod tests {
             spec.node_name = Some("spec-node".into());
         }
         assert_eq!(
-            decode_pod(&p).containers[0].allocations[0].uuid,
+            decode_pod(&p, &DeviceContext::default()).containers[0].allocations[0].uuid,
             "spec-node-dcu-3"
         );
     }

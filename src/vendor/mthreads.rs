@@ -60,6 +60,7 @@ pub(crate) fn decode_pod(pod: &PodView<'_>) -> VendorAllocations {
 mod tests {
     use super::*;
     use crate::vendor::testutil::{node, pod};
+    use crate::vendor::DeviceContext;
     use crate::vendor::{decode_node_devices, decode_pod as decode_whole_pod};
 
     #[test]
@@ -69,7 +70,7 @@ mod tests {
             &[],
             &[(CORES_CAPACITY, "32"), (MEMORY_CAPACITY, "96")],
         );
-        let devices = decode_node_devices(Vendor::Mthreads, &n).unwrap();
+        let devices = decode_node_devices(Vendor::Mthreads, &n, &DeviceContext::default()).unwrap();
         assert_eq!(devices.len(), 2);
         assert_eq!(devices[1].id, "mt-1-mthreads-1");
         assert_eq!(
@@ -81,12 +82,17 @@ mod tests {
     #[test]
     fn bad_capacities() {
         assert_eq!(
-            decode_node_devices(Vendor::Mthreads, &node("n", &[], &[])).unwrap(),
+            decode_node_devices(
+                Vendor::Mthreads,
+                &node("n", &[], &[]),
+                &DeviceContext::default()
+            )
+            .unwrap(),
             vec![]
         );
         let bad = node("n", &[], &[(CORES_CAPACITY, "16"), (MEMORY_CAPACITY, "1E")]);
         assert_eq!(
-            decode_node_devices(Vendor::Mthreads, &bad)
+            decode_node_devices(Vendor::Mthreads, &bad, &DeviceContext::default())
                 .unwrap_err()
                 .kind(),
             "overflow"
@@ -95,11 +101,14 @@ mod tests {
 
     #[test]
     fn zero_cores_stay_zero() {
-        let decoded = decode_whole_pod(&pod(
-            &[(ALLOCATED_ANNOTATION, "mt-1-mthreads-0,Mthreads,1024,0:;")],
-            &[],
-            &["c"],
-        ));
+        let decoded = decode_whole_pod(
+            &pod(
+                &[(ALLOCATED_ANNOTATION, "mt-1-mthreads-0,Mthreads,1024,0:;")],
+                &[],
+                &["c"],
+            ),
+            &DeviceContext::default(),
+        );
         assert_eq!(decoded.containers[0].allocations[0].usedcores, 0);
     }
 }

@@ -311,12 +311,14 @@ pub fn gpu_shape(
 mod tests {
     use crate::device::Vendor;
     use crate::vendor::testutil::{annotated_node, pod};
+    use crate::vendor::DeviceContext;
     use crate::vendor::{decode_node_devices, decode_pod};
 
     fn decode(value: &str) -> Result<Vec<crate::device::Device>, crate::vendor::DecodeError> {
         decode_node_devices(
             Vendor::Nvidia,
             &annotated_node(super::REGISTER_ANNOTATION, value),
+            &DeviceContext::default(),
         )
     }
 
@@ -366,7 +368,7 @@ mod tests {
             &[],
             &["a", "b"],
         );
-        let decoded = decode_pod(&p);
+        let decoded = decode_pod(&p, &DeviceContext::default());
         assert!(decoded.containers[0].allocations.is_empty());
         let second = &decoded.containers[1].allocations;
         assert_eq!(second.len(), 2);
@@ -579,7 +581,7 @@ mod tests {
             &["init"],
             &["a", "b"],
         );
-        let decoded = decode_pod(&p);
+        let decoded = decode_pod(&p, &DeviceContext::default());
         let reservation =
             |container: usize| match &decoded.containers[container].allocations[0].facts {
                 AllocationFacts::Nvidia(f) => f.mig.clone(),
@@ -602,7 +604,7 @@ mod tests {
             &[],
             &["a"],
         );
-        let decoded = decode_pod(&broken);
+        let decoded = decode_pod(&broken, &DeviceContext::default());
         assert!(
             decoded.errors.is_empty(),
             "a bad reservation costs no allocation"

@@ -1,5 +1,6 @@
 //! Property tests: no decoder panics, whatever annotations, capacities or JSON it is fed.
 
+use crate::vendor::DeviceContext;
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -115,7 +116,7 @@ proptest! {
         let capacity: Vec<(&str, &str)> = capacity.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let n = node("n", &annotations, &capacity);
         for vendor in Vendor::ALL {
-            if let Ok(devices) = decode_node_devices(vendor, &n) {
+            if let Ok(devices) = decode_node_devices(vendor, &n, &DeviceContext::default()) {
                 prop_assert!(devices.len() <= super::MAX_DEVICES_PER_NODE * 4);
             }
         }
@@ -126,7 +127,7 @@ proptest! {
         let text = value.to_string();
         let n = node("n", &[(key, text.as_str())], &[]);
         for vendor in Vendor::ALL {
-            let _ = decode_node_devices(vendor, &n);
+            let _ = decode_node_devices(vendor, &n, &DeviceContext::default());
         }
     }
 
@@ -155,7 +156,7 @@ proptest! {
         let names: Vec<String> = (0..regular).map(|i| format!("c{i}")).collect();
         let init_refs: Vec<&str> = init_names.iter().map(String::as_str).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let decoded = decode_pod(&pod(&annotations, &init_refs, &refs));
+        let decoded = decode_pod(&pod(&annotations, &init_refs, &refs), &DeviceContext::default());
         prop_assert_eq!(decoded.containers.len(), regular);
     }
 }

@@ -30,6 +30,7 @@ pub(crate) fn decode_pod(pod: &PodView<'_>) -> VendorAllocations {
 mod tests {
     use super::*;
     use crate::vendor::testutil::{annotated_node, pod};
+    use crate::vendor::DeviceContext;
     use crate::vendor::{decode_node_devices, decode_pod as decode_whole_pod};
 
     #[test]
@@ -38,11 +39,11 @@ mod tests {
             REGISTER_ANNOTATION,
             r#"[{"id":"va-0","count":1,"devmem":16384,"devcore":7,"type":"VA1","health":true}]"#,
         );
-        let devices = decode_node_devices(Vendor::Vastai, &n).unwrap();
+        let devices = decode_node_devices(Vendor::Vastai, &n, &DeviceContext::default()).unwrap();
         assert_eq!((devices[0].id.as_str(), devices[0].devcore), ("va-0", 100));
         let bad = annotated_node(REGISTER_ANNOTATION, r#"[{"count":"x"}]"#);
         assert_eq!(
-            decode_node_devices(Vendor::Vastai, &bad)
+            decode_node_devices(Vendor::Vastai, &bad, &DeviceContext::default())
                 .unwrap_err()
                 .kind(),
             "json_shape"
@@ -51,11 +52,14 @@ mod tests {
 
     #[test]
     fn allocations_use_the_capitalised_key() {
-        let decoded = decode_whole_pod(&pod(
-            &[(ALLOCATED_ANNOTATION, "va-0,Vastai,1024,30:;")],
-            &[],
-            &["c"],
-        ));
+        let decoded = decode_whole_pod(
+            &pod(
+                &[(ALLOCATED_ANNOTATION, "va-0,Vastai,1024,30:;")],
+                &[],
+                &["c"],
+            ),
+            &DeviceContext::default(),
+        );
         assert_eq!(decoded.containers[0].allocations[0].uuid, "va-0");
     }
 }

@@ -24,7 +24,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 
-use super::{parse, DeviceCatalog};
+use crate::catalog::{parse, DeviceCatalog};
 use crate::cluster::watch::WatchItem;
 use crate::config::DeviceConfigRef;
 
