@@ -12,7 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::cluster::allocation::allocation_cores;
 pub use crate::cluster::inventory::{Inventory, NodeRecord};
-use crate::cluster::scheduling::{SchedulingPod, StatusDetail};
+use crate::cluster::scheduling::{SchedulingPod, StatusDetail, WorkloadStatus};
 use crate::device::DeviceAllocation;
 
 /// Derived per-device usage: what the tracked pods' allocations hold on each device.
@@ -65,7 +65,7 @@ pub struct ContainerRecord {
     pub state: ContainerState,
     /// Upstream 2.0's state of the container (`crate::cluster::scheduling::status`), shown by
     /// `/v1/workloads`; `state` keeps the 1.x vocabulary of `/v1/containers`.
-    pub status: &'static str,
+    pub status: WorkloadStatus,
     /// The evidence behind `status`.
     pub status_detail: StatusDetail,
 }
@@ -242,7 +242,7 @@ mod tests {
                     .collect(),
                 priority: String::new(),
                 state: ContainerState::NoStatus,
-                status: crate::cluster::scheduling::status::WAITING,
+                status: WorkloadStatus::Waiting,
                 status_detail: StatusDetail::default(),
             }],
         })

@@ -30,7 +30,7 @@ use crate::cluster::node_cache::SetIdentities;
 use crate::cluster::pod_cache::{GetSnapshot, PodCache};
 use crate::config::ExporterConfig;
 use crate::device::Vendor;
-use crate::metrics::{self, CycleQuery, CycleState, QueryResults, VectorAnswer};
+use crate::metrics::{self, CycleQuery, CycleQueryError, CycleState, QueryResults, VectorAnswer};
 use crate::query_client::{Lane, Query, RunQuery};
 use crate::readiness::{Readiness, ReadinessBoard};
 use crate::telemetry::SelfMetrics;
@@ -173,6 +173,13 @@ impl CycleOutcome {
 }
 
 /// The refresher's self-metrics, registered in the shared self-metrics registry.
+///
+/// Two generations name overlapping things, and both are kept so that existing dashboards
+/// and alerts of either work: ours, `hami_webui_refresh_*` (a counter of cycles by outcome,
+/// a duration histogram, the queries of the last cycle, the last-success timestamp), and
+/// upstream 2.0's unlabelled `hami_webui_metrics_refresh_*` (the last cycle's success and
+/// duration, the last-success timestamp). Both last-success timestamps mean the same: the
+/// last cycle that published with every query successful.
 #[derive(Clone)]
 struct RefreshMetrics {
     cycles: IntCounterVec,
@@ -207,7 +214,7 @@ impl RefreshMetrics {
         )?;
         let last_success = Gauge::new(
             "hami_webui_refresh_last_success_timestamp_seconds",
-            "Unix time of the last published refresh cycle.",
+            "Unix time of the last refresh cycle that published with every query successful.",
         )?;
         let queries = IntGauge::new(
             "hami_webui_refresh_queries",
@@ -251,6 +258,20 @@ impl RefreshMetrics {
             success,
             last_duration,
         })
+    }
+    /// Counts a finished (or skipped) cycle. Only a cycle that published with every query
+    /// successful moves the last-success timestamps: a cycle whose queries all failed still
+    /// publishes (carried-over families) but is no success.
+    fn record(&self, outcome: CycleOutcome, now: f64) {
+        self.cycles.with_label_values(&[outcome.as_str()]).inc();
+        let full_success = outcome == CycleOutcome::Ok;
+        if outcome != CycleOutcome::Skipped {
+            self.success.set(i64::from(full_success));
+        }
+        if full_success {
+            self.last_success.set(now);
+            self.upstream_last_success.set(now);
+        }
     }
 }
 
@@ -306,10 +327,7 @@ impl MetricsRefresher {
 
     fn start_cycle(&mut self, ctx: &mut Context<Self>) {
         if self.running {
-            self.metrics
-                .cycles
-                .with_label_values(&[CycleOutcome::Skipped.as_str()])
-                .inc();
+            self.finish(CycleOutcome::Skipped);
             tracing::debug!("refresh tick skipped: previous cycle still running");
             return;
         }
@@ -338,11 +356,11 @@ impl MetricsRefresher {
                 Ok(Some(cycle)) => act.publish(cycle, ctx),
                 Ok(None) => {
                     tracing::warn!("refresh cycle could not read the cluster snapshot");
-                    act.finish(CycleOutcome::Timeout, false);
+                    act.finish(CycleOutcome::Timeout);
                 }
                 Err(_) => {
                     tracing::warn!(timeout = ?act.config.timeout, "refresh cycle missed its deadline; keeping the last published state");
-                    act.finish(CycleOutcome::Timeout, false);
+                    act.finish(CycleOutcome::Timeout);
                 }
             }
         }));
@@ -377,7 +395,7 @@ impl MetricsRefresher {
             );
             CycleOutcome::Partial
         };
-        self.finish(outcome, true);
+        self.finish(outcome);
     }
 
     /// Asks the windowed queries a cycle answered from held answers, so the next cycle has
@@ -395,7 +413,10 @@ impl MetricsRefresher {
         let work = async move {
             match tokio::time::timeout_at(deadline.into(), asked).await {
                 Ok(answers) => answers,
-                Err(_) => keys.into_iter().map(|q| (q, Err(()))).collect(),
+                Err(_) => keys
+                    .into_iter()
+                    .map(|q| (q, Err(CycleQueryError::Deadline)))
+                    .collect(),
             }
         };
         ctx.spawn(work.into_actor(self).map(|answers, act, _| {
@@ -404,21 +425,8 @@ impl MetricsRefresher {
         }));
     }
 
-    fn finish(&mut self, outcome: CycleOutcome, published: bool) {
-        self.metrics
-            .cycles
-            .with_label_values(&[outcome.as_str()])
-            .inc();
-        let full_success = outcome == CycleOutcome::Ok;
-        self.metrics.success.set(i64::from(full_success));
-        if published {
-            let now = now_unix();
-            self.metrics.last_success.set(now);
-        }
-        if full_success {
-            // Upstream 2.0's gauge counts only fully successful cycles.
-            self.metrics.upstream_last_success.set(now_unix());
-        }
+    fn finish(&mut self, outcome: CycleOutcome) {
+        self.metrics.record(outcome, now_unix());
     }
 }
 
@@ -450,7 +458,7 @@ async fn ask_all(
     queries: Recipient<RunQuery>,
     plan: Plan,
     deadline: Instant,
-) -> Vec<(CycleQuery, Result<VectorAnswer, ()>)> {
+) -> Vec<(CycleQuery, Result<VectorAnswer, CycleQueryError>)> {
     futures::future::join_all(plan.into_iter().map(|(id, expr)| {
         let queries = queries.clone();
         async move {
@@ -463,12 +471,12 @@ async fn ask_all(
                 .await;
             let result = match asked {
                 // Shared with the query client, not copied.
-                Ok(Ok(output)) => VectorAnswer::new(output).ok_or(()),
+                Ok(Ok(output)) => VectorAnswer::new(output).ok_or(CycleQueryError::NotAVector),
                 Ok(Err(error)) => {
                     tracing::debug!(query = ?id, %error, "refresh query failed");
-                    Err(())
+                    Err(CycleQueryError::Store(error))
                 }
-                Err(_) => Err(()),
+                Err(_) => Err(CycleQueryError::ClientGone),
             };
             (id, result)
         }
@@ -639,7 +647,7 @@ mod tests {
         )])
     }
 
-    fn answer(value: f64) -> Result<VectorAnswer, ()> {
+    fn answer(value: f64) -> Result<VectorAnswer, CycleQueryError> {
         VectorAnswer::new(Arc::new(crate::query_client::QueryOutput {
             data: crate::query_client::QueryData::Vector(vec![Sample {
                 metric: Default::default(),
@@ -648,7 +656,7 @@ mod tests {
             }]),
             warnings: Vec::new(),
         }))
-        .ok_or(())
+        .ok_or(CycleQueryError::NotAVector)
     }
 
     #[test]
@@ -669,7 +677,7 @@ mod tests {
 
         // A held window answer, even a failed one, is reused; a held answer of any other
         // query is not a reason to skip it.
-        for held_answer in [answer(0.5), Err(())] {
+        for held_answer in [answer(0.5), Err(CycleQueryError::Deadline)] {
             let held: QueryResults = [
                 (window, held_answer),
                 (CycleQuery::TaskMemory(Vendor::Nvidia), answer(1.0)),
@@ -719,7 +727,10 @@ mod tests {
         let phases = [40.0, 41.0, -1.0, -1.0, -1.0, -1.0, 42.0, -1.0, 42.0, 43.0];
         for (cycle, util) in phases.into_iter().enumerate() {
             let results = if util < 0.0 {
-                QueryResults::from([(CycleQuery::Device(Vendor::Nvidia), Err(()))])
+                QueryResults::from([(
+                    CycleQuery::Device(Vendor::Nvidia),
+                    Err(CycleQueryError::Deadline),
+                )])
             } else {
                 utilisation(&snapshot, util)
             };
@@ -740,5 +751,42 @@ mod tests {
                 "cycle {cycle}: {text}"
             );
         }
+    }
+
+    #[test]
+    fn only_a_cycle_without_failed_queries_is_a_success() {
+        let metrics = RefreshMetrics::register(&SelfMetrics::new().unwrap()).unwrap();
+        for outcome in [
+            CycleOutcome::Partial,
+            CycleOutcome::Timeout,
+            CycleOutcome::Skipped,
+        ] {
+            metrics.record(outcome, 100.0);
+            assert_eq!(metrics.last_success.get(), 0.0, "{outcome:?}");
+            assert_eq!(metrics.upstream_last_success.get(), 0.0, "{outcome:?}");
+        }
+        assert_eq!(metrics.success.get(), 0);
+        metrics.record(CycleOutcome::Ok, 200.0);
+        assert_eq!(
+            (
+                metrics.last_success.get(),
+                metrics.upstream_last_success.get()
+            ),
+            (200.0, 200.0)
+        );
+        assert_eq!(metrics.success.get(), 1);
+        // A skipped tick says nothing about the last cycle's success.
+        metrics.record(CycleOutcome::Skipped, 300.0);
+        assert_eq!(metrics.success.get(), 1);
+        metrics.record(CycleOutcome::Partial, 400.0);
+        assert_eq!(
+            (metrics.success.get(), metrics.last_success.get()),
+            (0, 200.0)
+        );
+        let cycles = |o: &str| metrics.cycles.with_label_values(&[o]).get();
+        assert_eq!(
+            (cycles("partial"), cycles("ok"), cycles("skipped")),
+            (2, 1, 2)
+        );
     }
 }

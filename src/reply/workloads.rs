@@ -15,7 +15,7 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::scheduling::{status, ContainerKind, ContainerRequest, SchedulingPod};
+use crate::cluster::scheduling::{ContainerKind, ContainerRequest, SchedulingPod, WorkloadStatus};
 use crate::cluster::snapshot::{ClusterSnapshot, ContainerRecord, PodRecord};
 use crate::reply::containers::{allocated_container, lists_allocation, ContainerReply};
 use crate::reply::request::{string, FieldKind, FieldSchema, MessageSchema, ProtoRequest};
@@ -26,10 +26,13 @@ use crate::reply::times::rfc3339;
 pub const DEFAULT_PAGE_SIZE: i32 = 10;
 /// Largest page (upstream's cap); larger requests get this many rows.
 pub const MAX_PAGE_SIZE: i32 = 100;
-/// The status of a GPU request not bound to a node.
-pub const PENDING: &str = "pending";
 /// The statuses `status_counts` counts besides `all`, in upstream's order.
-pub const COUNTED_STATUSES: [&str; 4] = [PENDING, status::WAITING, status::SUCCESS, "abnormal"];
+pub const COUNTED_STATUSES: [&str; 4] = [
+    WorkloadStatus::Pending.as_str(),
+    WorkloadStatus::Waiting.as_str(),
+    WorkloadStatus::Success.as_str(),
+    "abnormal",
+];
 
 /// `ListWorkloadsRequest.Filters`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -117,7 +120,7 @@ enum Source<'a> {
 /// rows of the requested page become a [`ContainerReply`].
 struct Row<'a> {
     source: Source<'a>,
-    status: &'static str,
+    status: WorkloadStatus,
     namespace: &'a str,
     app_name: &'a str,
     name: &'a str,
@@ -131,43 +134,27 @@ struct Row<'a> {
     kind: ContainerKind,
 }
 
-/// Known statuses keep their name; anything else is `unknown`.
-fn normalized(status: &'static str) -> &'static str {
-    match status {
-        status::ERROR
-        | status::FAILED
-        | status::NOT_READY
-        | status::UNKNOWN
-        | status::WAITING
-        | status::TERMINATING
-        | status::SUCCESS
-        | status::CLOSED
-        | PENDING => status,
-        _ => status::UNKNOWN,
-    }
-}
-
 /// Status groups: abnormal first, then pending, starting, terminating, running, completed.
-fn status_order(status: &'static str) -> u8 {
-    match normalized(status) {
-        PENDING => 2,
-        status::WAITING => 3,
-        status::TERMINATING => 4,
-        status::SUCCESS => 5,
-        status::CLOSED => 6,
-        _ => 1,
+fn status_order(status: WorkloadStatus) -> u8 {
+    match status {
+        WorkloadStatus::Pending => 2,
+        WorkloadStatus::Waiting => 3,
+        WorkloadStatus::Terminating => 4,
+        WorkloadStatus::Success => 5,
+        WorkloadStatus::Closed => 6,
+        WorkloadStatus::Error
+        | WorkloadStatus::Failed
+        | WorkloadStatus::NotReady
+        | WorkloadStatus::Unknown => 1,
     }
 }
 
-/// Whether a row's status passes a status filter.
-pub fn status_matches(status: &str, filter: &str) -> bool {
+/// Whether a row's status passes a status filter (`all`, `abnormal`, or one status word).
+pub fn status_matches(status: WorkloadStatus, filter: &str) -> bool {
     match filter {
         "" | "all" => true,
-        "abnormal" => matches!(
-            status,
-            status::ERROR | status::FAILED | status::NOT_READY | status::UNKNOWN
-        ),
-        other => other == status,
+        "abnormal" => status.is_abnormal(),
+        other => other == status.as_str(),
     }
 }
 
@@ -212,7 +199,7 @@ fn merged_rows<'a>(snapshot: &'a ClusterSnapshot, device_id: &str) -> Vec<Row<'a
             }
             let row = Row {
                 source: Source::Allocated(pod, container),
-                status: normalized(container.status),
+                status: container.status,
                 namespace: &pod.namespace,
                 app_name: &pod.name,
                 name: &container.name,
@@ -247,11 +234,11 @@ fn merged_rows<'a>(snapshot: &'a ClusterSnapshot, device_id: &str) -> Vec<Row<'a
             }
             let pending = view.node_name.is_empty();
             let status = if pending {
-                PENDING
+                WorkloadStatus::Pending
             } else {
-                normalized(request.status)
+                request.status
             };
-            if status == status::CLOSED {
+            if status == WorkloadStatus::Closed {
                 // A completed container without an allocation holds no GPU.
                 continue;
             }
@@ -400,29 +387,32 @@ mod tests {
 
     #[test]
     fn abnormal_groups_failures_and_unconfirmed_states() {
-        for s in ["error", "failed", "not_ready", "unknown"] {
+        use WorkloadStatus::*;
+        for s in [Error, Failed, NotReady, Unknown] {
             assert!(status_matches(s, "abnormal"), "{s}");
         }
-        for s in ["pending", "waiting", "success", "closed", "terminating"] {
+        for s in [Pending, Waiting, Success, Closed, Terminating] {
             assert!(!status_matches(s, "abnormal"), "{s}");
         }
-        assert!(status_matches("closed", "all") && status_matches("closed", ""));
-        assert!(!status_matches("success", "waiting"));
+        assert!(status_matches(Closed, "all") && status_matches(Closed, ""));
+        assert!(!status_matches(Success, "waiting"));
+        assert!(status_matches(NotReady, "not_ready"));
     }
 
     #[test]
     fn status_groups_put_abnormal_first_and_completed_last() {
+        use WorkloadStatus::*;
         let order: Vec<u8> = [
-            "not_ready",
-            "pending",
-            "waiting",
-            "terminating",
-            "success",
-            "closed",
-            "weird",
+            NotReady,
+            Pending,
+            Waiting,
+            Terminating,
+            Success,
+            Closed,
+            Error,
         ]
-        .iter()
-        .map(|s| status_order(s))
+        .into_iter()
+        .map(status_order)
         .collect();
         assert_eq!(order, [1, 2, 3, 4, 5, 6, 1]);
     }

@@ -1,17 +1,23 @@
-//! Pure: what upstream 2.0's workload views say about a pod — its scheduling stage and
-//! diagnosis, the GPU resources each container asks for, and the 2.0 classification of a
-//! container's state (`success`, `not_ready`, `waiting`, `error`, `closed`, `failed`,
-//! `unknown`, `terminating`) with the evidence behind it.
+//! Pure: what upstream 2.0's workload views say about a pod — its scheduling stage, the GPU
+//! resources each container asks for ([`SchedulingPod`]), why it waits ([`diagnosis`]) and
+//! the 2.0 state of each container ([`status`]).
 //!
 //! The `PodCache` calls these once per pod change and keeps the results in the snapshot; the
 //! workload list and `GET /v1/scheduling/pod` only read them. Nothing here touches an actor.
 
+pub mod diagnosis;
+pub mod quantity;
+pub mod status;
+
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::vendor::ASSIGNED_NODE_ANNOTATION;
+pub use diagnosis::scheduling_reasons;
+use quantity::{quantity_decimal, quantity_positive};
+pub use status::{container_status, StatusDetail, WorkloadStatus};
 
 /// HAMi's resource names, used when `scheduling.resource_names` is empty.
 pub const DEFAULT_RESOURCE_NAMES: [&str; 4] = [
@@ -23,18 +29,6 @@ pub const DEFAULT_RESOURCE_NAMES: [&str; 4] = [
 
 /// Longest `PodScheduled` condition message kept, in bytes.
 pub const MAX_CONDITION_MESSAGE: usize = 16 * 1024;
-
-/// The 2.0 container states (`ContainerReply.status` of `/v1/workloads`).
-pub mod status {
-    pub const SUCCESS: &str = "success";
-    pub const NOT_READY: &str = "not_ready";
-    pub const WAITING: &str = "waiting";
-    pub const ERROR: &str = "error";
-    pub const CLOSED: &str = "closed";
-    pub const FAILED: &str = "failed";
-    pub const UNKNOWN: &str = "unknown";
-    pub const TERMINATING: &str = "terminating";
-}
 
 /// The exact resource names that make a pod a GPU pod (`scheduling.resource_names`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,30 +85,6 @@ impl ContainerKind {
     }
 }
 
-/// The evidence behind a container's state (upstream's `ContainerStatusDetail`). `None`
-/// marks a value Kubernetes did not report, as opposed to `false`/`0`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StatusDetail {
-    /// `Running`, `Waiting`, `Terminated`, or empty without a status entry.
-    pub container_state: String,
-    pub reason: String,
-    pub message: String,
-    pub ready: Option<bool>,
-    pub restart_count: i32,
-    pub exit_code: Option<i32>,
-    pub pod_phase: String,
-    pub pod_ready: String,
-    pub pod_ready_reason: String,
-    pub pod_ready_message: String,
-    /// Terminated, and the restart policy will run it again.
-    pub restart_pending: bool,
-    pub last_termination_reason: String,
-    pub last_exit_code: Option<i32>,
-    pub last_termination_message: String,
-    pub pod_reason: String,
-    pub pod_message: String,
-}
-
 /// One requested resource of one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceRequest {
@@ -135,7 +105,7 @@ pub struct ContainerRequest {
     pub container: String,
     pub kind: ContainerKind,
     pub resources: Vec<ResourceRequest>,
-    pub status: &'static str,
+    pub status: WorkloadStatus,
     pub status_detail: StatusDetail,
 }
 
@@ -197,7 +167,7 @@ fn annotation<'a>(pod: &'a Pod, key: &str) -> &'a str {
         .map_or("", String::as_str)
 }
 
-fn phase(pod: &Pod) -> &str {
+pub(crate) fn phase(pod: &Pod) -> &str {
     pod.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
@@ -446,195 +416,6 @@ fn constraints(pod: &Pod) -> Vec<(String, String)> {
     out
 }
 
-/// What the pod tells about every container: phase, reason, message, `Ready` condition,
-/// deletion, restart policy.
-struct PodContext<'a> {
-    phase: &'a str,
-    reason: &'a str,
-    message: &'a str,
-    deleting: bool,
-    restart_policy: &'a str,
-    ready: Option<(&'a str, &'a str, &'a str)>,
-}
-
-impl<'a> PodContext<'a> {
-    fn of(pod: &'a Pod) -> Self {
-        let status = pod.status.as_ref();
-        let ready = status
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| {
-                (
-                    c.status.as_str(),
-                    c.reason.as_deref().unwrap_or_default(),
-                    c.message.as_deref().unwrap_or_default(),
-                )
-            });
-        PodContext {
-            phase: phase(pod),
-            reason: status.and_then(|s| s.reason.as_deref()).unwrap_or_default(),
-            message: status
-                .and_then(|s| s.message.as_deref())
-                .unwrap_or_default(),
-            deleting: pod.metadata.deletion_timestamp.is_some(),
-            restart_policy: pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.restart_policy.as_deref())
-                .unwrap_or_default(),
-            ready,
-        }
-    }
-}
-
-/// Waiting reasons that are known failures; any other reason stays `waiting`.
-fn is_waiting_error(reason: &str) -> bool {
-    matches!(
-        reason,
-        "CrashLoopBackOff"
-            | "ImagePullBackOff"
-            | "ErrImagePull"
-            | "InvalidImageName"
-            | "ErrImageNeverPull"
-            | "ImageInspectError"
-            | "CreateContainerConfigError"
-            | "CreateContainerError"
-            | "RunContainerError"
-            | "PreCreateHookError"
-            | "PreStartHookError"
-            | "PostStartHookError"
-    )
-}
-
-/// Whether a terminated container runs again; an omitted policy is `Always`.
-fn will_restart(policy: &str, exit_code: i32) -> bool {
-    match policy {
-        "Never" => false,
-        "OnFailure" => exit_code != 0,
-        _ => true,
-    }
-}
-
-/// Classifies one container from its status entry (if any) and the pod around it.
-fn classify(
-    pod: &PodContext<'_>,
-    observed: Option<&ContainerStatus>,
-) -> (&'static str, StatusDetail) {
-    let mut detail = StatusDetail {
-        pod_phase: pod.phase.to_string(),
-        pod_reason: pod.reason.to_string(),
-        pod_message: pod.message.to_string(),
-        ..StatusDetail::default()
-    };
-    if let Some((status, reason, message)) = pod.ready {
-        detail.pod_ready = status.to_string();
-        detail.pod_ready_reason = reason.to_string();
-        detail.pod_ready_message = message.to_string();
-    }
-    if let Some(observed) = observed {
-        detail.ready = Some(observed.ready);
-        detail.restart_count = observed.restart_count;
-        if let Some(previous) = observed
-            .last_state
-            .as_ref()
-            .and_then(|s| s.terminated.as_ref())
-        {
-            detail.last_termination_reason = previous.reason.clone().unwrap_or_default();
-            detail.last_termination_message = previous.message.clone().unwrap_or_default();
-            detail.last_exit_code = Some(previous.exit_code);
-        }
-        let state = observed.state.as_ref();
-        if state.and_then(|s| s.running.as_ref()).is_some() {
-            detail.container_state = "Running".into();
-        } else if let Some(terminated) = state.and_then(|s| s.terminated.as_ref()) {
-            detail.container_state = "Terminated".into();
-            detail.reason = terminated.reason.clone().unwrap_or_default();
-            detail.message = terminated.message.clone().unwrap_or_default();
-            detail.exit_code = Some(terminated.exit_code);
-        } else {
-            // An empty state is Waiting, as the API defines it.
-            detail.container_state = "Waiting".into();
-            if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
-                detail.reason = waiting.reason.clone().unwrap_or_default();
-                detail.message = waiting.message.clone().unwrap_or_default();
-            }
-        }
-    }
-    // A lost node leaves stale Running/Ready data behind: never shown as healthy.
-    let node_lost = pod.phase == "Unknown"
-        || pod.reason == "NodeLost"
-        || (detail.pod_ready == "Unknown" && detail.pod_ready_reason == "NodeStatusUnknown")
-        || detail.reason == "ContainerStatusUnknown";
-    if node_lost {
-        return (status::UNKNOWN, detail);
-    }
-    if pod.deleting {
-        return (status::TERMINATING, detail);
-    }
-    let Some(observed) = observed else {
-        let status = if pod.phase == "Pending" {
-            status::WAITING
-        } else {
-            status::UNKNOWN
-        };
-        return (status, detail);
-    };
-    let status = match (detail.container_state.as_str(), detail.exit_code) {
-        ("Running", _) if observed.ready => status::SUCCESS,
-        ("Running", _) => status::NOT_READY,
-        ("Waiting", _) if is_waiting_error(&detail.reason) => status::ERROR,
-        ("Waiting", _) => status::WAITING,
-        ("Terminated", Some(code)) => {
-            detail.restart_pending = will_restart(pod.restart_policy, code);
-            match (detail.restart_pending, code == 0) {
-                (true, true) => status::WAITING,
-                (true, false) => status::ERROR,
-                (false, true) => status::CLOSED,
-                (false, false) => status::FAILED,
-            }
-        }
-        _ => status::UNKNOWN,
-    };
-    (status, detail)
-}
-
-/// The 2.0 state of container `name` of the given kind. Init containers are read from
-/// `initContainerStatuses`; a sidecar restarts as under `Always`, a completed init container
-/// never restarts, and a running init container is not expected to be Ready.
-pub fn container_status(
-    pod: &Pod,
-    name: &str,
-    kind: ContainerKind,
-) -> (&'static str, StatusDetail) {
-    let status = pod.status.as_ref();
-    let statuses = match kind {
-        ContainerKind::Regular => status.and_then(|s| s.container_statuses.as_deref()),
-        _ => status.and_then(|s| s.init_container_statuses.as_deref()),
-    }
-    .unwrap_or_default();
-    let observed = statuses.iter().find(|s| s.name == name);
-    let mut context = PodContext::of(pod);
-    let terminated_ok = observed
-        .and_then(|o| o.state.as_ref())
-        .and_then(|s| s.terminated.as_ref())
-        .is_some_and(|t| t.exit_code == 0);
-    match kind {
-        ContainerKind::Regular => {}
-        ContainerKind::Sidecar => context.restart_policy = "Always",
-        ContainerKind::Init if terminated_ok => context.restart_policy = "Never",
-        ContainerKind::Init => {}
-    }
-    let (mut status, mut detail) = classify(&context, observed);
-    let running = observed
-        .and_then(|o| o.state.as_ref())
-        .is_some_and(|s| s.running.is_some());
-    if kind == ContainerKind::Init && status == status::NOT_READY && running {
-        status = status::SUCCESS;
-        detail.ready = None;
-    }
-    (status, detail)
-}
-
 /// Cuts `value` to at most `max` bytes on a character boundary.
 pub fn bounded_text(value: &str, max: usize) -> (String, bool) {
     if value.len() <= max {
@@ -645,263 +426,6 @@ pub fn bounded_text(value: &str, max: usize) -> (String, bool) {
         end -= 1;
     }
     (value[..end].to_string(), true)
-}
-
-/// HAMi's filter reasons, matched as whole tokens of the scheduler's message.
-const HAMI_REASONS: [&str; 16] = [
-    "CardInsufficientMemory",
-    "CardInsufficientCore",
-    "CardComputeUnitsExhausted",
-    "CardTimeSlicingExhausted",
-    "NodeInsufficientDevice",
-    "AllocatedCardsInsufficientRequest",
-    "CardTypeMismatch",
-    "CardUuidMismatch",
-    "CardNotHealth",
-    "CardCordoned",
-    "ExclusiveDeviceAllocateConflict",
-    "NumaNotFit",
-    "CardMigTopologyInfeasible",
-    "ResourceQuotaNotFit",
-    "CardNotFoundCustomFilterRule",
-    "ModeNotFit",
-];
-
-/// Phrases of kube-scheduler's messages and the reason each stands for.
-const KUBE_PHRASES: [(&str, &str); 10] = [
-    ("untolerated taint", "UntoleratedTaint"),
-    ("didn't match pod's node affinity/selector", "NodeAffinity"),
-    ("unbound immediate persistentvolumeclaims", "UnboundPVC"),
-    ("volume node affinity conflict", "VolumeNodeAffinity"),
-    ("were unschedulable", "NodeUnschedulable"),
-    ("didn't match pod affinity rules", "PodAffinity"),
-    ("didn't match pod anti-affinity rules", "PodAffinity"),
-    (
-        "didn't satisfy existing pods anti-affinity rules",
-        "PodAffinity",
-    ),
-    ("too many pods", "TooManyPods"),
-    ("didn't have free ports", "HostPortConflict"),
-];
-
-fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
-/// Every `insufficient <resource>` of a message (case-insensitive, whole word): the byte
-/// range of the match and the resource name as written.
-fn insufficient_matches(message: &str) -> Vec<(std::ops::Range<usize>, &str)> {
-    let lower = message.to_ascii_lowercase();
-    let bytes = lower.as_bytes();
-    let mut out = Vec::new();
-    let mut from = 0;
-    while let Some(found) = lower[from..].find("insufficient") {
-        let start = from + found;
-        from = start + 1;
-        if start > 0 && is_word_byte(bytes[start - 1]) {
-            continue;
-        }
-        let mut i = start + "insufficient".len();
-        let spaces = i;
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i == spaces || i >= bytes.len() || !bytes[i].is_ascii_alphanumeric() {
-            continue;
-        }
-        let name_start = i;
-        while i < bytes.len()
-            && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'_' | b'.' | b'/' | b'-'))
-        {
-            i += 1;
-        }
-        out.push((start..i, &message[name_start..i]));
-        from = i;
-    }
-    out
-}
-
-/// Tokens `[A-Za-z][A-Za-z0-9_]*` of a text, leftmost-longest as a regex would find them.
-fn tokens(text: &str) -> BTreeSet<&str> {
-    let bytes = text.as_bytes();
-    let mut out = BTreeSet::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i].is_ascii_alphabetic() {
-            let start = i;
-            while i < bytes.len() && is_word_byte(bytes[i]) {
-                i += 1;
-            }
-            out.insert(&text[start..i]);
-        } else {
-            i += 1;
-        }
-    }
-    out
-}
-
-/// `persistentvolumeclaim(s) "<name>" not found`, case-insensitive.
-fn mentions_missing_pvc(message: &str) -> bool {
-    let lower = message.to_ascii_lowercase();
-    let bytes = lower.as_bytes();
-    let skip_spaces = |mut i: usize| {
-        let from = i;
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        (i > from).then_some(i)
-    };
-    let mut from = 0;
-    while let Some(found) = lower[from..].find("persistentvolumeclaim") {
-        let start = from + found;
-        from = start + 1;
-        if start > 0 && is_word_byte(bytes[start - 1]) {
-            continue;
-        }
-        let mut i = start + "persistentvolumeclaim".len();
-        if bytes.get(i) == Some(&b's') {
-            i += 1;
-        }
-        let Some(mut i) = skip_spaces(i) else {
-            continue;
-        };
-        if !matches!(bytes.get(i), Some(b'"' | b'\'')) {
-            continue;
-        }
-        i += 1;
-        let name_start = i;
-        while i < bytes.len() && !matches!(bytes[i], b'"' | b'\'' | b'\r' | b'\n') {
-            i += 1;
-        }
-        if i == name_start || !matches!(bytes.get(i), Some(b'"' | b'\'')) {
-            continue;
-        }
-        let Some(i) = skip_spaces(i + 1) else {
-            continue;
-        };
-        if !lower[i..].starts_with("not") {
-            continue;
-        }
-        let Some(i) = skip_spaces(i + 3) else {
-            continue;
-        };
-        if lower[i..].starts_with("found") && !bytes.get(i + 5).is_some_and(|b| is_word_byte(*b)) {
-            return true;
-        }
-    }
-    false
-}
-
-/// Reason codes of a `PodScheduled=False` message and who gave them: HAMi's filter reasons
-/// (whole tokens), kube-scheduler's resource shortages, missing claims and known phrases.
-pub fn scheduling_reasons(
-    message: &str,
-    resources: &SchedulingResources,
-) -> (Vec<&'static str>, &'static str) {
-    if message.trim().is_empty() {
-        return (Vec::new(), "unknown");
-    }
-    let insufficient = insufficient_matches(message);
-    let mut stripped = String::with_capacity(message.len());
-    let mut at = 0;
-    for (range, _) in &insufficient {
-        stripped.push_str(&message[at..range.start]);
-        at = range.end;
-    }
-    stripped.push_str(&message[at..]);
-    let found = tokens(&stripped);
-    let mut codes: Vec<&'static str> = HAMI_REASONS
-        .into_iter()
-        .filter(|code| found.contains(code))
-        .collect();
-    let hami = !codes.is_empty();
-    let mut kube = false;
-    let shortage = |code: &str| {
-        insufficient.iter().any(|(_, name)| {
-            let name = name.trim_end_matches('.');
-            match (code, name.to_ascii_lowercase().as_str()) {
-                ("InsufficientCPU", "cpu") | ("InsufficientHostMemory", "memory") => true,
-                ("ExtendedResourceUnavailable", "cpu" | "memory") => false,
-                ("ExtendedResourceUnavailable", _) => resources.contains(name),
-                _ => false,
-            }
-        })
-    };
-    for code in [
-        "InsufficientCPU",
-        "InsufficientHostMemory",
-        "ExtendedResourceUnavailable",
-    ] {
-        if shortage(code) {
-            codes.push(code);
-            kube = true;
-        }
-    }
-    if mentions_missing_pvc(message) {
-        codes.push("PVCNotFound");
-        kube = true;
-    }
-    let lower = message.to_lowercase();
-    for (phrase, code) in KUBE_PHRASES {
-        if lower.contains(phrase) && !codes.contains(&code) {
-            codes.push(code);
-            kube = true;
-        }
-    }
-    match (hami, kube) {
-        (true, true) => (codes, "mixed"),
-        (true, false) => (codes, "hami"),
-        (false, true) => (codes, "kubernetes"),
-        (false, false) => (vec!["UnknownSchedulingReason"], "unknown"),
-    }
-}
-
-/// The value of a Kubernetes quantity as a decimal number (`1k` → 1000, `512Mi` →
-/// 536870912, `0.5` → 0.5); `None` when it does not parse.
-fn quantity_value(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let end = text
-        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '+' | '-')))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(end);
-    let number: f64 = number.parse().ok()?;
-    let scale = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        exponent => {
-            let digits = exponent.strip_prefix(['e', 'E'])?;
-            10f64.powi(digits.parse::<i32>().ok()?)
-        }
-    };
-    Some(number * scale)
-}
-
-/// A quantity above zero.
-pub fn quantity_positive(text: &str) -> bool {
-    quantity_value(text).is_some_and(|v| v > 0.0)
-}
-
-/// A quantity as a plain decimal (upstream's `AsDec().String()` for classified resources).
-fn quantity_decimal(text: &str) -> Option<String> {
-    let value = quantity_value(text)?;
-    if value.fract() == 0.0 && value.abs() < 9.0e15 {
-        return Some(format!("{}", value as i64));
-    }
-    Some(format!("{value}"))
 }
 
 #[cfg(test)]
@@ -949,7 +473,7 @@ mod tests {
         }
         let p = gpu_pod(spec, status);
         let (s, d) = container_status(&p, "main", ContainerKind::Regular);
-        (s, d.restart_pending)
+        (s.as_str(), d.restart_pending)
     }
 
     #[test]
@@ -1011,14 +535,14 @@ mod tests {
         ));
         assert_eq!(
             container_status(&p, "main", ContainerKind::Regular).0,
-            "terminating"
+            WorkloadStatus::Terminating
         );
         if let Some(s) = p.status.as_mut() {
             s.reason = Some("NodeLost".into());
         }
         assert_eq!(
             container_status(&p, "main", ContainerKind::Regular).0,
-            "unknown"
+            WorkloadStatus::Unknown
         );
     }
 
@@ -1033,7 +557,7 @@ mod tests {
                      "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
         );
         let (status, detail) = container_status(&p, "main", ContainerKind::Regular);
-        assert_eq!(status, "success");
+        assert_eq!(status, WorkloadStatus::Success);
         assert_eq!(detail.ready, Some(true));
         assert_eq!(detail.pod_ready, "False");
         assert_eq!(detail.last_exit_code, Some(137));
