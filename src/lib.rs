@@ -38,6 +38,7 @@ pub mod query_client;
 pub mod readiness;
 pub mod reply;
 pub mod server;
+#[cfg(any(test, feature = "synthetic"))]
 pub mod synthetic;
 pub mod telemetry;
 pub mod vendor;
