@@ -108,12 +108,16 @@ def datasource_var() -> dict:
             "multi": False}
 
 
-def query_var(name: str, label: str, query: str, multi: bool = True) -> dict:
+def query_var(name: str, label: str, query: str, multi: bool = True, all_value: str | None = ".*") -> dict:
+    """A label_values variable. "All" is `.*` where the selectors also carry other filters
+    (cheap for Prometheus at any cluster size); without all_value Grafana sends the list of
+    values, so "All" means exactly those (the server's own instances, not every target of
+    the job)."""
     return {
         "name": name, "label": label, "type": "query", "datasource": DS,
         "query": {"query": query, "refId": f"{name}-variable"}, "definition": query,
         "refresh": 2, "sort": 1, "multi": multi, "includeAll": multi,
-        **({"allValue": ".*"} if multi else {}),
+        **({"allValue": all_value} if multi and all_value else {}),
         "current": {}, "hide": 0, "options": [], "regex": "",
     }
 
@@ -284,7 +288,7 @@ def cluster_overview() -> dict:
         "percentunit"), 14, 9)
     L.add(table("GPUs by vendor and model", "Every node; filtered by model only (per-model recording rules).",
                 [("GPUs", 'hami_model:devices:count{device_type=~"$model"}', "none"),
-                 ("Memory (MiB)", 'hami_model:memory_capacity_mib:sum{device_type=~"$model"}', "mbytes"),
+                 ("Memory", 'hami_model:memory_capacity_mib:sum{device_type=~"$model"}', "mbytes"),
                  ("vGPU alloc.", 'hami_model:vgpu_allocation:ratio{device_type=~"$model"}', "percentunit"),
                  ("Memory alloc.", 'hami_model:memory_allocation:ratio{device_type=~"$model"}', "percentunit"),
                  ("Core alloc.", 'hami_model:core_allocation:ratio{device_type=~"$model"}', "percentunit"),
@@ -316,11 +320,11 @@ def cluster_overview() -> dict:
                      "percentunit", stack=True), 8, 9)
     L.add(table("Namespaces", "Allocations, memory in use and allocation efficiency per namespace.",
                 [("vGPUs", f"hami_namespace:vgpu_allocated:sum{{{ns}}}", "none"),
-                 ("Memory (MiB)", f"hami_namespace:memory_allocated_mib:sum{{{ns}}}", "mbytes"),
-                 ("In use (MiB)", f"hami_namespace:container_memory_used_mib:sum{{{ns}}}", "mbytes"),
+                 ("Memory allocated", f"hami_namespace:memory_allocated_mib:sum{{{ns}}}", "mbytes"),
+                 ("Memory in use", f"hami_namespace:container_memory_used_mib:sum{{{ns}}}", "mbytes"),
                  ("Memory eff.", f"hami_namespace:memory_allocation_efficiency:ratio{{{ns}}}", "percentunit"),
                  ("Core eff.", f"hami_namespace:core_allocation_efficiency:ratio{{{ns}}}", "percentunit")],
-                ["namespace_name"], sort_by="Memory (MiB)"), 8, 9)
+                ["namespace_name"], sort_by="Memory allocated"), 8, 9)
     L.add(table("Least efficient containers (memory)",
                 "Containers using the smallest share of the GPU memory allocated to them.",
                 [("Memory eff.", f"bottomk(15, hami_container:memory_allocation_efficiency:ratio{{{ns}, {f}}})",
@@ -385,13 +389,13 @@ def device_detail() -> dict:
                       target(f"max(hami_device_last_xid_error_code{{{dev}}})", "last XID")], "none"), 8, 8)
     L.row("Containers on this GPU")
     L.add(table("Containers", "Allocation and use of every container on the device.",
-                [("Memory (MiB)", f"{by_ctr} (hami_container_vmemory_allocated{{{ctr}}})", "mbytes"),
+                [("Memory allocated", f"{by_ctr} (hami_container_vmemory_allocated{{{ctr}}})", "mbytes"),
                  ("Cores (%)", f"{by_ctr} (hami_container_vcore_allocated{{{ctr}}})", "none"),
-                 ("Memory used (MiB)", f"{by_ctr} (hami_container_memory_used{{{ctr}}})", "mbytes"),
+                 ("Memory in use", f"{by_ctr} (hami_container_memory_used{{{ctr}}})", "mbytes"),
                  ("Cores used (%)", f"{by_ctr} (hami_container_core_used{{{ctr}}})", "none"),
                  ("Memory eff.", f"{by_ctr} (hami_container:memory_allocation_efficiency:ratio{{{ctr}}})",
                   "percentunit")],
-                ["namespace_name", "pod_name", "container_name"], sort_by="Memory (MiB)"), 24, 8)
+                ["namespace_name", "pod_name", "container_name"], sort_by="Memory allocated"), 24, 8)
     L.add(timeseries("Container memory used", "",
                      [target(f"{by_ctr} (hami_container_memory_used{{{ctr}}})",
                              "{{namespace_name}}/{{pod_name}}/{{container_name}}")], "mbytes", stack=True), 12, 8)
@@ -472,8 +476,9 @@ def server_health() -> dict:
     return dashboard(
         "hami-webui-server-health", "HAMi / hami-webui-server health",
         "The server itself: refresh cycles, caches and watches, its metrics store, and the process.",
-        [query_var("job", "Job", "label_values(hami_webui_build_info, job)"),
-         query_var("instance", "Instance", 'label_values(hami_webui_build_info{job=~"$job"}, instance)')],
+        [query_var("job", "Job", "label_values(hami_webui_build_info, job)", all_value=None),
+         query_var("instance", "Instance", 'label_values(hami_webui_build_info{job=~"$job"}, instance)',
+                   all_value=None)],
         L.panels)
 
 
