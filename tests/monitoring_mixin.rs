@@ -138,19 +138,27 @@ fn targets(panel: &Value) -> &[Value] {
         .unwrap_or(&[])
 }
 
-/// The template variables of a dashboard other than the data source: `(name, query, multi)`.
-fn variables(dashboard: &Value) -> Vec<(String, String, bool)> {
+/// A template variable other than the data source.
+struct Variable {
+    name: String,
+    /// `label_values(expr, label)`.
+    query: String,
+    multi: bool,
+    /// What "All" stands for; `None`: the list of the variable's values.
+    all_value: Option<String>,
+}
+
+fn variables(dashboard: &Value) -> Vec<Variable> {
     dashboard["templating"]["list"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|v| v["type"] == "query")
-        .map(|v| {
-            (
-                str_of(v, "name").to_string(),
-                v["query"]["query"].as_str().unwrap_or_default().to_string(),
-                v["multi"].as_bool().unwrap_or(false),
-            )
+        .map(|v| Variable {
+            name: str_of(v, "name").to_string(),
+            query: v["query"]["query"].as_str().unwrap_or_default().to_string(),
+            multi: v["multi"].as_bool().unwrap_or(false),
+            all_value: v["allValue"].as_str().map(String::from),
         })
         .collect()
 }
@@ -202,12 +210,12 @@ fn all_queries() -> Vec<(String, String)> {
     for (file, dashboard) in dashboards() {
         let values: BTreeMap<String, String> = variables(&dashboard)
             .into_iter()
-            .map(|(name, _, _)| (name, "value".to_string()))
+            .map(|v| (v.name, "value".to_string()))
             .collect();
-        for (name, query, _) in variables(&dashboard) {
-            let (expr, _) = label_values(&query);
+        for v in variables(&dashboard) {
+            let (expr, _) = label_values(&v.query);
             out.push((
-                format!("{file} variable {name}"),
+                format!("{file} variable {}", v.name),
                 substitute(&expr, &values),
             ));
         }
@@ -586,7 +594,7 @@ fn dashboards_use_the_datasource_variable_and_the_node_namespace_and_model_varia
                 && v["query"] == "prometheus"),
             "{file}: a datasource variable"
         );
-        let names: BTreeSet<String> = variables(&dashboard).into_iter().map(|v| v.0).collect();
+        let names: BTreeSet<String> = variables(&dashboard).into_iter().map(|v| v.name).collect();
         if file != "hami-webui-server-health.json" {
             for wanted in ["node", "namespace", "model"] {
                 assert!(names.contains(wanted), "{file}: variable {wanted}");
@@ -628,13 +636,14 @@ fn regex_value(value: &str) -> String {
 }
 
 /// Sets every variable of `dashboard` to the first value its query returns (in order, so a
-/// variable may depend on an earlier one).
-fn resolve_variables(port: u16, dashboard: &Value) -> BTreeMap<String, String> {
+/// variable may depend on an earlier one); with `all`, multi-value variables to Grafana's
+/// "All" once their query returns a value: their `allValue`, or every value.
+fn resolve_variables(port: u16, dashboard: &Value, all: bool) -> BTreeMap<String, String> {
     let mut values = BTreeMap::new();
-    for (name, query, multi) in variables(dashboard) {
-        let (expr, label) = label_values(&query);
+    for var in variables(dashboard) {
+        let (expr, label) = label_values(&var.query);
         let expr = substitute(&expr, &values);
-        let first = wait_for(Duration::from_secs(30), || {
+        let found = wait_for(Duration::from_secs(30), || {
             let answer = query_api(port, &format!("group by ({label}) ({expr})"))?;
             let mut found: Vec<String> = answer["data"]["result"]
                 .as_array()?
@@ -642,10 +651,20 @@ fn resolve_variables(port: u16, dashboard: &Value) -> BTreeMap<String, String> {
                 .filter_map(|r| r["metric"][label.as_str()].as_str().map(String::from))
                 .collect();
             found.sort();
-            found.into_iter().next()
+            (!found.is_empty()).then_some(found)
         })
-        .unwrap_or_else(|| panic!("variable {name}: no values for {expr}"));
-        values.insert(name, if multi { regex_value(&first) } else { first });
+        .unwrap_or_else(|| panic!("variable {}: no values for {expr}", var.name));
+        let value = match (var.multi, all, &var.all_value) {
+            (true, true, Some(all_value)) => all_value.clone(),
+            (true, true, None) => found
+                .iter()
+                .map(|v| regex_value(v))
+                .collect::<Vec<_>>()
+                .join("|"),
+            (true, false, _) => regex_value(&found[0]),
+            (false, _, _) => found[0].clone(),
+        };
+        values.insert(var.name, value);
     }
     values
 }
@@ -673,7 +692,9 @@ fn evaluate(port: u16, expr: &str, instant: bool, range: (u128, u128, u64)) -> O
 
 /// The exposition with its moving quantities varied: `t` seconds along slow waves, a
 /// different phase per series, utilisation kept within 0-100 and device memory within the
-/// device (for the rendering only).
+/// device. For the rendering only: device memory in use is raised to about what the
+/// containers on it use, and container core use to about their core limits, which the
+/// benchmark-oriented synthetic exposition does not keep to.
 fn animate(text: &str, t: f64) -> String {
     let phase = |key: &str| {
         key.bytes()
@@ -696,7 +717,7 @@ fn animate(text: &str, t: f64) -> String {
                     .find(|l| l.starts_with(&format!("DCGM_FI_DEV_FB_FREE{{{labels}")))
                     .and_then(split)
                     .map_or(81920.0, |(_, _, free)| free + value);
-                let used = (value * (1.0 + 0.6 * wave(&labels, 420.0))).clamp(0.0, total);
+                let used = (value * 8.0 * (1.0 + 0.25 * wave(&labels, 420.0))).clamp(0.0, total);
                 fb_used.insert(labels, (used, total));
             }
         }
@@ -711,22 +732,25 @@ fn animate(text: &str, t: f64) -> String {
         let value = match name.as_str() {
             "DCGM_FI_DEV_FB_USED" => fb_used.get(&labels).map_or(value, |(u, _)| *u),
             "DCGM_FI_DEV_FB_FREE" => fb_used.get(&labels).map_or(value, |(u, t)| t - u),
-            "DCGM_FI_DEV_GPU_UTIL"
-            | "npu_chip_info_utilization"
-            | "dcu_utilizationrate"
-            | "hami_container_device_utilization_ratio" => {
-                (value + 35.0 * wave(&labels, 300.0) + 10.0)
+            "DCGM_FI_DEV_GPU_UTIL" | "npu_chip_info_utilization" | "dcu_utilizationrate" => {
+                (value + 25.0 * wave(&labels, 300.0) + 5.0)
+                    .clamp(0.0, 100.0)
+                    .round()
+            }
+            // A container's share of the device stays near its core limit (10-25 %).
+            "hami_container_device_utilization_ratio" => {
+                (value * 0.4 * (1.0 + 0.5 * wave(&labels, 300.0)))
                     .clamp(0.0, 100.0)
                     .round()
             }
             "DCGM_FI_DEV_GPU_TEMP"
             | "DCGM_FI_DEV_MEMORY_TEMP"
             | "npu_chip_info_temperature"
-            | "dcu_temp" => (value + 12.0 * wave(&labels, 600.0)).round(),
+            | "dcu_temp" => (value + 8.0 * wave(&labels, 600.0)).round(),
             "DCGM_FI_DEV_POWER_USAGE" | "npu_chip_info_power" | "dcu_power_usage" => {
-                (value * (1.0 + 0.4 * wave(&labels, 300.0))).round()
+                (value * (1.0 + 0.25 * wave(&labels, 300.0))).round()
             }
-            "hami_vgpu_memory_used_bytes" => (value * (1.0 + 0.8 * wave(&labels, 420.0))).round(),
+            "hami_vgpu_memory_used_bytes" => (value * (1.0 + 0.5 * wave(&labels, 420.0))).round(),
             _ => value,
         };
         out.push_str(&format!(
@@ -784,7 +808,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let mut checked = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     for (file, dashboard) in dashboards() {
-        let values = resolve_variables(pport, &dashboard);
+        let values = resolve_variables(pport, &dashboard, false);
         for panel in panels(&dashboard) {
             for target in targets(panel) {
                 let expr = substitute(str_of(target, "expr"), &values);
@@ -842,7 +866,7 @@ fn render_data(exporter: &FixtureExporter, port: u16, out: &Path) {
     let step = (seconds / 120).max(2);
     std::fs::create_dir_all(out).expect("render directory");
     for (_, dashboard) in dashboards() {
-        let values = resolve_variables(port, &dashboard);
+        let values = resolve_variables(port, &dashboard, true);
         let mut panels_out = Vec::new();
         for panel in panels(&dashboard) {
             let mut results = Vec::new();
@@ -857,6 +881,7 @@ fn render_data(exporter: &FixtureExporter, port: u16, out: &Path) {
             }
             panels_out.push(json!({
                 "id": panel["id"], "type": panel["type"], "title": panel["title"],
+                "options": panel["options"],
                 "gridPos": panel["gridPos"], "unit": panel["fieldConfig"]["defaults"]["unit"],
                 "fieldConfig": panel["fieldConfig"], "transformations": panel["transformations"],
                 "targets": results,
