@@ -375,6 +375,11 @@ fn now_ms() -> u128 {
 /// Every sample name the real server exports: on the demo cluster without a metrics store
 /// (refresh cycles fail: the upstream error outcomes) and on the fixture with its exporters'
 /// data in VictoriaMetrics (device usage, container usage, decode errors).
+///
+/// A family without samples prints nothing, not even `# HELP`/`# TYPE`: the device families
+/// skip empty families, and the prometheus crate's `gather` skips labelled families that have
+/// no child yet (`hami_webui_decode_errors_total` before the first error). So the runs must
+/// make each family appear; the malformed node is there for the decode-error counter.
 fn exported_families() -> BTreeSet<String> {
     let config = read(&repo("config/config.yaml"));
     let demo = repo("examples/demo-cluster.json")
