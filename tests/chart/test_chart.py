@@ -847,6 +847,9 @@ def _dashboard_maps():
         "enabled": True, "label": "example.com/dashboard", "labelValue": "hami",
         "annotations": {"grafana_folder": "GPU"}, "namespace": "monitoring"}}}))
     expect_eq(len(custom), len(DASHBOARD_FILES), "names stay distinct when truncated")
+    numeric = dashboard_maps(render({"monitoring": {"dashboards": {"enabled": True, "labelValue": 1}}}))
+    expect(all(cm["metadata"]["labels"]["grafana_dashboard"] == "1" for cm in numeric.values()),
+           "a numeric labelValue (helm --set) renders as the string label value")
     for name, cm in custom.items():
         expect(len(name) <= 63, f"{name}: at most 63 characters")
         expect_eq(cm["metadata"]["labels"].get("example.com/dashboard"), "hami", "custom label")
