@@ -8,9 +8,11 @@ their paths, RBAC verbs, security context, the embedded config.yaml (keys, value
 material), Secrets mounted as files at the paths config.yaml names, and that values.schema.json
 describes every key of values.yaml (and nothing else). Invalid values must be refused. With a
 built server binary, it starts the rendered container (its arguments, environment and config)
-and probes every rendered probe on the port it names.
+and probes every rendered probe on the port it names. The monitoring objects (issue 22): the
+PrometheusRule and dashboard ConfigMaps appear only when enabled, take their thresholds from
+values, lint clean, and the generated mixin files (mixin/generate.py) are current.
 
-Run: python3 tests/chart/test_chart.py   (needs: pip install helm-python-sdk pyyaml)
+Run: python3 tests/chart/test_chart.py   (needs: pip install helm-python-sdk pyyaml ruamel.yaml)
 The last line is "N passed, N failed"; the exit status is 1 when anything failed.
 """
 
@@ -695,6 +697,168 @@ def _probes_off():
 
 
 # ------------------------------------------------------------------------------------------
+# Monitoring (issue 22): PrometheusRule and dashboard ConfigMaps, off by default
+
+MIXIN_RULES = ROOT / "mixin" / "hami-webui-server.rules.yaml"
+DASHBOARD_FILES = sorted((CHART / "dashboards").glob("*.json"))
+MONITORING_ON = {"monitoring": {"rules": {"enabled": True}, "dashboards": {"enabled": True}}}
+
+
+def prometheus_rule(objects: dict) -> dict:
+    return one(objects, "PrometheusRule")
+
+
+def rules_by_name(rule_object: dict) -> dict[str, dict]:
+    return {r.get("alert") or r["record"]: r for g in rule_object["spec"]["groups"] for r in g["rules"]}
+
+
+def dashboard_maps(objects: dict) -> dict[str, dict]:
+    """ConfigMap name -> ConfigMap, for those holding a dashboard."""
+    return {name: o for (k, name), o in objects.items()
+            if k == "ConfigMap" and any(key.endswith(".json") for key in o.get("data", {}))}
+
+
+def promtool_check(groups: list[dict]) -> None:
+    """promtool check rules on rendered groups (promtool: Debian package prometheus)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rules.yaml"
+        path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+        try:
+            result = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True)
+        except FileNotFoundError as exc:
+            raise AssertionError("promtool not found: apt-get install prometheus, or run bash .ci/run") from exc
+        expect(result.returncode == 0, f"promtool check rules: {result.stdout}{result.stderr}")
+
+
+@check("monitoring: nothing rendered by default")
+def _monitoring_off():
+    expect("PrometheusRule" not in kinds(DEFAULT), "no PrometheusRule by default")
+    expect_eq(dashboard_maps(DEFAULT), {}, "no dashboard ConfigMaps by default")
+    off = render({"monitoring": {"rules": {"enabled": False}, "dashboards": {"enabled": False}},
+                  "serviceMonitor": {"enabled": True}})
+    expect("PrometheusRule" not in kinds(off) and not dashboard_maps(off), "nothing when both are false")
+
+
+@check("monitoring: helm lint --strict with rules and dashboards enabled")
+def _monitoring_lint():
+    report = helm.lint(str(CHART), MONITORING_ON, strict=True, namespace=NAMESPACE)
+    expect_eq(report["errors"], [], "lint errors")
+    expect_eq([m for m in report["messages"] if m["severity"] >= 2], [], "lint warnings and errors")
+
+
+@check("monitoring: the generated mixin files are current (python3 mixin/generate.py --check)")
+def _mixin_current():
+    result = subprocess.run([sys.executable, str(ROOT / "mixin" / "generate.py"), "--check"],
+                            capture_output=True, text=True)
+    expect(result.returncode == 0, result.stdout + result.stderr)
+
+
+MONITORING = render(MONITORING_ON)
+
+
+@check("monitoring: the PrometheusRule is named and labelled like the ServiceMonitor, groups = mixin file")
+def _prometheus_rule():
+    rule = prometheus_rule(MONITORING)
+    expect_eq(rule["apiVersion"], "monitoring.coreos.com/v1", "apiVersion")
+    expect_eq((rule["metadata"]["name"], rule["metadata"]["namespace"]), (FULLNAME, NAMESPACE), "name")
+    expect_eq(rule["metadata"]["labels"]["app.kubernetes.io/instance"], RELEASE, "chart labels")
+    plain = yaml.safe_load(MIXIN_RULES.read_text())["groups"]
+    expect_eq(rule["spec"]["groups"], plain, "groups (the plain file is the default rendering)")
+    for name, r in rules_by_name(rule).items():
+        if "alert" in r:
+            expect(set(r["annotations"]) == {"summary", "description", "runbook"}, f"{name}: annotations")
+            expect(r["labels"]["severity"] in {"critical", "warning", "info"}, f"{name}: severity")
+    labelled = prometheus_rule(render({"monitoring": {"rules": {
+        "enabled": True, "additionalLabels": {"release": "kube-prometheus-stack"}}}}))
+    expect_eq(labelled["metadata"]["labels"].get("release"), "kube-prometheus-stack", "additionalLabels")
+
+
+@check("monitoring: thresholds, durations, selector, alert labels and disabled alerts come from values")
+def _rules_from_values():
+    objects = render({
+        "metricsExporter": {"interval": "1m30s"},
+        "monitoring": {"rules": {
+            "enabled": True, "selector": 'job="gpu-webui"', "alertLabels": {"team": "gpu", "severity": "page"},
+            "disabled": ["HAMiContainerGPUIdle"],
+            "device": {"temperatureCelsius": 80, "temperatureFor": "2m", "criticalXids": [79, 48],
+                       "powerWatts": 650, "powerWattsByModel": {"NVIDIA A100-SXM4-80GB": 400, "Model.X (2)": 250}},
+            "container": {"memoryAboveAllocationRatio": 1.2},
+            "server": {"staleIntervals": 4, "decodeErrorsWindow": "1h", "upstreamErrorRatio": 0.25},
+        }},
+    })
+    rule = prometheus_rule(objects)
+    rules = rules_by_name(rule)
+    expect("HAMiContainerGPUIdle" not in rules, "disabled alert left out")
+    temp = rules["HAMiGPUTemperatureHigh"]
+    expect(temp["expr"].rstrip().endswith("> 80") and temp["for"] == "2m", f"temperature: {temp}")
+    expect("80 °C" in temp["annotations"]["summary"], "threshold in the summary")
+    expect_eq((temp["labels"]["team"], temp["labels"]["severity"]), ("gpu", "warning"),
+              "alertLabels added; the rule's severity wins")
+    expect("team" not in rules["hami_node:vgpu_allocation:ratio"].get("labels", {}), "recording rules untouched")
+    xid = rules["HAMiGPUXidCritical"]["expr"]
+    expect("== 79" in xid and "== 48" in xid and "== 61" not in xid, f"critical XIDs: {xid}")
+    power = rules["HAMiGPUPowerHigh"]["expr"]
+    expect('device_type!~"Model\\\\.X \\\\(2\\\\)|NVIDIA A100-SXM4-80GB"}) > 650' in power, f"power default: {power}")
+    expect('device_type="NVIDIA A100-SXM4-80GB"}) > 400' in power and '"Model.X (2)"}) > 250' in power,
+           f"power per model: {power}")
+    expect(rules["HAMiWebUIRefreshStale"]["expr"].rstrip().endswith("> 360"), "stale after 4 x 90 s")
+    expect("[1h]" in rules["HAMiWebUIDecodeErrors"]["expr"] and "offset 1h" in rules["HAMiWebUIDecodeErrors"]["expr"],
+           "decode error window")
+    expect(rules["HAMiContainerMemoryAboveAllocation"]["expr"].rstrip().endswith("> 1.2"), "container ratio")
+    expect(rules["HAMiWebUIUpstreamQueriesFailing"]["expr"].rstrip().endswith("> 0.25"), "upstream ratio")
+    # Every selector of a server family (hami_*, not a recording rule's hami_level:…) is confined.
+    import re
+    for name, r in rules.items():
+        for match in re.finditer(r"\b(hami_[a-z_]+)(\{[^}]*\})?", r["expr"]):
+            if match.group(1) in {"hami_device", "hami_container", "hami_node", "hami_namespace", "hami_model"}:
+                continue  # a recording rule's level prefix (hami_device:…)
+            if r["expr"][match.end(1):match.end(1) + 1] == ":":
+                continue
+            expect(match.group(2) is not None and 'job="gpu-webui"' in match.group(2),
+                   f"{name}: {match.group(0)} carries the selector")
+    promtool_check(rule["spec"]["groups"])
+
+
+@check("monitoring: no critical XIDs renders no XID alert and a plain health alert")
+def _no_critical_xids():
+    rules = rules_by_name(prometheus_rule(render({"monitoring": {"rules": {
+        "enabled": True, "device": {"criticalXids": []}}}})))
+    expect("HAMiGPUXidCritical" not in rules, "no XID alert")
+    expect("unless" not in rules["HAMiGPUUnhealthy"]["expr"], "health alert without the XID exception")
+    promtool_check([{"name": "g", "rules": list(rules.values())}])
+
+
+@check("monitoring: one dashboard ConfigMap per JSON file, labelled for Grafana's sidecar")
+def _dashboard_maps():
+    maps = dashboard_maps(MONITORING)
+    expect_eq(len(maps), len(DASHBOARD_FILES), "ConfigMaps")
+    expect(len(DASHBOARD_FILES) >= 3, "three dashboards")
+    by_file = {}
+    for name, cm in maps.items():
+        expect_eq(cm["metadata"]["namespace"], NAMESPACE, f"{name} namespace")
+        expect_eq(cm["metadata"]["labels"].get("grafana_dashboard"), "1", f"{name} sidecar label")
+        ((key, text),) = cm["data"].items()
+        by_file[key] = text
+        expect(name.startswith(FULLNAME) and len(name) <= 63, f"{name}: fullname prefix, 63 characters")
+    for path in DASHBOARD_FILES:
+        expect_eq(by_file.get(path.name), path.read_text().rstrip("\n"), f"{path.name} shipped unchanged")
+        json.loads(by_file[path.name])
+    custom = dashboard_maps(render({"fullnameOverride": "x" * 63, "monitoring": {"dashboards": {
+        "enabled": True, "label": "example.com/dashboard", "labelValue": "hami",
+        "annotations": {"grafana_folder": "GPU"}, "namespace": "monitoring"}}}))
+    expect_eq(len(custom), len(DASHBOARD_FILES), "names stay distinct when truncated")
+    numeric = dashboard_maps(render({"monitoring": {"dashboards": {"enabled": True, "labelValue": 1}}}))
+    expect(all(cm["metadata"]["labels"]["grafana_dashboard"] == "1" for cm in numeric.values()),
+           "a numeric labelValue (helm --set) renders as the string label value")
+    for name, cm in custom.items():
+        expect(len(name) <= 63, f"{name}: at most 63 characters")
+        expect_eq(cm["metadata"]["labels"].get("example.com/dashboard"), "hami", "custom label")
+        expect("grafana_dashboard" not in cm["metadata"]["labels"], "only the configured label")
+        expect_eq(cm["metadata"]["annotations"], {"grafana_folder": "GPU"}, "annotations")
+        expect_eq(cm["metadata"]["namespace"], "monitoring", "namespace override")
+
+
+# ------------------------------------------------------------------------------------------
 # The server itself loads what the chart renders
 
 
@@ -872,6 +1036,15 @@ INVALID = {
         {"env": [{"name": "HAMI_WEBUI_BASE_PATH", "value": "/x/"}]}, "use frontend.basePath"),
     "env turning the web entry off": (
         {"env": [{"name": "HAMI_WEBUI__WEB__ENABLED", "value": "false"}]}, "use web.enabled"),
+    "disabling an alert that does not exist": (
+        {"monitoring": {"rules": {"enabled": True, "disabled": ["HAMiGPUTooHot"]}}}, 'no alert is named "HAMiGPUTooHot"'),
+    "alert duration not a Prometheus duration (schema)": (
+        {"monitoring": {"rules": {"device": {"temperatureFor": "10 minutes"}}}}, "/monitoring/rules/device/temperatureFor"),
+    "rule selector with braces (schema)": (
+        {"monitoring": {"rules": {"selector": '{job="x"}'}}}, "/monitoring/rules/selector"),
+    "overcommit ratio above 1 (schema)": (
+        {"monitoring": {"rules": {"device": {"overcommitUsedRatio": 90}}}}, "/monitoring/rules/device/overcommitUsedRatio"),
+    "misspelt monitoring key (schema)": ({"monitoring": {"rules": {"enable": True}}}, "'enable' not allowed"),
 }
 for label, (values, reason) in INVALID.items():
 

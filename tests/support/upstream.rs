@@ -8,7 +8,7 @@
 //! |---|---|
 //! | [`FixtureExporter::start(text)`] | an exporter serving `text` at `/metrics`; [`FixtureExporter::set_text`] changes it at runtime; `.target()` is `127.0.0.1:PORT` for a scrape config |
 //! | [`FIXTURE_EXPOSITION`], [`fixture_values`] | a small `hami_*` exposition and its values by `device_uuid` |
-//! | [`Prometheus::start(&[target])`] | a real `/usr/bin/prometheus` scraping the targets every second; `.url()`; [`Prometheus::wait_for_series`] waits until a query returns data |
+//! | [`Prometheus::start(&[target])`] | a real `/usr/bin/prometheus` scraping the targets every second; `.url()`; [`Prometheus::wait_for_series`] waits until a query returns data; [`Prometheus::start_with_rules`] also loads rule files |
 //! | [`VictoriaMetrics::start()`] | a real `victoria-metrics`; [`VictoriaMetrics::import`] loads exposition text (optionally with ms timestamps) and flushes it, so it is queryable at once |
 //! | [`CountingProxy::start(port)`] | an HTTP proxy to `127.0.0.1:port` counting requests and the most in flight at once (measured here, not by the client); [`CountingProxy::set_delay`] holds each request so overlaps are observable; [`CountingProxy::requests`] returns what it saw |
 //! | [`StubServer::start(reply)`] | a programmable HTTP server ([`StubReply`]: JSON, stall, endless stream) recording every request; [`StubServer::start_tls`] serves it over TLS ([`TestPki`]) |
@@ -139,13 +139,30 @@ impl Prometheus {
     /// evaluation interval is also a subquery's default resolution (`[10m:]`), so it decides
     /// how much work such a query is.
     pub fn start_with_intervals(targets: &[&str], scrape: &str, evaluation: &str) -> Self {
+        Self::start_with_rules(targets, scrape, evaluation, &[])
+    }
+
+    /// [`start_with_intervals`](Self::start_with_intervals) that also loads `rule_files`
+    /// (recording rules and alerts, evaluated every `evaluation`).
+    pub fn start_with_rules(
+        targets: &[&str],
+        scrape: &str,
+        evaluation: &str,
+        rule_files: &[&Path],
+    ) -> Self {
         let binary = require_binary("prometheus", "prometheus");
         let dir = tempfile::tempdir().expect("temp dir");
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-        let config = format!(
+        let mut config = format!(
             "global:\n  scrape_interval: {scrape}\n  evaluation_interval: {evaluation}\nscrape_configs:\n  - job_name: fixture\n    static_configs:\n      - targets: [{}]\n",
             targets.join(", ")
         );
+        if !rule_files.is_empty() {
+            config.push_str("rule_files:\n");
+            for file in rule_files {
+                config.push_str(&format!("  - '{}'\n", file.display()));
+            }
+        }
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
         let port = free_port();

@@ -175,3 +175,15 @@ app.kubernetes.io/component: backend
 {{- $config := dict "server" $server "prometheus" $prom "exporter" $exporter "node_selectors" (.Values.vendorNodeSelectors | default dict) "scheduling" (dict "resource_names" (.Values.scheduling.resourceNames | default list)) "device_config" (dict "enabled" $dc.enabled "namespace" $dc.namespace "name" $dc.name "key" $dc.key) "ascend" (dict "annotationless_pod_mode" .Values.ascend.annotationlessPodMode) "kubernetes" (dict "unready_after" $b.kubernetes.unreadyAfter) }}
 {{- toYaml $config }}
 {{- end }}
+
+{{/* A Go duration ("30s", "1m30s", "500ms") in seconds, for PromQL arithmetic. */}}
+{{- define "hami-webui-server.durationSeconds" -}}
+{{- $units := dict "ns" 0.000000001 "us" 0.000001 "µs" 0.000001 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 }}
+{{- $total := 0.0 }}
+{{- range $part := regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h)" (toString .) -1 }}
+{{- $unit := regexReplaceAll "^[0-9.]+" $part "" }}
+{{- $number := regexReplaceAll "[a-zµ]+$" $part "" | float64 }}
+{{- $total = addf $total (mulf $number (get $units $unit)) }}
+{{- end }}
+{{- $total }}
+{{- end }}
