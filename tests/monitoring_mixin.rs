@@ -24,7 +24,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hami_webui_server::device::Vendor;
-use hami_webui_server::device_metrics::{queries, Family};
+use hami_webui_server::metrics::{queries, Family};
 use hami_webui_server::synthetic::ClusterShape;
 use promql_parser::label::{MatchOp, METRIC_NAME};
 use promql_parser::parser::{Expr, VectorSelector};
