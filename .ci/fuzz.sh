@@ -16,17 +16,17 @@ seconds="${FUZZ_SECONDS:-20}"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 
-# Release optimizations with debug assertions and overflow checks (cargo-fuzz's default
-# without -O). No sanitizer: safe Rust needs none to report panics, overflows and
-# out-of-bounds indexing, and the build is shorter. 16 codegen units trade a little fuzzing
-# speed for a shorter build.
-flags=(--sanitizer none --codegen-units 16)
+# The dev profile (debug assertions, overflow checks, no optimisation): it builds in about
+# 3 minutes where the release profile took 11 on CI's two cores, and still runs ~3,000
+# inputs a second per target (~60,000 in a 20 s smoke run). No sanitizer: safe Rust needs
+# none to report panics, overflows and out-of-bounds indexing, and the build is shorter.
+flags=(--dev --sanitizer none)
 start=$(date +%s)
 echo "== cargo fuzz build (${flags[*]})"
 cargo fuzz build "${flags[@]}"
 echo "   built in $(($(date +%s) - start)) s"
 # The binaries are run directly, as `cargo fuzz run` would (which would also build again).
-bin="target/$(rustc -vV | sed -n 's/^host: //p')/release"
+bin="target/$(rustc -vV | sed -n 's/^host: //p')/debug"
 
 read -r -a targets <<<"${FUZZ_TARGETS:-$(cargo fuzz list | tr '\n' ' ')}"
 failed=()

@@ -3,7 +3,7 @@
 //! with a `DecodeError`; it must not panic, hang or allocate without bound.
 #![no_main]
 
-use hami_webui_server::device::Vendor;
+use hami_webui_server::device::{DeviceContext, Vendor};
 use hami_webui_server::vendor::{decode_node_devices, MAX_DEVICES_PER_NODE};
 use hami_webui_server_fuzz::node_from_text;
 use libfuzzer_sys::fuzz_target;

@@ -4,6 +4,7 @@
 //! container.
 #![no_main]
 
+use hami_webui_server::device::DeviceContext;
 use hami_webui_server::vendor::decode_pod;
 use hami_webui_server_fuzz::pod_from_text;
 use libfuzzer_sys::fuzz_target;

@@ -3,7 +3,7 @@
 //! `--snapshot` does at start. A bad file is a `SnapshotFileError`, never a panic.
 #![no_main]
 
-use hami_webui_server::device::Vendor;
+use hami_webui_server::device::{DeviceContext, Vendor};
 use hami_webui_server::cluster::snapshot_file;
 use hami_webui_server::vendor::{decode_node_devices, decode_pod};
 use libfuzzer_sys::fuzz_target;
