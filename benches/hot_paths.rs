@@ -24,7 +24,7 @@ use hami_webui_server::cluster::tracked_pod::pod_record;
 use hami_webui_server::config::NodeSelectors;
 use hami_webui_server::device::DeviceContext;
 use hami_webui_server::device::Vendor;
-use hami_webui_server::metrics::refresher::{expose, Exposition};
+use hami_webui_server::metrics::publication::{expose, Exposition};
 use hami_webui_server::metrics::{build_cycle, CycleQuery, QueryResults, VectorAnswer};
 use hami_webui_server::query_client::Sample;
 use hami_webui_server::reply::{cards, containers, nodes};

@@ -1,29 +1,31 @@
 //! hami-webui-server: a drop-in Rust backend for HAMi-WebUI.
 //!
-//! Map of the crate:
-//! - [`cli`], [`config`]: flags and one typed `Config` from the `--conf` YAML file and
-//!   `HAMI_WEBUI__*` overrides; [`duration`] and [`selector`] parse the Go-syntax values in it.
-//! - [`device`]: the plain device model (devices, allocations, vendors) every other part speaks.
-//! - [`device_catalog`]: HAMi's device ConfigMap: the pure `vnpus` parser (Ascend models and
-//!   templates) and the actor watching that one ConfigMap for `GET /v1/device-config`.
-//! - [`device_metrics`]: pure: a snapshot plus one cycle's batched query results → the
-//!   `/metrics` device and container families.
-//! - [`vendor`]: pure decoders, one module per vendor, from Kubernetes objects to the device model.
-//! - [`http`]: the actix-web layer (routes, health, `/metrics`); [`error`] is its single
-//!   error-to-HTTP mapping.
-//! - [`reply`]: pure builders of the REST replies from a snapshot (JSON as the Go backend renders it).
-//! - [`readiness`]: what `/readyz` waits for; [`telemetry`]: self-metrics and logging.
-//! - [`snapshot`]: `ClusterSnapshot`, the immutable view every reader gets; built by the
-//!   actors [`node_cache`] (inventory) and [`pod_cache`] (pods, usage), fed through [`watch`]
-//!   by kube-rs watchers or by a [`snapshot_file`].
-//! - [`metrics_refresher`]: the actor running refresh cycles and publishing `/metrics`.
-//! - [`query_client`]: the one actor that talks to Prometheus / VictoriaMetrics.
-//! - [`synthetic`]: generated clusters and exporter data for tests, benchmarks and demos.
-//! - [`web`]: the public listener: the HAMi-WebUI console's files, `/api/vgpu/v1/*` through
-//!   the same route table, `/health_check`, and the `--healthcheck` probe.
-//! - [`scheduling`]: pure: a GPU pod's scheduling stage, diagnosis, requests and 2.0 container
-//!   states; [`scheduling_events`]: the actor reading (and briefly caching) one pod's events.
-//! - [`kubernetes`]: the API client; [`server`]: wiring of all of the above.
+//! Map of the crate, from the top layer down; a module imports only from layers below it
+//! (`tests/layout.rs` checks that no module imports form a cycle):
+//!
+//! - [`server`]: wiring. `start` starts the actors and returns the `AppState`; `run` serves it
+//!   on bound listeners until a shutdown future resolves. `main` adds flags and signals.
+//! - [`http`]: the actix-web layer. One app builder (`http::app`) for the internal listener
+//!   (`/v1/*`, `/metrics`, `/readyz`, `/livez`) and every test; `http::public` for the public
+//!   listener (the console, `/api/vgpu/v1/*`, `/health_check`); extractors, content
+//!   negotiation and the kept replies. [`error`] maps every error to HTTP, once.
+//! - [`reply`]: pure builders of the REST replies from a snapshot (and the store's answers),
+//!   JSON as the Go backend rendered it; request decoding; the PromQL guard.
+//! - [`metrics`]: the `MetricsRefresher` actor running refresh cycles, and the pure builders
+//!   of the `/metrics` device and container families from a snapshot and batched answers.
+//! - [`query_client`]: the `QueryClient` actor, the one thing that talks to Prometheus or
+//!   VictoriaMetrics.
+//! - [`cluster`]: the `NodeCache`, `PodCache`, catalog and event actors fed by kube-rs
+//!   watchers (or a `--snapshot` file), and the immutable `ClusterSnapshot` they publish.
+//! - [`vendor`]: pure decoders, one module per vendor, from Kubernetes objects to the device
+//!   model; [`catalog`]: the pure parser of HAMi's device ConfigMap.
+//! - [`config`]: one typed `Config` from the `--conf` YAML file and `HAMI_WEBUI__*`
+//!   overrides, with every default; [`cli`]: the flags.
+//! - [`device`]: the plain device model every other part speaks; [`readiness`]: what
+//!   `/readyz` waits for; [`telemetry`]: self-metrics and logging; [`memory`]: allocator
+//!   tuning.
+//! - `synthetic` (feature `synthetic`, tests and benches only): generated clusters and
+//!   exporter data.
 
 pub mod catalog;
 pub mod cli;

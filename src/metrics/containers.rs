@@ -7,7 +7,7 @@ use crate::cluster::snapshot::{ClusterSnapshot, ContainerRecord, PodRecord};
 use crate::device::{DeviceAllocation, Vendor};
 use crate::query_client::Sample;
 
-use super::cycle::{Builder, LabelReuse};
+use super::builder::{Builder, LabelReuse};
 use super::exposition::{self, Family};
 use super::identity::DeviceIdentity;
 use super::labels::LabelSet;

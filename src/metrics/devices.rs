@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::device::{Device, Vendor};
 
-use super::cycle::Builder;
+use super::builder::Builder;
 use super::exposition::Family;
 use super::identity::DeviceIdentity;
 use super::labels::LabelSet;

@@ -13,12 +13,14 @@
 //! ([`refresher`]). Devices and allocations are visited in label order, so each
 //! family's series come out already sorted.
 
+mod builder;
 mod containers;
 mod cycle;
 mod devices;
 pub mod exposition;
 mod identity;
 pub mod labels;
+pub mod publication;
 pub mod queries;
 mod readings;
 pub mod refresher;

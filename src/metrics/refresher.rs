@@ -3,7 +3,8 @@
 //! A cycle takes the current `ClusterSnapshot`, sends the fixed list of batched queries of
 //! `metrics::queries` to the `QueryClient` (all under the cycle's deadline,
 //! `exporter.timeout`), builds a complete new state aside (`metrics::build_cycle`, on
-//! a blocking thread), compresses its text once ([`expose`]: one gzip member per family, a
+//! a blocking thread), compresses its text once (`metrics::publication::expose`: one gzip
+//! member per family, a
 //! family whose series did not change keeps the previous cycle's member), and swaps the
 //! published `Arc` in one step. A scrape ([`GetExposition`]) gets the last published `Arc`
 //! at once: it never waits for a cycle or for the metrics store; a plain scrape renders the
@@ -17,12 +18,10 @@
 //! has a newer one. Their families therefore trail the others by up to one interval, and a
 //! cycle's wall time no longer includes the store's costliest evaluation.
 
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use bytes::Bytes;
 use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
 
 use crate::cluster::inventory::IdentityMap;
@@ -30,114 +29,11 @@ use crate::cluster::node_cache::SetIdentities;
 use crate::cluster::pod_cache::{GetSnapshot, PodCache};
 use crate::config::ExporterConfig;
 use crate::device::Vendor;
-use crate::metrics::{self, CycleQuery, CycleQueryError, CycleState, QueryResults, VectorAnswer};
+use crate::metrics::publication::{expose, Exposition};
+use crate::metrics::{self, CycleQuery, CycleQueryError, QueryResults, VectorAnswer};
 use crate::query_client::{Lane, Query, RunQuery};
 use crate::readiness::{Readiness, ReadinessBoard};
 use crate::telemetry::SelfMetrics;
-
-/// What a scrape serves of the device families: one published cycle's state and its text,
-/// gzip-compressed once per publication.
-#[derive(Debug, Default)]
-pub struct Exposition {
-    /// The published state; also the reference for the next cycle's carried-over families
-    /// and reused label sets. Plain scrapes render its text ([`CycleState::text_chunks`]).
-    pub state: Arc<CycleState>,
-    /// The text, gzip-compressed: one member per family, back to back (one gzip stream,
-    /// RFC 1952 §2.2).
-    pub gzip: Bytes,
-    /// Per family of `state.families()`: its member of `gzip` and its text length.
-    members: Vec<Member>,
-    /// Length of the text in bytes.
-    pub text_len: usize,
-    pub series: usize,
-    /// Families compressed for this publication (the others kept the previous member).
-    pub compressed_families: usize,
-}
-
-#[derive(Debug, Clone)]
-struct Member {
-    gzip: Bytes,
-    text_len: usize,
-}
-
-/// The gzip level of published families. With the `zlib-rs` backend, level 1 is its
-/// "quick" strategy: at 1,000 GPUs 6.8 MB of text compress in 5.7 ms to 337 KB at level 1,
-/// in 6.3 ms to 248 KB at level 2, in 12.6 ms to 213 KB at level 3.
-const FAMILY_LEVEL: flate2::Compression = flate2::Compression::new(2);
-
-/// Compresses a state's text, family by family. A family whose series are the same as in
-/// `previous` (same label sets, same values) keeps its member, so an unchanged family costs
-/// neither rendering nor compression; most of the published bytes are inventory families
-/// that change only with the cluster.
-pub fn expose(state: Arc<CycleState>, previous: &Exposition) -> Exposition {
-    let mut pieces: Vec<Member> = Vec::with_capacity(state.families().len());
-    let mut scratch = Vec::new();
-    let mut compressed_families = 0;
-    for (family, points) in state.families() {
-        let reused = previous
-            .state
-            .families()
-            .iter()
-            .zip(&previous.members)
-            .find(|((f, _), _)| f == family)
-            .filter(|((_, old), _)| {
-                Arc::ptr_eq(old, points)
-                    || (old.len() == points.len()
-                        && old.iter().zip(points.iter()).all(|(a, b)| a.same(b)))
-            })
-            .map(|(_, member)| member.clone());
-        let member = match reused {
-            Some(member) => member,
-            None => {
-                compressed_families += 1;
-                let mut encoder = flate2::write::GzEncoder::new(Vec::new(), FAMILY_LEVEL);
-                let mut failed = false;
-                let text_len = metrics::exposition::render_family_in_pieces(
-                    *family,
-                    points,
-                    64 * 1024,
-                    &mut scratch,
-                    |piece| failed |= encoder.write_all(piece).is_err(),
-                );
-                let gzip = match encoder.finish() {
-                    Ok(bytes) if !failed => bytes,
-                    // Writing to a Vec does not fail; an empty member would still be valid.
-                    _ => Vec::new(),
-                };
-                Member {
-                    gzip: Bytes::from(gzip),
-                    text_len,
-                }
-            }
-        };
-        pieces.push(member);
-    }
-    // One buffer for the whole stream; members become views of it.
-    let mut all = Vec::with_capacity(pieces.iter().map(|m| m.gzip.len()).sum());
-    let mut ranges = Vec::with_capacity(pieces.len());
-    for member in &pieces {
-        let start = all.len();
-        all.extend_from_slice(&member.gzip);
-        ranges.push(start..all.len());
-    }
-    let gzip = Bytes::from(all);
-    let members = pieces
-        .iter()
-        .zip(ranges)
-        .map(|(member, range)| Member {
-            gzip: gzip.slice(range),
-            text_len: member.text_len,
-        })
-        .collect::<Vec<_>>();
-    Exposition {
-        text_len: members.iter().map(|m| m.text_len).sum(),
-        series: state.series_count(),
-        state,
-        gzip,
-        members,
-        compressed_families,
-    }
-}
 
 /// The last published exposition; answered at once.
 #[derive(Message)]

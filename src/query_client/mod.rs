@@ -134,6 +134,10 @@ pub enum QueryError {
     /// Too many callers are waiting; retry later.
     #[error("too many queries waiting for the metrics store")]
     Overloaded,
+    /// The store answered with a redirect, which is never followed: only the configured
+    /// address is asked.
+    #[error("the metrics store answered {status} (a redirect); redirects are not followed")]
+    Redirected { status: u16 },
 }
 
 impl QueryError {
@@ -146,6 +150,7 @@ impl QueryError {
             Self::TooLarge { .. } => "too_large",
             Self::Decode(_) => "decode_error",
             Self::Overloaded => "overloaded",
+            Self::Redirected { .. } => "redirected",
         }
     }
 }

@@ -310,6 +310,9 @@ impl Upstream {
             // The deadline is ours (tokio timers around the whole exchange, body included);
             // awc's own timeout would cut at 5 s and only up to the response head.
             .disable_timeout()
+            // Only the configured upstream is ever asked: a redirect is an answer, not a
+            // new address to talk to.
+            .disable_redirects()
             .finish();
         Self {
             client,
@@ -373,6 +376,9 @@ impl Upstream {
                 .map_err(send_error)?;
         }
         let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            return Err(QueryError::Redirected { status });
+        }
 
         let limit = self.max_response_bytes;
         let declared = response

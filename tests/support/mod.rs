@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod cluster_harness;
+pub mod demo;
 pub mod faults;
 pub mod fixtures;
 pub mod golden;
