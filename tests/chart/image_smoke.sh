@@ -139,7 +139,12 @@ until [ "$(status /readyz)" = 200 ]; do
 done
 echo "image smoke: /readyz 200"
 [ "$(status /livez)" = 200 ] || fail "/livez not 200"
-curl -s --max-time 5 "http://127.0.0.1:$port/metrics" | grep -q '^hami_' || fail "/metrics has no hami_ series"
+# The first refresh cycle publishes shortly after readiness (its store queries fail fast here).
+deadline=$((SECONDS + 30))
+until curl -s --max-time 5 "http://127.0.0.1:$port/metrics" | grep -q '^hami_'; do
+  [ "$SECONDS" -lt "$deadline" ] || { "${podman_run[@]}" logs "$cid" >&2; fail "/metrics has no hami_ series within 30 s"; }
+  sleep 0.2
+done
 echo "image smoke: /livez 200, /metrics serves hami_ series"
 
 # The public port: /health_check at the root, the console from /apps/public under the base
