@@ -10,6 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::echo::Echo;
 use crate::query_client::QueryError;
 use crate::reply::monitor::ResultTypeError;
 use crate::reply::query_guard::QueryRefused;
@@ -21,11 +22,11 @@ use crate::reply::times::GoTimeError;
 /// Each boundary below keeps its own error type; this is where they all become HTTP.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// No route has this path.
-    #[error("no route for {method} {path}")]
+    /// No route has this path (quoted cut to a prefix).
+    #[error("no route for {method} {}", Echo(path))]
     RouteNotFound { method: String, path: String },
     /// The path exists but not for this method.
-    #[error("method {method} is not allowed for {path}")]
+    #[error("method {} is not allowed for {}", Echo(method), Echo(path))]
     MethodNotAllowed { method: String, path: String },
     /// The request body or query string could not be decoded (kratos reason `CODEC`).
     #[error(transparent)]
@@ -33,6 +34,12 @@ pub enum ApiError {
     /// The request body is larger than we accept.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The client accepts no encoding we can send (`identity;q=0` and nothing we support).
+    #[error("no acceptable content encoding: identity is refused and no offered one is supported")]
+    NotAcceptable,
+    /// The request body did not arrive in time; the connection is closed.
+    #[error("the request body did not arrive within {0:?} (server.http.body_timeout)")]
+    BodyTimeout(std::time::Duration),
     /// A time or step of a range query does not parse (contract reason `TRANSFORM_ERROR`).
     #[error(transparent)]
     Time(#[from] GoTimeError),
@@ -82,6 +89,9 @@ fn upstream_message(error: &QueryError) -> String {
     }
 }
 
+/// Longest error message sent; anything longer is cut and its length stated.
+const MAX_MESSAGE_BYTES: usize = 1024;
+
 /// The wire shape of every error.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody<'a> {
@@ -100,6 +110,8 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => (405, "METHOD_NOT_ALLOWED"),
             Self::Codec(_) => (400, "CODEC"),
             Self::PayloadTooLarge { .. } => (413, "PAYLOAD_TOO_LARGE"),
+            Self::BodyTimeout(_) => (408, "REQUEST_TIMEOUT"),
+            Self::NotAcceptable => (406, "NOT_ACCEPTABLE"),
             Self::Time(_) | Self::Refused(_) | Self::ResultType(_) => (522, "TRANSFORM_ERROR"),
             Self::Upstream(QueryError::Overloaded) => (503, "SERVICE_UNAVAILABLE"),
             Self::Upstream(_) | Self::UpstreamWarnings(_) => (523, "VGPU_DOMAIN_ERROR"),
@@ -128,10 +140,26 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        HttpResponse::build(status).json(ErrorBody {
+        // Every quoted input is already cut; this bounds what no variant foresaw.
+        let message = self.to_string();
+        let message = if message.len() > MAX_MESSAGE_BYTES {
+            let mut end = MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}… ({} bytes)", &message[..end], message.len())
+        } else {
+            message
+        };
+        let mut response = HttpResponse::build(status);
+        if matches!(self, Self::BodyTimeout(_) | Self::PayloadTooLarge { .. }) {
+            // The rest of the body is not read: the connection cannot carry another request.
+            response.force_close();
+        }
+        response.json(ErrorBody {
             code: status.as_u16(),
             reason: self.reason(),
-            message: self.to_string(),
+            message,
             metadata: serde_json::Map::new(),
         })
     }

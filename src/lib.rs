@@ -21,7 +21,8 @@
 //!   model; [`catalog`]: the pure parser of HAMi's device ConfigMap.
 //! - [`config`]: one typed `Config` from the `--conf` YAML file and `HAMI_WEBUI__*`
 //!   overrides, with every default; [`cli`]: the flags.
-//! - [`device`]: the plain device model every other part speaks; [`readiness`]: what
+//! - [`device`]: the plain device model every other part speaks; [`echo`]: how client text
+//!   is quoted in errors and logs (a prefix and its length); [`readiness`]: what
 //!   `/readyz` waits for; [`telemetry`]: self-metrics and logging; [`memory`]: allocator
 //!   tuning.
 //! - `synthetic` (feature `synthetic`, tests and benches only): generated clusters and
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod device;
+pub mod echo;
 pub mod error;
 pub mod http;
 pub mod memory;

@@ -5,11 +5,21 @@
 //! publishes pre-rendered: they are few, and they must say how the process is doing *now*.
 //! Everything here is registered once at start; the handles are cheap clones over atomics, so
 //! actors and handlers record into them without any shared lock.
+//!
+//! The log never carries raw client input: the text format escapes control characters, the
+//! HTTP library's complaints about malformed requests are counted and throttled to WARN, and
+//! client errors are cut and throttled by `http::logging` ([`Throttle`]).
+
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use prometheus::{
     GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+use tracing_subscriber::fmt::FormatFields;
 
 /// Version and revision the binary was built from, for `--version` and `hami_webui_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -131,6 +141,7 @@ impl SelfMetrics {
             "Queries answered by joining an identical request already in flight.",
         )?;
         registry.register(Box::new(upstream_coalesced.clone()))?;
+        registry.register(Box::new(CLIENT_ERRORS.clone()))?;
 
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -193,23 +204,202 @@ pub enum LogFormat {
     Json,
 }
 
+/// Client errors (4xx) by route pattern and kratos reason, and requests refused before
+/// routing (`route=""`, `reason="MALFORMED_REQUEST"`). One counter for the process, shown by
+/// every registry: the logging layer that counts malformed requests has no state to hold it.
+pub static CLIENT_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "hami_webui_client_errors_total",
+            "Requests answered with a client error, by route pattern and reason.",
+        ),
+        &["route", "reason"],
+    )
+    // A fixed, valid name and label set: cannot fail.
+    .unwrap_or_else(|_| unreachable!("static metric definition"))
+});
+
+/// At most `per_window` log lines of one kind every `window`; what is held back is counted
+/// and reported on the next line written, so a flood of bad requests costs a few lines and
+/// a counter, not a line per request.
+pub struct Throttle {
+    window: Duration,
+    per_window: u32,
+    state: Mutex<ThrottleState>,
+}
+
+struct ThrottleState {
+    window_start: Option<Instant>,
+    written: u32,
+    held_back: u64,
+}
+
+impl Throttle {
+    pub const fn new(window: Duration, per_window: u32) -> Self {
+        Throttle {
+            window,
+            per_window,
+            state: Mutex::new(ThrottleState {
+                window_start: None,
+                written: 0,
+                held_back: 0,
+            }),
+        }
+    }
+
+    /// `Some(held back since the last line)` when a line may be written now.
+    pub fn admit(&self) -> Option<u64> {
+        self.admit_at(Instant::now())
+    }
+
+    fn admit_at(&self, now: Instant) -> Option<u64> {
+        // A panic while holding this lock leaves counts that are still usable.
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let expired = state
+            .window_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= self.window);
+        if expired {
+            state.window_start = Some(now);
+            state.written = 0;
+        }
+        if state.written >= self.per_window {
+            state.held_back += 1;
+            return None;
+        }
+        state.written += 1;
+        Some(std::mem::take(&mut state.held_back))
+    }
+}
+
+/// Whether an event is the HTTP library's complaint about a malformed request (a bad head,
+/// an HTTP/2 preface on the HTTP/1 port): the client's fault, which it logs at ERROR. It logs
+/// through `log`, so its target is in the event's fields.
+fn is_malformed_request(event: &tracing::Event<'_>) -> bool {
+    use tracing_log::NormalizeEvent;
+    let normalized = event.normalized_metadata();
+    let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+    *meta.level() == tracing::Level::ERROR && meta.target().starts_with("actix_http::h1")
+}
+
+/// The per-layer filter keeping [`is_malformed_request`] events out of the log writer.
+struct NotMalformed;
+
+impl<S> tracing_subscriber::layer::Filter<S> for NotMalformed {
+    fn enabled(
+        &self,
+        _: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        true
+    }
+
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        !is_malformed_request(event)
+    }
+}
+
+/// Lines about malformed requests: a few per minute, the rest counted.
+static MALFORMED_LOG: Throttle = Throttle::new(Duration::from_secs(60), 5);
+
+/// Takes the HTTP library's ERROR lines about malformed requests out of the log: each is
+/// counted in [`CLIENT_ERRORS`] and a few are written again at WARN (throttled).
+struct MalformedRequests;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for MalformedRequests {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if !is_malformed_request(event) {
+            return;
+        }
+        CLIENT_ERRORS
+            .with_label_values(&["", "MALFORMED_REQUEST"])
+            .inc();
+        if let Some(held_back) = MALFORMED_LOG.admit() {
+            let mut message = MessageText(String::new());
+            event.record(&mut message);
+            tracing::warn!(
+                target: "hami_webui_server::http",
+                error = %crate::echo::Echo(&message.0),
+                held_back,
+                "malformed request refused"
+            );
+        }
+    }
+}
+
+/// The `message` field of an event.
+struct MessageText(String);
+
+impl tracing::field::Visit for MessageText {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+/// The text log's field formatting: the default, then every control character as an escape
+/// (`\n`, `\r`, `\u{0}`…), so that no value can start a forged line or put raw control bytes
+/// in the log. (The JSON format escapes by itself.)
+struct EscapedFields;
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut text = String::new();
+        DefaultFields::new().format_fields(Writer::new(&mut text), fields)?;
+        write_escaped(&mut writer, &text)
+    }
+}
+
+/// `text` with its control characters (but tab) escaped.
+fn write_escaped(out: &mut impl std::fmt::Write, text: &str) -> std::fmt::Result {
+    for c in text.chars() {
+        match c {
+            '\n' => out.write_str("\\n")?,
+            '\r' => out.write_str("\\r")?,
+            '\t' => out.write_char('\t')?,
+            c if c.is_control() => write!(out, "\\u{{{:x}}}", u32::from(c))?,
+            c => out.write_char(c)?,
+        }
+    }
+    Ok(())
+}
+
 /// Installs the global tracing subscriber. `RUST_LOG` selects levels (default `info`).
 pub fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(EscapedFields)
+            .with_filter(NotMalformed)
+            .boxed(),
+        LogFormat::Json => fmt
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
-            .try_init(),
+            .with_filter(NotMalformed)
+            .boxed(),
     };
+    // `MalformedRequests` writes its own line while handling an event: it must come after the
+    // writer has handled (and filtered) that event, so it is the outermost layer.
+    let result = tracing_subscriber::registry()
+        .with(env)
+        .with(fmt)
+        .with(MalformedRequests)
+        .try_init();
     if let Err(e) = result {
         eprintln!("logging already initialised: {e}");
     }
@@ -219,6 +409,34 @@ pub fn init_logging(format: LogFormat) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn control_characters_are_escaped_in_the_text_log() {
+        let mut out = String::new();
+        write_escaped(
+            &mut out,
+            "uid=\n2026-12-05T00:00:00Z ERROR INJECTED\u{1b}[31m\0end\tok",
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "uid=\\n2026-12-05T00:00:00Z ERROR INJECTED\\u{1b}[31m\\u{0}end\tok"
+        );
+        assert!(!out.contains('\n') && !out.contains('\u{1b}') && !out.contains('\0'));
+    }
+
+    #[test]
+    fn a_throttle_writes_a_few_lines_per_window_and_counts_the_rest() {
+        let throttle = Throttle::new(Duration::from_secs(10), 2);
+        let t0 = Instant::now();
+        assert_eq!(throttle.admit_at(t0), Some(0));
+        assert_eq!(throttle.admit_at(t0), Some(0));
+        for _ in 0..5 {
+            assert_eq!(throttle.admit_at(t0 + Duration::from_secs(1)), None);
+        }
+        // The next window's first line reports the five held back.
+        assert_eq!(throttle.admit_at(t0 + Duration::from_secs(11)), Some(5));
+        assert_eq!(throttle.admit_at(t0 + Duration::from_secs(11)), Some(0));
+    }
     #[test]
     fn build_info_and_decode_errors_render() {
         let metrics = SelfMetrics::new().unwrap();

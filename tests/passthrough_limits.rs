@@ -424,3 +424,39 @@ fn pass_through_flood_cannot_starve_the_refresher() {
         let _ = client.join();
     }
 }
+
+/// The chart's default `monitor.allowedMetricPrefixes` closes the pass-through to anything
+/// but the console's families, and lets every query of the console through.
+#[test]
+fn the_chart_default_allow_list_admits_every_console_query_and_nothing_else() {
+    use hami_webui_server::config::MonitorConfig;
+    use hami_webui_server::reply::query_guard::check_query;
+    let values = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/hami-webui-server/values.yaml"
+    ))
+    .expect("values.yaml");
+    let values: Value = serde_saphyr::from_str(&values).expect("values.yaml is YAML");
+    let prefixes: Vec<String> = values["monitor"]["allowedMetricPrefixes"]
+        .as_array()
+        .expect("a default list")
+        .iter()
+        .filter_map(|p| p.as_str().map(str::to_string))
+        .collect();
+    assert!(!prefixes.is_empty(), "the default is not an open door");
+    let limits = MonitorConfig {
+        allowed_metric_prefixes: prefixes,
+        ..MonitorConfig::default()
+    };
+    for query in FRONTEND_QUERIES.lines().filter(|l| !l.is_empty()) {
+        assert_eq!(check_query(query, &limits), Ok(()), "{query}");
+    }
+    for other in [
+        "up",
+        "node_cpu_seconds_total",
+        "{job=\"x\"}",
+        "DCGM_FI_DEV_GPU_UTIL",
+    ] {
+        assert!(check_query(other, &limits).is_err(), "{other} was allowed");
+    }
+}

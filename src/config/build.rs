@@ -59,6 +59,11 @@ impl Config {
                         raw.server.http.client_request_timeout,
                         Duration::from_secs(5),
                     )?,
+                    body_timeout: positive(
+                        "server.http.body_timeout",
+                        raw.server.http.body_timeout,
+                        Duration::from_secs(10),
+                    )?,
                     keep_alive: positive(
                         "server.http.keep_alive",
                         raw.server.http.keep_alive,

@@ -112,6 +112,9 @@ pub struct HttpConfig {
 pub struct ConnectionLimits {
     /// Time a client has to send a complete request head; slower ones are disconnected.
     pub client_request_timeout: Duration,
+    /// Time a client has to send a whole request body once its head arrived; slower ones
+    /// get `408` and the connection is closed (a trickled body held a descriptor forever).
+    pub body_timeout: Duration,
     /// How long an idle keep-alive connection stays open.
     pub keep_alive: Duration,
     /// Concurrent connections per worker thread; further ones wait in the accept backlog.

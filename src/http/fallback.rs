@@ -2,7 +2,7 @@
 //! `405 METHOD_NOT_ALLOWED` for known paths with the wrong method, as upstream 2.0 answers
 //! (the 8f42445 backend sent Go's plain-text 404, which the frontend could not show).
 
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder, ResponseError};
 
 use crate::error::ApiError;
 
@@ -27,4 +27,17 @@ pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 /// A resource whose unmatched methods get the JSON 405.
 pub fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// A `GET` resource that answers `HEAD` too (probes and tools use it; the server sends the
+/// head without the body), other methods the JSON 405.
+pub fn read_resource<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: Handler<Args> + Clone,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
 }

@@ -12,7 +12,8 @@
 //! - One file per group of routes: [`cards`], [`nodes`], [`containers`], [`summary`],
 //!   [`workloads`], [`scheduling`], [`monitor`], [`device_config`], [`metrics`],
 //!   [`health`], [`openapi`]; [`fallback`] answers what no route takes.
-//! - [`logging`]: one log line per request; [`public`]: the public listener and console.
+//! - [`logging`]: one log line per request; [`pipelining`]: keeps pipelined requests moving;
+//!   [`public`]: the public listener and console.
 
 pub mod cards;
 pub mod containers;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod nodes;
 pub mod openapi;
+pub mod pipelining;
 pub mod public;
 pub mod reply_cache;
 pub mod scheduling;
@@ -36,6 +38,8 @@ pub mod workloads;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App};
 use tracing_actix_web::TracingLogger;
 
@@ -59,31 +63,48 @@ pub fn app(
 > {
     App::new()
         .app_data(web::Data::new(state))
+        .wrap(api_headers())
         .wrap(TracingLogger::<logging::RequestLog>::new())
+        .wrap_fn(pipelining::answer_then_yield)
         .configure(configure)
         .default_service(web::to(fallback::not_found))
 }
 
+/// The headers every API answer carries: its JSON must not be sniffed as anything else, and
+/// it describes the cluster at one moment (caches in between would serve stale state).
+/// Answers that set their own (the console's files) keep theirs.
+pub fn api_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::CACHE_CONTROL, "no-store"))
+}
+
 /// Mounts every route. The public listener mounts the same table below `/api/vgpu`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(fallback::resource("/livez").route(web::get().to(health::livez)))
+    cfg.service(fallback::read_resource("/livez", health::livez))
         .service(web::resource("/readyz").to(health::readyz))
         .service(web::resource("/metrics").to(metrics::metrics));
     // REST routes of the frontend (cards, nodes, containers, summary) are registered here.
     // Every route is described in `openapi.rs` (`ROUTES`); a test keeps the two in step.
     cfg.service(fallback::resource("/v1/gpus").route(web::post().to(cards::list)))
         .service(fallback::resource("/v1/gpu-types").route(web::post().to(cards::types)))
-        .service(fallback::resource("/v1/gpu").route(web::get().to(cards::detail)))
+        .service(fallback::read_resource("/v1/gpu", cards::detail))
         .service(fallback::resource("/v1/nodes").route(web::post().to(nodes::list)))
-        .service(fallback::resource("/v1/node").route(web::get().to(nodes::detail)))
+        .service(fallback::read_resource("/v1/node", nodes::detail))
         .service(fallback::resource("/v1/summary").route(web::post().to(summary::devices)))
         .service(fallback::resource("/v1/containers").route(web::post().to(containers::list)))
-        .service(fallback::resource("/v1/container").route(web::get().to(containers::detail)))
+        .service(fallback::read_resource("/v1/container", containers::detail))
         .service(fallback::resource("/v1/workloads").route(web::post().to(workloads::list)))
-        .service(fallback::resource("/v1/scheduling/pod").route(web::get().to(scheduling::pod)))
+        .service(fallback::read_resource(
+            "/v1/scheduling/pod",
+            scheduling::pod,
+        ))
         .service(fallback::resource("/v1/monitor/summary").route(web::post().to(summary::usage)))
-        .service(fallback::resource("/v1/device-config").route(web::get().to(device_config::get)))
-        .service(fallback::resource("/openapi.json").route(web::get().to(openapi::document)));
+        .service(fallback::read_resource(
+            "/v1/device-config",
+            device_config::get,
+        ))
+        .service(fallback::read_resource("/openapi.json", openapi::document));
     // PromQL pass-through routes (monitor) are registered here.
     cfg.service(
         fallback::resource("/v1/monitor/query/instant-vector")

@@ -195,6 +195,8 @@ pub struct MetricsRefresher {
     window_in_flight: bool,
     running: bool,
     first_cycle_started: bool,
+    /// The last published cycle had failed queries (logged once per failing streak).
+    queries_failing: bool,
 }
 
 impl MetricsRefresher {
@@ -218,6 +220,7 @@ impl MetricsRefresher {
             window_in_flight: false,
             running: false,
             first_cycle_started: false,
+            queries_failing: false,
         })
     }
 
@@ -284,13 +287,9 @@ impl MetricsRefresher {
         let outcome = if cycle.failed_queries == 0 {
             CycleOutcome::Ok
         } else {
-            tracing::warn!(
-                failed = cycle.failed_queries,
-                of = cycle.queries,
-                "refresh cycle published with failed queries"
-            );
             CycleOutcome::Partial
         };
+        self.note_store_health(outcome, cycle.failed_queries, cycle.queries);
         self.finish(outcome);
     }
 
@@ -319,6 +318,26 @@ impl MetricsRefresher {
             act.window_in_flight = false;
             act.window.extend(answers);
         }));
+    }
+
+    /// One WARN when cycles start failing queries and one INFO when they succeed again, not a
+    /// line per cycle (a server without a reachable store would write one every interval);
+    /// `hami_webui_refresh_cycles_total{outcome}` counts every cycle.
+    fn note_store_health(&mut self, outcome: CycleOutcome, failed: usize, of: usize) {
+        let failing = outcome == CycleOutcome::Partial;
+        match (failing, self.queries_failing) {
+            (true, false) => tracing::warn!(
+                failed,
+                of,
+                "refresh queries failing; families carried over for exporter.stale_cycles"
+            ),
+            (false, true) => tracing::info!("refresh queries succeed again"),
+            (true, true) => {
+                tracing::debug!(failed, of, "refresh cycle published with failed queries")
+            }
+            (false, false) => {}
+        }
+        self.queries_failing = failing;
     }
 
     fn finish(&mut self, outcome: CycleOutcome) {

@@ -11,6 +11,7 @@ use promql_parser::label::{MatchOp, Matcher, METRIC_NAME};
 use promql_parser::parser::{Expr, VectorSelector};
 
 use crate::config::MonitorConfig;
+use crate::echo::echo;
 
 /// Steps a range query may span, `(end - start) / step` in whole steps: Prometheus' own
 /// limit (its `query_range` refuses more), so at most 11,001 points per series. Checked here
@@ -29,7 +30,7 @@ pub enum QueryRefused {
     TooLong { length: usize, max: usize },
     #[error("query nests {nesting} levels deep; at most {MAX_QUERY_NESTING} are accepted")]
     TooDeep { nesting: usize },
-    /// The parser's own message (it reports errors as text).
+    /// The parser's own message (it reports errors as text), cut to a prefix.
     #[error("invalid PromQL: {0}")]
     Invalid(String),
     #[error("metric {name:?} is not allowed; metric names must start with one of: {allowed} (monitor.allowed_metric_prefixes)")]
@@ -62,7 +63,7 @@ pub fn check_query(expr: &str, limits: &MonitorConfig) -> Result<(), QueryRefuse
     if nesting > MAX_QUERY_NESTING {
         return Err(QueryRefused::TooDeep { nesting });
     }
-    let parsed = promql_parser::parser::parse(expr).map_err(QueryRefused::Invalid)?;
+    let parsed = promql_parser::parser::parse(expr).map_err(|e| QueryRefused::Invalid(echo(e)))?;
     check_selected_metrics(&parsed, prefixes)
 }
 
@@ -154,7 +155,7 @@ fn check_selector(vs: &VectorSelector, prefixes: &[String]) -> Result<(), QueryR
             Ok(())
         } else {
             Err(QueryRefused::MetricNotAllowed {
-                name: name.clone(),
+                name: echo(name),
                 allowed: list,
             })
         };
@@ -178,7 +179,7 @@ fn check_selector(vs: &VectorSelector, prefixes: &[String]) -> Result<(), QueryR
         Ok(())
     } else {
         Err(QueryRefused::Unconfined {
-            selector: vs.to_string(),
+            selector: echo(vs),
             allowed: list,
         })
     }

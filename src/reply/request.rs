@@ -16,6 +16,10 @@ use std::collections::HashMap;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::echo::echo;
+#[cfg(doc)]
+use crate::echo::Echo;
+
 /// What a proto field holds; only the kinds the frontend's requests use.
 #[derive(Debug, Clone, Copy)]
 pub enum FieldKind {
@@ -92,22 +96,113 @@ pub fn decode_body(schema: &MessageSchema, body: &[u8]) -> Result<Map<String, Va
     if body.is_empty() {
         return Ok(Map::new());
     }
-    let value: Value = serde_json::from_slice(body).map_err(CodecError::Syntax)?;
-    match value {
-        Value::Object(object) => normalize(schema, object).map_err(CodecError::Field),
-        other => Err(CodecError::Field(format!("unexpected token {other}"))),
+    match serde_json::from_slice::<Json>(body).map_err(CodecError::Syntax)? {
+        Json::Object(pairs) => normalize(schema, pairs).map_err(CodecError::Field),
+        other => Err(CodecError::Field(format!(
+            "unexpected token {}",
+            echo(other.into_value())
+        ))),
+    }
+}
+
+/// A JSON value whose objects keep every key in order, a repeated one included: protojson
+/// rejects a field given twice, and `serde_json::Value` would keep only the last.
+#[derive(Debug)]
+enum Json {
+    Scalar(Value),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn into_value(self) -> Value {
+        match self {
+            Json::Scalar(value) => value,
+            Json::Array(items) => Value::Array(items.into_iter().map(Json::into_value).collect()),
+            Json::Object(pairs) => Value::Object(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_value()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Json {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct JsonVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for JsonVisitor {
+            type Value = Json;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+                Ok(Json::Scalar(Value::Bool(v)))
+            }
+
+            fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+                Ok(Json::Scalar(Value::from(v)))
+            }
+
+            fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+                Ok(Json::Scalar(Value::from(v)))
+            }
+
+            fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
+                Ok(Json::Scalar(Value::from(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+                Ok(Json::Scalar(Value::String(v.to_string())))
+            }
+
+            fn visit_string<E>(self, v: String) -> Result<Json, E> {
+                Ok(Json::Scalar(Value::String(v)))
+            }
+
+            fn visit_unit<E>(self) -> Result<Json, E> {
+                Ok(Json::Scalar(Value::Null))
+            }
+
+            fn visit_none<E>(self) -> Result<Json, E> {
+                Ok(Json::Scalar(Value::Null))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Json::Array(items))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(pair) = map.next_entry()? {
+                    pairs.push(pair);
+                }
+                Ok(Json::Object(pairs))
+            }
+        }
+
+        deserializer.deserialize_any(JsonVisitor)
     }
 }
 
 /// protojson's rules for one object: both names, unknown fields ignored, a field given twice
-/// (under either name) rejected, `null` = unset, strict scalar types.
+/// (under either name, or the same name twice) rejected, `null` = unset, strict scalar types.
+/// Values quoted in an error are cut to a short prefix ([`Echo`]).
 fn normalize(
     schema: &MessageSchema,
-    object: Map<String, Value>,
+    pairs: Vec<(String, Json)>,
 ) -> Result<Map<String, Value>, String> {
     let mut out = Map::new();
     let mut seen: Vec<&'static str> = Vec::new();
-    for (key, value) in object {
+    for (key, value) in pairs {
         let Some(field) = schema.field(&key) else {
             continue;
         };
@@ -115,23 +210,23 @@ fn normalize(
             return Err(format!("duplicate field {:?}", field.json));
         }
         seen.push(field.proto);
-        if value.is_null() {
-            continue;
-        }
         let normalized = match (field.kind, value) {
-            (FieldKind::String, Value::String(s)) => Value::String(s),
-            (FieldKind::Int32, value) => Value::from(int32_from_json(field, &value)?),
-            (FieldKind::Message(inner), Value::Object(o)) => Value::Object(normalize(inner, o)?),
+            (_, Json::Scalar(Value::Null)) => continue,
+            (FieldKind::String, Json::Scalar(Value::String(s))) => Value::String(s),
+            (FieldKind::Int32, value) => Value::from(int32_from_json(field, &value.into_value())?),
+            (FieldKind::Message(inner), Json::Object(o)) => Value::Object(normalize(inner, o)?),
             (FieldKind::String, other) => {
                 return Err(format!(
-                    "invalid value for string field {}: {other}",
-                    field.json
+                    "invalid value for string field {}: {}",
+                    field.json,
+                    echo(other.into_value())
                 ))
             }
             (FieldKind::Message(_), other) => {
                 return Err(format!(
-                    "invalid value for message field {}: {other}",
-                    field.json
+                    "invalid value for message field {}: {}",
+                    field.json,
+                    echo(other.into_value())
                 ))
             }
         };
@@ -142,7 +237,13 @@ fn normalize(
 
 /// An int32 field takes a JSON number or a string holding one, integral and in range.
 fn int32_from_json(field: &FieldSchema, value: &Value) -> Result<i32, String> {
-    let invalid = || format!("invalid value for int32 field {}: {value}", field.json);
+    let invalid = || {
+        format!(
+            "invalid value for int32 field {}: {}",
+            field.json,
+            echo(value)
+        )
+    };
     let number = match value {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse::<f64>().ok(),
@@ -204,7 +305,8 @@ fn bind_one(
                 FieldKind::Message(inner) => current = inner,
                 _ => {
                     return Err(CodecError::QueryField(format!(
-                        "invalid path: {segment:?} is not a message"
+                        "invalid path: {:?} is not a message",
+                        echo(segment)
                     )))
                 }
             }
@@ -217,7 +319,7 @@ fn bind_one(
         return Err(CodecError::QueryField(format!(
             "too many values for field {:?}: {}",
             last.proto,
-            values.join(", ")
+            echo(values.join(", "))
         )));
     }
     let raw = values.first().map_or("", String::as_str);
@@ -227,7 +329,11 @@ fn bind_one(
     let value = match last.kind {
         FieldKind::String => Value::String(raw.to_string()),
         FieldKind::Int32 => Value::from(raw.parse::<i32>().map_err(|e| {
-            CodecError::QueryField(format!("parsing field {:?}: {raw:?}: {e}", last.proto))
+            CodecError::QueryField(format!(
+                "parsing field {:?}: {:?}: {e}",
+                last.proto,
+                echo(raw)
+            ))
         })?),
         FieldKind::Message(_) => {
             return Err(CodecError::QueryField(format!(
@@ -316,6 +422,34 @@ mod tests {
         assert!(body(r#"{"#).is_err());
         assert!(body(r#"{"filters":{"pageNo":1.5}}"#).is_err());
         assert!(body(r#"{"filters":{"pageNo":"x"}}"#).is_err());
+    }
+
+    #[test]
+    fn a_field_given_twice_under_one_name_is_rejected_as_protojson_does() {
+        assert_eq!(
+            body(r#"{"filters":{"nodeName":"a"},"filters":{"nodeName":"b"}}"#),
+            Err("body unmarshal proto: duplicate field \"filters\"".to_string())
+        );
+        assert_eq!(
+            body(r#"{"filters":{"uid":"a","uid":"b"}}"#),
+            Err("body unmarshal proto: duplicate field \"uid\"".to_string())
+        );
+        // Unknown fields are discarded, given twice or not.
+        assert!(body(r#"{"other":1,"other":2,"podUid":"p"}"#).is_ok());
+    }
+
+    #[test]
+    fn quoted_values_are_cut_to_a_prefix_with_their_length() {
+        let huge = format!(r#"{{"filters":"{}"}}"#, "y".repeat(1_048_000));
+        let message = body(&huge).unwrap_err();
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(message.contains("(1048002 bytes)"), "{message}");
+        let many = (0..10_000)
+            .map(|i| format!("podUid={i}"))
+            .collect::<Vec<_>>();
+        let mut message = Map::new();
+        let error = bind_query(&OUTER, &many.join("&"), &mut message).unwrap_err();
+        assert!(error.to_string().len() < 400, "{error}");
     }
 
     #[test]

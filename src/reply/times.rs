@@ -10,6 +10,7 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
 use crate::config::duration::parse_go_duration;
+use crate::echo::echo;
 
 /// Go's `2006-01-02 15:04:05` of the instant in `zone`. A node without a creation time
 /// renders Go's zero time, as Go did.
@@ -54,7 +55,10 @@ pub fn parse_step(text: &str) -> Result<Duration, GoTimeError> {
 /// The text of Go's `time.ParseDuration` error for `text` (which failed to parse): Go names
 /// a missing or unknown unit, and says "invalid duration" for everything else.
 fn go_duration_error(text: &str) -> GoTimeError {
-    let quoted = format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""));
+    let quoted = format!(
+        "\"{}\"",
+        echo(text).replace('\\', "\\\\").replace('"', "\\\"")
+    );
     let mut rest = text.strip_prefix(['+', '-']).unwrap_or(text);
     // Bounded by the input: every round consumes at least one byte or returns.
     while !rest.is_empty() {
@@ -92,7 +96,8 @@ pub fn parse_datetime(text: &str, zone: &TimeZone) -> Result<Timestamp, GoTimeEr
 }
 
 fn go_datetime(text: &str, zone: &TimeZone) -> Result<Timestamp, String> {
-    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    // Go quotes the whole input; a long one is cut to a prefix and its length.
+    let quote = |s: &str| format!("\"{}\"", echo(s).replace('\\', "\\\\").replace('"', "\\\""));
     let mismatch = |rest: &str, elem: &str| {
         format!(
             "parsing time {} as {}: cannot parse {} as {}",
@@ -188,7 +193,9 @@ fn go_datetime(text: &str, zone: &TimeZone) -> Result<Timestamp, String> {
     zone.to_ambiguous_zoned(datetime)
         .compatible()
         .map(|z| z.timestamp())
-        .map_err(|e| format!("parsing time {}: {e}", quote(text)))
+        // Only a time beyond the supported range fails here (the zone library's own text
+        // stays out of the reply).
+        .map_err(|_| out_of_range("time"))
 }
 
 #[cfg(test)]

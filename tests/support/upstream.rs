@@ -614,6 +614,8 @@ pub enum StubReply {
     /// A 200 JSON-looking chunked body of `total` bytes, written in 64 KiB chunks until the
     /// client hangs up; bytes written are counted ([`StubServer::bytes_sent`]).
     Endless { total: u64 },
+    /// `302 Found` with this `Location`.
+    Redirect(String),
 }
 
 /// A programmable HTTP(S) server that records every request.
@@ -723,6 +725,14 @@ fn stub_connection<S: Read + Write>(
         match current {
             StubReply::Json(status, body) => {
                 if !write_response(stream, status, "application/json", body.as_bytes()) || close {
+                    return;
+                }
+            }
+            StubReply::Redirect(location) => {
+                let head = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+                );
+                if stream.write_all(head.as_bytes()).is_err() || close {
                     return;
                 }
             }

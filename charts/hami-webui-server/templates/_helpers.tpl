@@ -140,7 +140,7 @@ app.kubernetes.io/component: backend
 {{- if $p.enabled }}
 {{- $address = required "externalPrometheus.address is required when externalPrometheus.enabled is true" $p.address }}
 {{- end }}
-{{- $server := dict "http" (dict "addr" "0.0.0.0:8000" "timeout" $b.http.timeout "client_request_timeout" $b.http.clientRequestTimeout "keep_alive" $b.http.keepAlive "max_connections" (int64 $b.http.maxConnections)) "shutdown_timeout" $b.shutdownTimeout }}
+{{- $server := dict "http" (dict "addr" "0.0.0.0:8000" "timeout" $b.http.timeout "client_request_timeout" $b.http.clientRequestTimeout "body_timeout" $b.http.bodyTimeout "keep_alive" $b.http.keepAlive "max_connections" (int64 $b.http.maxConnections)) "shutdown_timeout" $b.shutdownTimeout }}
 {{- if $b.timezone }}
 {{- $_ := set $server "timezone" $b.timezone }}
 {{- end }}
@@ -172,7 +172,7 @@ app.kubernetes.io/component: backend
 {{- $_ := set $prom "tls" $tls }}
 {{- $exporter := dict "interval" .Values.metricsExporter.interval "timeout" .Values.metricsExporter.timeout "stale_cycles" (int64 .Values.metricsExporter.staleCycles) }}
 {{- $dc := .Values.hami.deviceConfig }}
-{{- $config := dict "server" $server "prometheus" $prom "exporter" $exporter "node_selectors" (.Values.vendorNodeSelectors | default dict) "scheduling" (dict "resource_names" (.Values.scheduling.resourceNames | default list)) "device_config" (dict "enabled" $dc.enabled "namespace" $dc.namespace "name" $dc.name "key" $dc.key) "ascend" (dict "annotationless_pod_mode" .Values.ascend.annotationlessPodMode) "kubernetes" (dict "unready_after" $b.kubernetes.unreadyAfter) }}
+{{- $config := dict "server" $server "prometheus" $prom "exporter" $exporter "node_selectors" (.Values.vendorNodeSelectors | default dict) "scheduling" (dict "resource_names" (.Values.scheduling.resourceNames | default list)) "device_config" (dict "enabled" $dc.enabled "namespace" $dc.namespace "name" $dc.name "key" $dc.key) "ascend" (dict "annotationless_pod_mode" .Values.ascend.annotationlessPodMode) "kubernetes" (dict "unready_after" $b.kubernetes.unreadyAfter) "monitor" (dict "allowed_metric_prefixes" (.Values.monitor.allowedMetricPrefixes | default list) "max_query_length" (int64 .Values.monitor.maxQueryLength)) }}
 {{- toYaml $config }}
 {{- end }}
 

@@ -23,12 +23,14 @@ pub mod site;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
 use actix_web::http::Uri;
-use actix_web::middleware::Compress;
-use actix_web::{guard, web, App, HttpMessage};
+use actix_web::middleware::{Compress, ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{guard, web, App, HttpMessage, ResponseError};
 use tracing_actix_web::TracingLogger;
 
 use crate::config::WebConfig;
+use crate::error::ApiError;
 use crate::http;
 use crate::http::logging::RequestLog;
 use crate::http::AppState;
@@ -110,7 +112,7 @@ impl Console {
                 .strip_suffix('/')
                 .unwrap_or_default()
                 .to_string(),
-            frame_ancestors: settings.frame_ancestors.clone(),
+            policy: serve::console_policy(settings.frame_ancestors.as_deref()),
         })
     }
 }
@@ -171,6 +173,7 @@ pub fn app(
             service.call(req)
         })
         .wrap(TracingLogger::<RequestLog>::new())
+        .wrap_fn(http::pipelining::answer_then_yield)
         .app_data(web::Data::new(state))
         .app_data(console)
         .service(web::resource("/health_check").to(serve::health_check))
@@ -183,9 +186,26 @@ pub fn app(
                 }))
                 // The browser gets JSON compressed; the internal port stays as it is.
                 .wrap(Compress::default())
+                // Compress answers a client refusing every encoding with a plain-text 406.
+                .wrap(
+                    ErrorHandlers::new()
+                        .handler(StatusCode::NOT_ACCEPTABLE, not_acceptable_as_json),
+                )
+                .wrap(http::api_headers())
                 .configure(http::configure)
                 .default_service(web::to(http::fallback::not_found)),
         )
         .service(web::scope(&mount).default_service(web::to(serve::console)))
         .default_service(web::to(serve::not_found_route))
+}
+
+/// The JSON 406 in place of the compression middleware's plain-text one.
+fn not_acceptable_as_json<B>(
+    response: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let (request, _) = response.into_parts();
+    let answer = ApiError::NotAcceptable.error_response();
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(request, answer).map_into_right_body(),
+    ))
 }

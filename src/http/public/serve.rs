@@ -18,8 +18,24 @@ pub struct Console {
     pub site: StaticSite,
     /// The base path without its trailing slash: `""` for `/`, `/hami` for `/hami/`.
     pub mount: String,
-    /// `Content-Security-Policy` value for HTML responses, when configured.
-    pub frame_ancestors: Option<String>,
+    /// `Content-Security-Policy` of the console page ([`console_policy`]).
+    pub policy: String,
+}
+
+/// What the console page may load: its own scripts, styles, images and fonts, the API on the
+/// same origin; inline styles (the component library sets `style` attributes) and `data:`
+/// images and fonts; no plugins, no other base URL, no form targets elsewhere.
+pub const CONSOLE_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; \
+     connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'";
+
+/// The console page's `Content-Security-Policy`: [`CONSOLE_POLICY`], extended by the
+/// configured `frame-ancestors` directive (`web.frame_ancestors`), when there is one.
+pub fn console_policy(frame_ancestors: Option<&str>) -> String {
+    match frame_ancestors {
+        Some(directive) => format!("{CONSOLE_POLICY}; {directive}"),
+        None => CONSOLE_POLICY.to_string(),
+    }
 }
 
 /// Body of a healthy `/health_check`, as upstream's web entry answers it.
@@ -55,7 +71,7 @@ pub async fn console(req: HttpRequest, console: web::Data<Console>) -> HttpRespo
         _ => Some(console.site.index()),
     };
     match asset {
-        Some(asset) => respond(&req, asset, console.frame_ancestors.as_deref()),
+        Some(asset) => respond(&req, asset, &console.policy),
         None => not_found(&req),
     }
 }
@@ -65,7 +81,7 @@ fn is_read(method: &Method) -> bool {
 }
 
 /// One file: the gzip form when the client takes it, `304` when its validator matches.
-fn respond(req: &HttpRequest, asset: &Asset, frame_ancestors: Option<&str>) -> HttpResponse {
+fn respond(req: &HttpRequest, asset: &Asset, policy: &str) -> HttpResponse {
     let packed = asset.gzip.as_ref().filter(|_| accepts_gzip(req.headers()));
     let etag = if packed.is_some() {
         &asset.gzip_etag
@@ -85,7 +101,7 @@ fn respond(req: &HttpRequest, asset: &Asset, frame_ancestors: Option<&str>) -> H
     if asset.gzip.is_some() {
         reply.insert_header((header::VARY, "Accept-Encoding"));
     }
-    if let (Some(policy), true) = (frame_ancestors, asset.content_type.starts_with("text/html")) {
+    if asset.content_type.starts_with("text/html") {
         reply.insert_header((header::CONTENT_SECURITY_POLICY, policy));
     }
     if not_modified {
