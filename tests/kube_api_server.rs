@@ -765,3 +765,123 @@ async fn kubectl_watch_prints_pod_added_after_start() {
     wait_for("\"name\": \"late-pod\"").await;
     drop(child);
 }
+
+/// Runs kubectl off the actix thread (the test API server answers on it).
+async fn run_kubectl(kubeconfig: &Path, cache: &Path, args: &[&str]) -> std::process::Output {
+    let mut command = kubectl_command(kubeconfig, cache);
+    command.args(args).args(["--request-timeout", "20s"]);
+    actix_rt::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn kubectl_creates_replaces_and_deletes_leases_with_conflicts_on_stale_versions() {
+    let server = TestApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = server.write_kubeconfig(dir.path());
+    let cache = dir.path().join("cache");
+    let manifest = dir.path().join("lease.json");
+    let lease = |holder: &str, version: Option<&str>| {
+        let mut lease = serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": { "name": "leader", "namespace": "hami" },
+            "spec": { "holderIdentity": holder, "leaseDurationSeconds": 15 },
+        });
+        if let Some(version) = version {
+            lease["metadata"]["resourceVersion"] = serde_json::json!(version);
+        }
+        lease.to_string()
+    };
+
+    // This server publishes no OpenAPI schema, so client-side validation is off.
+    std::fs::write(&manifest, lease("a", None)).unwrap();
+    let manifest_arg = manifest.to_str().unwrap();
+    let created = run_kubectl(
+        &kubeconfig,
+        &cache,
+        &["create", "--validate=false", "-f", manifest_arg],
+    )
+    .await;
+    assert!(
+        created.status.success(),
+        "create: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    assert_eq!(server.lease_holder("hami", "leader").as_deref(), Some("a"));
+
+    let got = run_kubectl(
+        &kubeconfig,
+        &cache,
+        &["get", "lease", "leader", "-n", "hami", "-o", "json"],
+    )
+    .await;
+    assert!(
+        got.status.success(),
+        "get: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    let version = read["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(read["spec"]["holderIdentity"], "a");
+
+    // A replace carrying the version just read wins; the same version again is stale.
+    std::fs::write(&manifest, lease("b", Some(&version))).unwrap();
+    let replaced = run_kubectl(
+        &kubeconfig,
+        &cache,
+        &["replace", "--validate=false", "-f", manifest_arg],
+    )
+    .await;
+    assert!(
+        replaced.status.success(),
+        "replace: {}",
+        String::from_utf8_lossy(&replaced.stderr)
+    );
+    assert_eq!(server.lease_holder("hami", "leader").as_deref(), Some("b"));
+    std::fs::write(&manifest, lease("c", Some(&version))).unwrap();
+    let stale = run_kubectl(
+        &kubeconfig,
+        &cache,
+        &["replace", "--validate=false", "-f", manifest_arg],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&stale.stderr);
+    assert!(!stale.status.success());
+    assert!(stderr.contains("the object has been modified"), "{stderr}");
+    assert_eq!(server.lease_holder("hami", "leader").as_deref(), Some("b"));
+    assert_eq!(server.lease_conflicts_answered(), 1);
+
+    let listed = run_kubectl(&kubeconfig, &cache, &["get", "leases", "-A", "-o", "json"]).await;
+    let list: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+
+    let deleted = run_kubectl(
+        &kubeconfig,
+        &cache,
+        &["delete", "lease", "leader", "-n", "hami"],
+    )
+    .await;
+    assert!(
+        deleted.status.success(),
+        "delete: {}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    assert!(server.lease("hami", "leader").is_none());
+    let missing = run_kubectl(
+        &kubeconfig,
+        &cache,
+        &["get", "lease", "leader", "-n", "hami"],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    // kubectl then looks the namespace up, which this server does not serve, so only the
+    // reason is stable.
+    assert!(stderr.contains("(NotFound)"), "{stderr}");
+}

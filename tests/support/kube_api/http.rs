@@ -260,7 +260,11 @@ pub(super) async fn core_resources() -> HttpResponse {
 }
 
 pub(super) async fn group_list() -> HttpResponse {
-    json_response(&json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": [] }))
+    json_response(&json!({
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [lease::api_group()],
+    }))
 }
 
 pub(super) async fn unknown_path(req: HttpRequest) -> HttpResponse {
@@ -542,5 +546,6 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(collection),
         )
         .route("/api/v1/{plural}/{name}", web::get().to(item))
-        .route("/api/v1/{plural}", web::get().to(collection));
+        .route("/api/v1/{plural}", web::get().to(collection))
+        .configure(lease::routes);
 }

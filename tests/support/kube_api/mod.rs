@@ -1,5 +1,6 @@
 //! An in-process Kubernetes API server for integration tests: nodes, pods, configmaps and
-//! events over the real list/watch wire protocol, reached through a generated kubeconfig.
+//! events over the real list/watch wire protocol, and the Leases leader election writes,
+//! reached through a generated kubeconfig.
 //!
 //! No real API server can run on the test machines, yet the production code talks to the
 //! cluster only through kube-rs watchers built from a kubeconfig. This module speaks enough of
@@ -9,7 +10,7 @@
 //! read the shared store, so every change a test makes is ordered by one revision counter.
 //!
 //! [`selectors`] parses label and field selectors, [`store`] keeps objects, change log and
-//! watches, [`http`] answers the protocol; this file is the control API tests use.
+//! watches, [`http`] answers the protocol, [`lease`] keeps and serves Leases; this file is the control API tests use.
 // Each test binary compiles this module but uses only part of it.
 #![allow(dead_code)]
 
@@ -25,12 +26,17 @@ use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod};
 use serde_json::Value;
 
 mod http;
+mod lease;
 mod selectors;
 mod store;
+mod thread;
 
 use http::*;
 pub use selectors::*;
 use store::*;
+// Only the binaries whose tests block their own thread use it.
+#[allow(unused_imports)]
+pub use thread::ApiServerThread;
 
 /// How many changes a watch can be resumed across; older revisions answer `410 Expired`,
 /// as a real API server does once etcd has compacted them.
@@ -258,5 +264,67 @@ impl TestApiServer {
         } else {
             state.forbidden.remove(resource);
         }
+    }
+
+    /// The Lease as stored, or `None`.
+    pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
+        let key = (namespace.to_owned(), name.to_owned());
+        self.shared.lock().leases.objects.get(&key).cloned()
+    }
+
+    /// The Lease's `spec.holderIdentity`; `None` when there is no Lease or no holder.
+    pub fn lease_holder(&self, namespace: &str, name: &str) -> Option<String> {
+        self.lease(namespace, name)?
+            .pointer("/spec/holderIdentity")
+            .and_then(Value::as_str)
+            .filter(|holder| !holder.is_empty())
+            .map(str::to_owned)
+    }
+
+    /// `kubectl delete lease`: gone until someone creates it again.
+    pub fn delete_lease(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_owned(), name.to_owned());
+        let mut state = self.shared.lock();
+        if state.leases.objects.remove(&key).is_some() {
+            state.revision += 1;
+        }
+    }
+
+    /// Creates or overwrites the Lease as held by `holder`, renewed now, as another process
+    /// would write it.
+    pub fn set_lease_holder(&self, namespace: &str, name: &str, holder: &str, seconds: i32) {
+        let renewed = k8s_openapi::jiff::Timestamp::now().to_string();
+        let mut state = self.shared.lock();
+        let transitions = state
+            .leases
+            .objects
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .and_then(|lease| {
+                lease
+                    .pointer("/spec/leaseTransitions")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(0);
+        let lease = serde_json::json!({
+            "metadata": { "name": name },
+            "spec": {
+                "holderIdentity": holder,
+                "leaseDurationSeconds": seconds,
+                "acquireTime": renewed,
+                "renewTime": renewed,
+                "leaseTransitions": transitions + 1,
+            },
+        });
+        state.store_lease(self.shared.port, namespace, lease);
+    }
+
+    /// The next `count` Lease creates or updates answer `409 Conflict`.
+    pub fn force_lease_conflicts(&self, count: usize) {
+        self.shared.lock().leases.forced_conflicts = count;
+    }
+
+    /// Lease writes answered `409` so far (forced or a genuinely stale precondition).
+    pub fn lease_conflicts_answered(&self) -> usize {
+        self.shared.lock().leases.conflicts_answered
     }
 }

@@ -136,6 +136,7 @@ pub(super) struct ApiState {
     pub(super) forbidden: HashSet<String>,
     pub(super) requests: HashMap<String, usize>,
     pub(super) bookmark_interval: Duration,
+    pub(super) leases: lease::LeaseStore,
 }
 
 pub(super) struct Shared {
@@ -206,6 +207,7 @@ impl ApiState {
             forbidden: HashSet::new(),
             requests: HashMap::new(),
             bookmark_interval: DEFAULT_BOOKMARK_INTERVAL,
+            leases: lease::LeaseStore::default(),
         }
     }
 
