@@ -23,6 +23,7 @@ pub mod labels;
 pub mod publication;
 pub mod queries;
 mod readings;
+mod refresh_metrics;
 pub mod refresher;
 mod state;
 
