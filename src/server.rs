@@ -13,7 +13,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use actix_web::dev::Server;
 use actix_web::{web, HttpServer};
+use kube::api::Api;
 
+use crate::cluster::leader_election::{leader_gauge, LeaderElector, Release};
 use crate::cluster::{self, ClusterSource, SOURCES};
 use crate::config::Config;
 use crate::http::public::{self, Console, WebError};
@@ -97,6 +99,10 @@ macro_rules! serve {
 pub async fn start(config: Config, source: ClusterSource) -> Result<AppState, ServeError> {
     let metrics = SelfMetrics::new()?;
     let board = ReadinessBoard::new(&SOURCES, config.kubernetes.unready_after);
+    let snapshot = matches!(
+        source,
+        ClusterSource::Snapshot(_) | ClusterSource::SnapshotFile(_)
+    );
     let cluster = cluster::start(&config, &metrics, &board, source).await;
     let query = QueryClient::start(&config.prometheus, &metrics)?;
     let refresher = MetricsRefresher::new(
@@ -106,8 +112,8 @@ pub async fn start(config: Config, source: ClusterSource) -> Result<AppState, Se
         cluster.nodes.clone().recipient(),
         Arc::clone(&board),
         &metrics,
-    )?
-    .start();
+    )?;
+    let (refresher, leadership) = elect(&config, &cluster, refresher, snapshot, &metrics)?;
     Ok(AppState {
         replies: Arc::new(ReplyCache::new(config.server.http.reply_cache_ttl)),
         config: Arc::new(config),
@@ -116,7 +122,47 @@ pub async fn start(config: Config, source: ClusterSource) -> Result<AppState, Se
         cluster,
         query: query.recipient(),
         exposition: refresher.recipient(),
+        leadership,
     })
+}
+
+/// Starts the refresher as the only publisher (leader election off, or a snapshot, which no
+/// other replica shares) or as a follower of a `LeaderElector`; the elector's address is
+/// kept to release the Lease at shutdown.
+fn elect(
+    config: &Config,
+    cluster: &cluster::Caches,
+    refresher: MetricsRefresher,
+    snapshot: bool,
+    metrics: &SelfMetrics,
+) -> Result<(Addr<MetricsRefresher>, Option<Recipient<Release>>), ServeError> {
+    let election = &config.leader_election;
+    if !election.enabled || snapshot {
+        if election.enabled {
+            tracing::info!("leader election does not apply to a snapshot: this process publishes");
+        }
+        leader_gauge(metrics)?.set(1);
+        return Ok((refresher.start(), None));
+    }
+    let refresher = refresher.following().start();
+    let Some(client) = &cluster.client else {
+        // Publishing without the Lease could double every series another replica publishes.
+        leader_gauge(metrics)?.set(0);
+        tracing::error!("leader election is on but there is no Kubernetes client: this replica never publishes the device families");
+        return Ok((refresher, None));
+    };
+    let elector = LeaderElector::new(
+        Api::namespaced(client.clone(), &election.namespace),
+        election.clone(),
+        vec![refresher.clone().recipient()],
+        metrics,
+    )?
+    .start();
+    tracing::info!(
+        lease = %election.lease_name, namespace = %election.namespace,
+        identity = %election.identity, "leader election on: publishing the device families only while leading"
+    );
+    Ok((refresher, Some(elector.recipient())))
 }
 
 /// Serves `state`-to-be on `listeners` until `shutdown` resolves: `/readyz` answers 503 from
@@ -155,9 +201,14 @@ pub async fn run(
     };
     let handles = (internal.handle(), public.as_ref().map(Server::handle));
     let board = Arc::clone(&state.board);
+    let leadership = state.leadership.clone();
     actix_rt::spawn(async move {
         shutdown.await;
         board.begin_shutdown();
+        // A follower takes over at its next try instead of after a whole lease_duration.
+        if let Some(elector) = leadership {
+            let _ = elector.send(Release).await;
+        }
         tracing::info!("stopping: finishing in-flight requests");
         let public = async {
             if let Some(public) = handles.1 {

@@ -6,6 +6,7 @@ pub mod allocation;
 pub mod catalog_watcher;
 pub mod inventory;
 pub mod kubernetes;
+pub mod leader_election;
 pub mod node_cache;
 pub mod pod_cache;
 pub mod publish;
@@ -54,6 +55,8 @@ pub struct Caches {
     /// One pod's events for `GET /v1/scheduling/pod`, read per request from the same API
     /// server and briefly cached.
     pub events: Addr<SchedulingEvents>,
+    /// The API client the watchers use; `None` in snapshot mode or when none could be built.
+    pub client: Option<kube::Client>,
 }
 
 /// Readiness sources: one per watcher.
@@ -126,7 +129,7 @@ pub async fn start(
     let pods = PodCache::new(metrics.clone(), Arc::clone(board), pod_events, pod_api)
         .with_scheduling_resources(SchedulingResources::new(&config.scheduling.resource_names))
         .start();
-    let events = SchedulingEvents::new(events_client).start();
+    let events = SchedulingEvents::new(events_client.clone()).start();
     let nodes = NodeCache::new(
         config.node_selectors.clone(),
         metrics.clone(),
@@ -142,6 +145,7 @@ pub async fn start(
         nodes,
         pods,
         catalog,
+        client: events_client.clone(),
         events,
     }
 }

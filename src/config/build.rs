@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::duration::parse_go_duration;
-use super::file::RawConfig;
+use super::file::{RawConfig, RawLeaderElection};
 use super::selector::parse_selector;
 use super::*;
 use crate::device::{AnnotationlessPodMode, Vendor};
@@ -277,6 +277,7 @@ impl Config {
             },
             web,
             monitor,
+            leader_election: leader_election(raw.leader_election)?,
             unknown_keys: Vec::new(),
         })
     }
@@ -378,4 +379,66 @@ fn validate_upstream_url(key: &str, url: &str) -> Result<(), ConfigError> {
         return Err(ConfigError::invalid(key, format!("invalid URL {url:?}")));
     }
     Ok(())
+}
+
+/// `leader_election.*`; names and namespace default from the pod's environment.
+fn leader_election(raw: RawLeaderElection) -> Result<LeaderElectionConfig, ConfigError> {
+    let positive = |key: &str, value: Option<String>, default: Duration| match non_empty(value) {
+        None => Ok(default),
+        Some(text) => match parse_go_duration(&text) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err(ConfigError::invalid(key, "must be positive")),
+            Err(e) => Err(ConfigError::invalid(key, e)),
+        },
+    };
+    let lease_duration = positive(
+        "leader_election.lease_duration",
+        raw.lease_duration,
+        Duration::from_secs(15),
+    )?;
+    let renew_deadline = positive(
+        "leader_election.renew_deadline",
+        raw.renew_deadline,
+        Duration::from_secs(10),
+    )?;
+    let retry_period = positive(
+        "leader_election.retry_period",
+        raw.retry_period,
+        Duration::from_secs(2),
+    )?;
+    if renew_deadline >= lease_duration {
+        return Err(ConfigError::invalid(
+            "leader_election.renew_deadline",
+            "must be shorter than lease_duration (a leader must step down before others may take over)",
+        ));
+    }
+    if retry_period >= renew_deadline {
+        return Err(ConfigError::invalid(
+            "leader_election.retry_period",
+            "must be shorter than renew_deadline",
+        ));
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let namespace = non_empty(raw.namespace)
+        .or_else(|| env("POD_NAMESPACE"))
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+        })
+        .unwrap_or_else(|| "default".into());
+    let identity = non_empty(raw.identity)
+        .or_else(|| env("POD_NAME"))
+        .or_else(|| env("HOSTNAME"))
+        .unwrap_or_else(|| format!("hami-webui-server-{}", std::process::id()));
+    Ok(LeaderElectionConfig {
+        enabled: raw.enabled.unwrap_or(false),
+        lease_name: non_empty(raw.lease_name).unwrap_or_else(|| "hami-webui-server".into()),
+        namespace,
+        identity,
+        lease_duration,
+        renew_deadline,
+        retry_period,
+    })
 }

@@ -21,6 +21,7 @@ pub struct RawConfig {
     pub(super) kubernetes: RawKubernetes,
     pub(super) web: RawWeb,
     pub(super) monitor: RawMonitor,
+    pub(super) leader_election: RawLeaderElection,
     /// Keys of an unmerged upstream pull request that appear in some published files;
     /// accepted and ignored so those files load without a warning.
     pub(super) exporter_concurrency_limit: Option<serde::de::IgnoredAny>,
@@ -147,3 +148,15 @@ pub(super) struct RawMonitor {
 /// accepted silently.
 pub(super) const LEGACY_IGNORED: [&str; 2] =
     ["exporter_concurrency_limit", "metrics_generate_interval"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawLeaderElection {
+    pub(super) enabled: Option<bool>,
+    pub(super) lease_name: Option<String>,
+    pub(super) namespace: Option<String>,
+    pub(super) identity: Option<String>,
+    pub(super) lease_duration: Option<String>,
+    pub(super) renew_deadline: Option<String>,
+    pub(super) retry_period: Option<String>,
+}

@@ -74,6 +74,8 @@ pub struct Config {
     pub web: WebConfig,
     /// Limits on what a caller may ask of the metrics store through the PromQL pass-through.
     pub monitor: MonitorConfig,
+    /// Which replica publishes the device families.
+    pub leader_election: LeaderElectionConfig,
     /// Keys present in the sources that no part of the server reads, for one warning.
     pub unknown_keys: Vec<String>,
 }
@@ -206,6 +208,28 @@ pub struct KubernetesConfig {
     /// How long a watcher may keep failing before `/readyz` reports it; below this the last
     /// known state is served as if nothing happened.
     pub unready_after: Duration,
+}
+
+/// Leadership among replicas through a `coordination.k8s.io/v1` Lease (ours): only the
+/// leader refreshes and publishes the device and container families of `/metrics`.
+/// Durations follow client-go's (15 s / 10 s / 2 s), and must keep
+/// `lease_duration > renew_deadline > retry_period`.
+#[derive(Debug, Clone)]
+pub struct LeaderElectionConfig {
+    /// Off: this replica always publishes (one replica, or `--snapshot`).
+    pub enabled: bool,
+    pub lease_name: String,
+    /// The release namespace (`POD_NAMESPACE`, else the service account's, else `default`).
+    pub namespace: String,
+    /// This replica's name in the Lease (`POD_NAME`, else `HOSTNAME`, which Kubernetes sets
+    /// to the pod name).
+    pub identity: String,
+    /// How long a Lease that stopped being renewed keeps others waiting.
+    pub lease_duration: Duration,
+    /// How long the leader keeps leading without a successful renewal.
+    pub renew_deadline: Duration,
+    /// Time between two tries to acquire or renew.
+    pub retry_period: Duration,
 }
 
 /// What the PromQL pass-through (`/v1/monitor/query/*`) lets a caller send upstream (ours;
@@ -664,5 +688,43 @@ ascend: {annotationless_pod_mode: template}
         assert!(load("server: 5\n", &[]).is_err());
         assert!(load("prometheus:\n  max_queue: [1]\n", &[]).is_err());
         assert!(load(": : :\n", &[]).is_err());
+    }
+
+    #[test]
+    fn leader_election_has_client_go_durations_and_refuses_an_unsafe_order() {
+        let le = load("", &[]).unwrap().leader_election;
+        assert!(!le.enabled);
+        assert_eq!(le.lease_name, "hami-webui-server");
+        assert_eq!(
+            (le.lease_duration, le.renew_deadline, le.retry_period),
+            (
+                Duration::from_secs(15),
+                Duration::from_secs(10),
+                Duration::from_secs(2)
+            )
+        );
+        let yaml = "leader_election:\n  enabled: true\n  namespace: hami\n  identity: r1\n  lease_duration: 4s\n  renew_deadline: 3s\n  retry_period: 500ms\n";
+        let le = load(yaml, &[]).unwrap().leader_election;
+        assert_eq!(
+            (le.enabled, le.namespace.as_str(), le.identity.as_str()),
+            (true, "hami", "r1")
+        );
+        assert_eq!(le.retry_period, Duration::from_millis(500));
+        // A leader must step down before anyone may take over, and try more than once first.
+        for bad in [
+            "renew_deadline: 15s",
+            "renew_deadline: 20s",
+            "retry_period: 10s",
+            "lease_duration: 0s",
+            "retry_period: soon",
+        ] {
+            let error = load(&format!("leader_election:\n  {bad}\n"), &[]).unwrap_err();
+            assert!(
+                error.to_string().contains("leader_election."),
+                "{bad}: {error}"
+            );
+        }
+        let from_env = load("", &[("HAMI_WEBUI__LEADER_ELECTION__ENABLED", "true")]).unwrap();
+        assert!(from_env.leader_election.enabled);
     }
 }

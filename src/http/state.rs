@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::cluster::leader_election::Release;
 use crate::cluster::Caches;
 use crate::config::Config;
 use crate::http::reply_cache::ReplyCache;
@@ -34,4 +35,7 @@ pub struct AppState {
     pub exposition: Recipient<GetExposition>,
     /// Finished list replies per snapshot generation, shared by both listeners.
     pub replies: Arc<ReplyCache>,
+    /// The `LeaderElector`, when leader election is on: told to release the Lease at
+    /// shutdown.
+    pub leadership: Option<Recipient<Release>>,
 }

@@ -19,17 +19,18 @@
 //! cycle's wall time no longer includes the store's costliest evaluation.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
 
 use crate::cluster::inventory::IdentityMap;
+use crate::cluster::leader_election::LeadershipChanged;
 use crate::cluster::node_cache::SetIdentities;
 use crate::cluster::pod_cache::{GetSnapshot, PodCache};
 use crate::config::ExporterConfig;
 use crate::device::Vendor;
 use crate::metrics::publication::{expose, Exposition};
+use crate::metrics::refresh_metrics::{now_unix, CycleOutcome, RefreshMetrics};
 use crate::metrics::{self, CycleQuery, CycleQueryError, QueryResults, VectorAnswer};
 use crate::query_client::{Lane, Query, RunQuery};
 use crate::readiness::{Readiness, ReadinessBoard};
@@ -44,139 +45,6 @@ pub struct GetExposition;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StartCycle;
-
-/// How a cycle ended, for `hami_webui_refresh_cycles_total{outcome}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CycleOutcome {
-    Ok,
-    /// Published, but some queries failed (their families were carried over or dropped).
-    Partial,
-    /// Missed its deadline; nothing published.
-    Timeout,
-    /// Not started because the previous one was still running.
-    Skipped,
-}
-
-impl CycleOutcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Partial => "partial",
-            Self::Timeout => "timeout",
-            Self::Skipped => "skipped",
-        }
-    }
-}
-
-/// The refresher's self-metrics, registered in the shared self-metrics registry.
-///
-/// Two generations name overlapping things, and both are kept so that existing dashboards
-/// and alerts of either work: ours, `hami_webui_refresh_*` (a counter of cycles by outcome,
-/// a duration histogram, the queries of the last cycle, the last-success timestamp), and
-/// upstream 2.0's unlabelled `hami_webui_metrics_refresh_*` (the last cycle's success and
-/// duration, the last-success timestamp). Both last-success timestamps mean the same: the
-/// last cycle that published with every query successful.
-#[derive(Clone)]
-struct RefreshMetrics {
-    cycles: IntCounterVec,
-    duration: Histogram,
-    last_success: Gauge,
-    queries: IntGauge,
-    published_series: IntGauge,
-    /// Upstream 2.0's unlabelled families, for its dashboards and alerts.
-    success: IntGauge,
-    last_duration: Gauge,
-    upstream_last_success: Gauge,
-}
-
-impl RefreshMetrics {
-    fn register(metrics: &SelfMetrics) -> Result<Self, prometheus::Error> {
-        let r = &metrics.registry;
-        let cycles = IntCounterVec::new(
-            Opts::new(
-                "hami_webui_refresh_cycles_total",
-                "Metrics refresh cycles by outcome (ok, partial, timeout, skipped).",
-            ),
-            &["outcome"],
-        )?;
-        let duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "hami_webui_refresh_duration_seconds",
-                "Wall time of metrics refresh cycles.",
-            )
-            .buckets(vec![
-                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-            ]),
-        )?;
-        let last_success = Gauge::new(
-            "hami_webui_refresh_last_success_timestamp_seconds",
-            "Unix time of the last refresh cycle that published with every query successful.",
-        )?;
-        let queries = IntGauge::new(
-            "hami_webui_refresh_queries",
-            "Upstream queries issued by the last refresh cycle.",
-        )?;
-        let published_series = IntGauge::new(
-            "hami_webui_published_series",
-            "Device and container series in the published /metrics state.",
-        )?;
-        let success = IntGauge::new(
-            "hami_webui_metrics_refresh_success",
-            "1 if the last metrics refresh cycle published with every query successful, else 0.",
-        )?;
-        let last_duration = Gauge::new(
-            "hami_webui_metrics_refresh_duration_seconds",
-            "Wall time of the last metrics refresh cycle.",
-        )?;
-        let upstream_last_success = Gauge::new(
-            "hami_webui_metrics_refresh_last_success_timestamp_seconds",
-            "Unix time of the last fully successful metrics refresh cycle.",
-        )?;
-        for c in [
-            Box::new(cycles.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(duration.clone()),
-            Box::new(last_success.clone()),
-            Box::new(queries.clone()),
-            Box::new(published_series.clone()),
-            Box::new(success.clone()),
-            Box::new(last_duration.clone()),
-            Box::new(upstream_last_success.clone()),
-        ] {
-            r.register(c)?;
-        }
-        Ok(Self {
-            cycles,
-            duration,
-            last_success,
-            upstream_last_success,
-            queries,
-            published_series,
-            success,
-            last_duration,
-        })
-    }
-    /// Counts a finished (or skipped) cycle. Only a cycle that published with every query
-    /// successful moves the last-success timestamps: a cycle whose queries all failed still
-    /// publishes (carried-over families) but is no success.
-    fn record(&self, outcome: CycleOutcome, now: f64) {
-        self.cycles.with_label_values(&[outcome.as_str()]).inc();
-        let full_success = outcome == CycleOutcome::Ok;
-        if outcome != CycleOutcome::Skipped {
-            self.success.set(i64::from(full_success));
-        }
-        if full_success {
-            self.last_success.set(now);
-            self.upstream_last_success.set(now);
-        }
-    }
-}
-
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
-}
 
 pub struct MetricsRefresher {
     config: ExporterConfig,
@@ -197,6 +65,12 @@ pub struct MetricsRefresher {
     first_cycle_started: bool,
     /// The last published cycle had failed queries (logged once per failing streak).
     queries_failing: bool,
+    /// This replica publishes the device families: always without leader election, else
+    /// while the `LeaderElector` says it leads. A follower only learns exporter identities
+    /// (its REST lists must show the ids the leader's `/metrics` does) and publishes nothing.
+    leading: bool,
+    /// Leadership was gained while a refresh was running: a publishing cycle follows it.
+    cycle_after_this: bool,
 }
 
 impl MetricsRefresher {
@@ -221,17 +95,32 @@ impl MetricsRefresher {
             running: false,
             first_cycle_started: false,
             queries_failing: false,
+            leading: true,
+            cycle_after_this: false,
         })
+    }
+
+    /// Starts as a follower under leader election: publishes nothing until
+    /// [`LeadershipChanged`] says it leads.
+    pub fn following(mut self) -> Self {
+        self.leading = false;
+        self
     }
 
     fn start_cycle(&mut self, ctx: &mut Context<Self>) {
         if self.running {
-            self.finish(CycleOutcome::Skipped);
+            if self.leading {
+                self.finish(CycleOutcome::Skipped);
+            }
             tracing::debug!("refresh tick skipped: previous cycle still running");
             return;
         }
         self.running = true;
         self.first_cycle_started = true;
+        if !self.leading {
+            self.learn_identities(ctx);
+            return;
+        }
         let started = Instant::now();
         let deadline = started + self.config.timeout;
         let pods = self.pods.clone();
@@ -249,25 +138,55 @@ impl MetricsRefresher {
         ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| {
             act.running = false;
             let elapsed = started.elapsed();
-            act.metrics.duration.observe(elapsed.as_secs_f64());
-            act.metrics.last_duration.set(elapsed.as_secs_f64());
+            act.metrics.observe_duration(elapsed);
             match outcome {
-                Ok(Some(cycle)) => act.publish(cycle, ctx),
+                Ok(Some(cycle)) => {
+                    act.publish(cycle, ctx);
+                    act.after_refresh(ctx);
+                }
                 Ok(None) => {
                     tracing::warn!("refresh cycle could not read the cluster snapshot");
                     act.finish(CycleOutcome::Timeout);
+                    act.after_refresh(ctx);
                 }
                 Err(_) => {
                     tracing::warn!(timeout = ?act.config.timeout, "refresh cycle missed its deadline; keeping the last published state");
                     act.finish(CycleOutcome::Timeout);
+                    act.after_refresh(ctx);
                 }
             }
         }));
     }
 
+    /// A follower's refresh: the identity queries only (at most one per vendor), for the
+    /// node cache; nothing is built or published.
+    fn learn_identities(&mut self, ctx: &mut Context<Self>) {
+        let deadline = Instant::now() + self.config.timeout;
+        let work = identity_refresh(self.pods.clone(), self.queries.clone(), deadline);
+        let work = async move { tokio::time::timeout_at(deadline.into(), work).await };
+        ctx.spawn(work.into_actor(self).map(|learnt, act, ctx| {
+            act.running = false;
+            if let Ok(Some(identities)) = learnt {
+                act.identities.do_send(SetIdentities(identities));
+            }
+            act.after_refresh(ctx);
+        }));
+    }
+
+    /// A cycle asked for while another refresh ran starts now.
+    fn after_refresh(&mut self, ctx: &mut Context<Self>) {
+        if std::mem::take(&mut self.cycle_after_this) && self.leading {
+            self.start_cycle(ctx);
+        }
+    }
+
     fn publish(&mut self, cycle: FinishedCycle, ctx: &mut Context<Self>) {
         if let Some(identities) = cycle.identities {
             self.identities.do_send(SetIdentities(identities));
+        }
+        if !self.leading {
+            // Leadership was lost while the cycle ran: another replica publishes now.
+            return;
         }
         // Keep the windowed answers of the queries this cycle planned, newest first.
         let planned: std::collections::HashSet<CycleQuery> = cycle
@@ -279,10 +198,8 @@ impl MetricsRefresher {
         self.window.retain(|q, _| planned.contains(q));
         self.window.extend(cycle.window_asked);
         self.ask_window(cycle.window_reused, ctx);
-        self.metrics.queries.set(cycle.queries as i64);
         self.metrics
-            .published_series
-            .set(cycle.exposition.series as i64);
+            .published(cycle.queries, cycle.exposition.series);
         self.published = cycle.exposition;
         let outcome = if cycle.failed_queries == 0 {
             CycleOutcome::Ok
@@ -455,6 +372,30 @@ async fn run_cycle(
     })
 }
 
+/// A follower's refresh: the identity answers of the vendors present, as a map for the node
+/// cache; `None` when none came back.
+async fn identity_refresh(
+    pods: Addr<PodCache>,
+    queries: Recipient<RunQuery>,
+    deadline: Instant,
+) -> Option<IdentityMap> {
+    let snapshot = pods.send(GetSnapshot).await.ok()?;
+    let vendors: std::collections::BTreeSet<Vendor> = snapshot
+        .inventory
+        .iter_devices()
+        .map(|d| d.vendor)
+        .collect();
+    let plan: Plan = metrics::queries::plan(&vendors, &Default::default())
+        .into_iter()
+        .filter(|(q, _)| matches!(q, CycleQuery::Identity(_)))
+        .collect();
+    if plan.is_empty() {
+        return None;
+    }
+    let results: QueryResults = ask_all(queries, plan, deadline).await.into_iter().collect();
+    metrics::identity_overrides(&snapshot, &results)
+}
+
 impl Actor for MetricsRefresher {
     type Context = Context<Self>;
 
@@ -477,6 +418,35 @@ impl Handler<GetExposition> for MetricsRefresher {
     type Result = Arc<Exposition>;
     fn handle(&mut self, _: GetExposition, _: &mut Context<Self>) -> Self::Result {
         Arc::clone(&self.published)
+    }
+}
+
+impl Handler<LeadershipChanged> for MetricsRefresher {
+    type Result = ();
+
+    /// Gained: a publishing cycle at once. Lost: the device families are withdrawn at once
+    /// (before another replica may lead), so `/metrics` carries the self-metrics only.
+    fn handle(&mut self, msg: LeadershipChanged, ctx: &mut Context<Self>) {
+        let leading = msg.0;
+        if leading == self.leading {
+            return;
+        }
+        self.leading = leading;
+        if leading {
+            if !self.first_cycle_started {
+                // The caches are not ready yet: the first cycle starts when they are.
+                return;
+            }
+            if self.running {
+                self.cycle_after_this = true;
+            } else {
+                self.start_cycle(ctx);
+            }
+        } else {
+            self.published = Arc::new(Exposition::default());
+            self.window.clear();
+            self.metrics.published(0, 0);
+        }
     }
 }
 
@@ -666,42 +636,5 @@ mod tests {
                 "cycle {cycle}: {text}"
             );
         }
-    }
-
-    #[test]
-    fn only_a_cycle_without_failed_queries_is_a_success() {
-        let metrics = RefreshMetrics::register(&SelfMetrics::new().unwrap()).unwrap();
-        for outcome in [
-            CycleOutcome::Partial,
-            CycleOutcome::Timeout,
-            CycleOutcome::Skipped,
-        ] {
-            metrics.record(outcome, 100.0);
-            assert_eq!(metrics.last_success.get(), 0.0, "{outcome:?}");
-            assert_eq!(metrics.upstream_last_success.get(), 0.0, "{outcome:?}");
-        }
-        assert_eq!(metrics.success.get(), 0);
-        metrics.record(CycleOutcome::Ok, 200.0);
-        assert_eq!(
-            (
-                metrics.last_success.get(),
-                metrics.upstream_last_success.get()
-            ),
-            (200.0, 200.0)
-        );
-        assert_eq!(metrics.success.get(), 1);
-        // A skipped tick says nothing about the last cycle's success.
-        metrics.record(CycleOutcome::Skipped, 300.0);
-        assert_eq!(metrics.success.get(), 1);
-        metrics.record(CycleOutcome::Partial, 400.0);
-        assert_eq!(
-            (metrics.success.get(), metrics.last_success.get()),
-            (0, 200.0)
-        );
-        let cycles = |o: &str| metrics.cycles.with_label_values(&[o]).get();
-        assert_eq!(
-            (cycles("partial"), cycles("ok"), cycles("skipped")),
-            (2, 1, 2)
-        );
     }
 }

@@ -245,6 +245,12 @@ impl ServerProcess {
         assert!(status.success(), "kill -TERM failed");
     }
 
+    /// SIGKILL: no shutdown path runs, as when the node dies.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
         wait_for(deadline, || self.child.try_wait().ok().flatten())
     }
