@@ -105,6 +105,13 @@ def render_fails(values: dict) -> str:
     raise AssertionError(f"rendering accepted invalid values {values!r}")
 
 
+def named(objects: dict, kind: str, suffix: str) -> dict:
+    """The one object of `kind` whose name ends with `suffix` (after the fullname)."""
+    found = [o for (k, name), o in objects.items() if k == kind and name.endswith(suffix)]
+    expect_eq(len(found), 1, f"{kind} objects named *{suffix}")
+    return found[0]
+
+
 def one(objects: dict, kind: str) -> dict:
     found = [o for (k, _), o in objects.items() if k == kind]
     expect_eq(len(found), 1, f"number of {kind} objects")
@@ -191,6 +198,8 @@ SERVER_KEYS = key_paths(yaml.safe_load(SERVER_CONFIG.read_text())) | {
     "prometheus.tls.insecure_skip_verify",
     "node_selectors.HCU",
     "node_selectors.AMD",
+    "leader_election.namespace",
+    "leader_election.identity",
 }
 
 
@@ -240,7 +249,8 @@ def check_no_secret_material(objects: dict) -> None:
     for (kind, _), obj in objects.items():
         if kind == "Deployment":
             for var in container(objects).get("env", []):
-                expect("valueFrom" not in var, f"no Secret in the environment ({var['name']})")
+                source = var.get("valueFrom", {})
+                expect(set(source) <= {"fieldRef"}, f"no Secret in the environment ({var['name']})")
 
 
 def check_files_are_mounted(objects: dict) -> dict[str, tuple[str, str]]:
@@ -276,7 +286,7 @@ def _default_kinds():
     expect_eq(
         kinds(DEFAULT),
         {"ConfigMap", "Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-         "Role", "RoleBinding"},
+         "Role", "RoleBinding", "PodDisruptionBudget"},
         "kinds",
     )
 
@@ -424,7 +434,7 @@ def _default_rbac():
 
 def check_device_config_role(objects: dict, namespace: str, name: str) -> None:
     """A Role in HAMi's namespace grants get/list/watch on exactly one ConfigMap, bound to us."""
-    role = one(objects, "Role")
+    role = named(objects, "Role", "-device-config")
     expect_eq(role["metadata"]["namespace"], namespace, "Role namespace")
     expect_eq(len(role["rules"]), 1, "Role rules")
     rule = role["rules"][0]
@@ -432,7 +442,7 @@ def check_device_config_role(objects: dict, namespace: str, name: str) -> None:
     expect_eq(rule.get("resources"), ["configmaps"], "resources")
     expect_eq(rule.get("resourceNames"), [name], "resourceNames (exactly one ConfigMap)")
     expect_eq(sorted(rule.get("verbs", [])), ["get", "list", "watch"], "verbs")
-    binding = one(objects, "RoleBinding")
+    binding = named(objects, "RoleBinding", "-device-config")
     expect_eq(binding["metadata"]["namespace"], namespace, "RoleBinding namespace")
     expect_eq((binding["roleRef"]["kind"], binding["roleRef"]["name"]),
               ("Role", role["metadata"]["name"]), "RoleBinding roleRef")
@@ -448,11 +458,13 @@ def _default_device_config_role():
     check_device_config_role(DEFAULT, "kube-system", "hami-scheduler-device")
 
 
-@check("hami.deviceConfig off, or rbac.create off: no Role")
+@check("hami.deviceConfig off: no device-config Role; rbac.create off: no Role at all")
 def _device_config_role_off():
-    for values in ({"hami": {"deviceConfig": {"enabled": False}}}, {"rbac": {"create": False}}):
-        objects = render(values)
-        expect(not kinds(objects) & {"Role", "RoleBinding"}, f"no Role with {values}")
+    objects = render({"hami": {"deviceConfig": {"enabled": False}}})
+    names = {name for (kind, name) in objects if kind in ("Role", "RoleBinding")}
+    expect_eq(names, {f"{FULLNAME}-leader-election"}, "Roles and RoleBindings left")
+    objects = render({"rbac": {"create": False}})
+    expect(not kinds(objects) & {"Role", "RoleBinding"}, "no Role with rbac.create false")
 
 
 @check("default: ConfigMap mounted read-only at /apps/config/")
@@ -475,7 +487,7 @@ def _default_config():
     expected = {
         "server": {
             "http": {"addr": "0.0.0.0:8000", "timeout": "60s", "client_request_timeout": "5s",
-                     "keep_alive": "75s", "max_connections": 10000},
+                     "keep_alive": "75s", "max_connections": 10000, "body_timeout": "10s"},
             "shutdown_timeout": "25s",
         },
         "prometheus": {
@@ -491,6 +503,9 @@ def _default_config():
                           "key": "device-config.yaml"},
         "ascend": {"annotationless_pod_mode": "unknown"},
         "kubernetes": {"unready_after": "5m"},
+        "monitor": {"allowed_metric_prefixes": ["hami_", "kube_"], "max_query_length": 16384},
+        "leader_election": {"enabled": True, "lease_name": FULLNAME, "namespace": NAMESPACE,
+                            "lease_duration": "15s", "renew_deadline": "10s", "retry_period": "2s"},
     }
     expect_eq(config, expected, "config.yaml")
 
@@ -678,13 +693,89 @@ def _our_keys():
     expect_eq(pod["terminationGracePeriodSeconds"], 15, "terminationGracePeriodSeconds")
 
 
-@check("PodDisruptionBudget: off by default; maxUnavailable, or minAvailable when set")
+@check("default: 2 replicas, leader election on, POD_NAME/POD_NAMESPACE from the downward API")
+def _default_high_availability():
+    deployment = one(DEFAULT, "Deployment")
+    expect_eq(deployment["spec"]["replicas"], 2, "replicas")
+    env = {v["name"]: v for v in container(DEFAULT)["env"]}
+    expect_eq(env["POD_NAME"].get("valueFrom"), {"fieldRef": {"fieldPath": "metadata.name"}}, "POD_NAME")
+    expect_eq(env["POD_NAMESPACE"].get("valueFrom"), {"fieldRef": {"fieldPath": "metadata.namespace"}},
+              "POD_NAMESPACE")
+    expect_eq(config_of(DEFAULT)["leader_election"]["enabled"], True, "leader_election.enabled")
+
+
+@check("default: replicas spread across nodes, selecting this release's pods")
+def _default_spread():
+    deployment = one(DEFAULT, "Deployment")
+    constraints = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    expect_eq(constraints, [{
+        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]},
+    }], "topologySpreadConstraints")
+    own = render({"topologySpreadConstraints": [{
+        "maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"team": "gpu"}}}]})
+    expect_eq(one(own, "Deployment")["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["labelSelector"],
+              {"matchLabels": {"team": "gpu"}}, "a given labelSelector is kept")
+    single = one(render({"replicaCount": 1}), "Deployment")["spec"]["template"]["spec"]
+    expect("topologySpreadConstraints" not in single, "no spread for one replica")
+
+
+@check("default: a Role in the release namespace for its one Lease (create; get and update by name)")
+def _default_lease_role():
+    role = named(DEFAULT, "Role", "-leader-election")
+    expect_eq(role["metadata"]["namespace"], NAMESPACE, "Role namespace")
+    granted = set()
+    for rule in role["rules"]:
+        expect_eq((rule.get("apiGroups"), rule.get("resources")), (["coordination.k8s.io"], ["leases"]),
+                  "only leases")
+        for verb in rule["verbs"]:
+            granted.add((verb, tuple(rule.get("resourceNames", []))))
+    expect_eq(granted, {("create", ()), ("get", (FULLNAME,)), ("update", (FULLNAME,))}, "verbs")
+    binding = named(DEFAULT, "RoleBinding", "-leader-election")
+    expect_eq(binding["metadata"]["namespace"], NAMESPACE, "RoleBinding namespace")
+    expect_eq(binding["roleRef"]["name"], role["metadata"]["name"], "RoleBinding roleRef")
+    sa = one(DEFAULT, "ServiceAccount")
+    expect_eq([(x["kind"], x["name"], x["namespace"]) for x in binding["subjects"]],
+              [("ServiceAccount", sa["metadata"]["name"], NAMESPACE)], "RoleBinding subjects")
+    named_lease = render({"leaderElection": {"leaseName": "webui-leader"}})
+    rules = named(named_lease, "Role", "-leader-election")["rules"]
+    expect_eq([r.get("resourceNames") for r in rules], [None, ["webui-leader"]], "leaseName in the Role")
+    expect_eq(config_of(named_lease)["leader_election"]["lease_name"], "webui-leader", "leaseName in config")
+
+
+@check("leaderElection off: one replica, no Lease Role, leader_election.enabled false; several replicas refused")
+def _leader_election_off():
+    objects = render({"replicaCount": 1, "leaderElection": {"enabled": False}})
+    expect(("Role", f"{FULLNAME}-leader-election") not in objects, "no Lease Role")
+    expect_eq(config_of(objects)["leader_election"]["enabled"], False, "leader_election.enabled")
+    error = render_fails({"leaderElection": {"enabled": False}})
+    expect("needs leaderElection.enabled" in error, f"refusal names the fix: {error}")
+
+
+@check("leaderElection durations are validated by the schema")
+def _leader_election_schema():
+    render_fails({"leaderElection": {"leaseDuration": "fifteen"}})
+    render_fails({"leaderElection": {"lease": "15s"}})
+    timed = config_of(render({"leaderElection": {"leaseDuration": "30s", "renewDeadline": "20s",
+                                                  "retryPeriod": "4s"}}))["leader_election"]
+    expect_eq((timed["lease_duration"], timed["renew_deadline"], timed["retry_period"]),
+              ("30s", "20s", "4s"), "durations reach config.yaml")
+
+
+@check("PodDisruptionBudget: minAvailable 1 by default; maxUnavailable when set alone; none for one replica")
 def _pdb():
-    expect("PodDisruptionBudget" not in kinds(DEFAULT), "no PDB by default")
-    pdb = one(render({"podDisruptionBudget": {"enabled": True}}), "PodDisruptionBudget")
-    expect_eq(pdb["spec"].get("maxUnavailable"), 1, "maxUnavailable")
-    pdb = one(render({"podDisruptionBudget": {"enabled": True, "minAvailable": 1}}), "PodDisruptionBudget")
-    expect_eq((pdb["spec"].get("minAvailable"), "maxUnavailable" in pdb["spec"]), (1, False), "minAvailable")
+    pdb = one(DEFAULT, "PodDisruptionBudget")
+    expect_eq(pdb["spec"].get("minAvailable"), 1, "minAvailable")
+    expect("maxUnavailable" not in pdb["spec"], "no maxUnavailable beside minAvailable")
+    expect_eq(pdb["spec"]["selector"]["matchLabels"],
+              one(DEFAULT, "Deployment")["spec"]["selector"]["matchLabels"], "selects our pods")
+    pdb = one(render({"podDisruptionBudget": {"minAvailable": None, "maxUnavailable": 1}}),
+              "PodDisruptionBudget")
+    expect_eq((pdb["spec"].get("maxUnavailable"), "minAvailable" in pdb["spec"]), (1, False),
+              "maxUnavailable")
+    for values in ({"replicaCount": 1}, {"podDisruptionBudget": {"enabled": False}}):
+        expect("PodDisruptionBudget" not in kinds(render(values)), f"no PDB with {values}")
 
 
 @check("probes can be turned off one by one, in both modes")
@@ -928,7 +1019,10 @@ def serve_rendered(objects: dict, workdir: Path) -> None:
     ports = {p["name"]: free_port() for p in c["ports"]}
     ports.setdefault("http", free_port())  # to prove nothing listens there when it is not rendered
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workdir)}
-    env |= {v["name"]: v["value"] for v in c.get("env", [])}
+    # The downward API's fields, as the kubelet would fill them in.
+    fields = {"metadata.name": f"{FULLNAME}-0", "metadata.namespace": NAMESPACE}
+    env |= {v["name"]: v["value"] if "value" in v else fields[v["valueFrom"]["fieldRef"]["fieldPath"]]
+            for v in c.get("env", [])}
     env |= {"HAMI_WEBUI__SERVER__HTTP__ADDR": f"127.0.0.1:{ports['metrics']}",
             "HAMI_WEBUI_LISTEN_ADDRESS": f"127.0.0.1:{ports['http']}",
             "HAMI_WEBUI_STATIC_DIR": str(public)}
@@ -957,7 +1051,10 @@ def serve_rendered(objects: dict, workdir: Path) -> None:
             flag = [a for a in args if a.startswith("--frame-ancestors-json=")]
             csp = headers.get("Content-Security-Policy")
             if flag:
-                expect_eq(csp, "frame-ancestors " + " ".join(json.loads(flag[0].split("=", 1)[1])), "CSP header")
+                # The console's policy, ending with the framing sites the flag names.
+                expected = "; frame-ancestors " + " ".join(json.loads(flag[0].split("=", 1)[1]))
+                expect(csp is not None and csp.startswith("default-src 'self'") and csp.endswith(expected),
+                       f"CSP header ends with {expected!r}: {csp!r}")
             else:
                 expect(csp is None or "frame-ancestors" not in csp, f"no frame-ancestors policy: {csp}")
         else:

@@ -73,7 +73,7 @@ app.kubernetes.io/component: backend
 {{/* Settings the chart derives from values may not be overridden through `env`, so the
      container, its ports, its probes and its Services always agree. */}}
 {{- define "hami-webui-server.validateEnv" -}}
-{{- $owned := dict "HAMI_WEBUI_BASE_PATH" "frontend.basePath" "HAMI_WEBUI_FRAME_ANCESTORS_JSON" "frontend.frameAncestors" "HAMI_WEBUI__WEB__ENABLED" "web.enabled" "HAMI_WEBUI_LISTEN_ADDRESS" "web.enabled (the public port is 3000)" "HAMI_WEBUI__WEB__LISTEN_ADDRESS" "web.enabled (the public port is 3000)" }}
+{{- $owned := dict "HAMI_WEBUI_BASE_PATH" "frontend.basePath" "HAMI_WEBUI_FRAME_ANCESTORS_JSON" "frontend.frameAncestors" "HAMI_WEBUI__WEB__ENABLED" "web.enabled" "HAMI_WEBUI_LISTEN_ADDRESS" "web.enabled (the public port is 3000)" "HAMI_WEBUI__WEB__LISTEN_ADDRESS" "web.enabled (the public port is 3000)" "POD_NAME" "leaderElection (the pod's name is its identity)" "POD_NAMESPACE" "leaderElection (the Lease is in the release namespace)" }}
 {{- range $var := .Values.env | default list }}
 {{- if hasKey $owned $var.name }}
 {{- fail (printf "env must not set %s; use %s" $var.name (get $owned $var.name)) }}
@@ -172,8 +172,15 @@ app.kubernetes.io/component: backend
 {{- $_ := set $prom "tls" $tls }}
 {{- $exporter := dict "interval" .Values.metricsExporter.interval "timeout" .Values.metricsExporter.timeout "stale_cycles" (int64 .Values.metricsExporter.staleCycles) }}
 {{- $dc := .Values.hami.deviceConfig }}
-{{- $config := dict "server" $server "prometheus" $prom "exporter" $exporter "node_selectors" (.Values.vendorNodeSelectors | default dict) "scheduling" (dict "resource_names" (.Values.scheduling.resourceNames | default list)) "device_config" (dict "enabled" $dc.enabled "namespace" $dc.namespace "name" $dc.name "key" $dc.key) "ascend" (dict "annotationless_pod_mode" .Values.ascend.annotationlessPodMode) "kubernetes" (dict "unready_after" $b.kubernetes.unreadyAfter) "monitor" (dict "allowed_metric_prefixes" (.Values.monitor.allowedMetricPrefixes | default list) "max_query_length" (int64 .Values.monitor.maxQueryLength)) }}
+{{- $config := dict "server" $server "prometheus" $prom "exporter" $exporter "node_selectors" (.Values.vendorNodeSelectors | default dict) "scheduling" (dict "resource_names" (.Values.scheduling.resourceNames | default list)) "device_config" (dict "enabled" $dc.enabled "namespace" $dc.namespace "name" $dc.name "key" $dc.key) "ascend" (dict "annotationless_pod_mode" .Values.ascend.annotationlessPodMode) "kubernetes" (dict "unready_after" $b.kubernetes.unreadyAfter) "monitor" (dict "allowed_metric_prefixes" (.Values.monitor.allowedMetricPrefixes | default list) "max_query_length" (int64 .Values.monitor.maxQueryLength)) "leader_election" (include "hami-webui-server.leaderElection" . | fromYaml) }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/* The config file's leader_election: the Lease in the release namespace, named after the
+     release unless leaderElection.leaseName says otherwise. */}}
+{{- define "hami-webui-server.leaderElection" -}}
+{{- $le := .Values.leaderElection }}
+{{- toYaml (dict "enabled" $le.enabled "lease_name" ($le.leaseName | default (include "hami-webui-server.fullname" .)) "namespace" (include "hami-webui-server.namespace" .) "lease_duration" $le.leaseDuration "renew_deadline" $le.renewDeadline "retry_period" $le.retryPeriod) }}
 {{- end }}
 
 {{/* A Go duration ("30s", "1m30s", "500ms") in seconds, for PromQL arithmetic. */}}
