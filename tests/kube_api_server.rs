@@ -885,3 +885,102 @@ async fn kubectl_creates_replaces_and_deletes_leases_with_conflicts_on_stale_ver
     // reason is stable.
     assert!(stderr.contains("(NotFound)"), "{stderr}");
 }
+
+#[actix_rt::test]
+async fn dra_resources_list_watch_expire_and_can_be_switched_off() {
+    use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceSlice};
+    use support::fixtures::{dra_claim, dra_slice};
+    let server = TestApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    server.apply_resource_slice(dra_slice(
+        "gpu-1",
+        &[("hami-gpu-0", "GPU-a", "NVIDIA A100", "80Gi")],
+    ));
+    server.apply_resource_claim(dra_claim(
+        "team",
+        "shared",
+        "gpu-1",
+        &[("hami-gpu-0", "30", "8Gi")],
+        &[("p", "uid-p")],
+    ));
+    let client = client_for(&server, dir.path()).await;
+    let slices = Api::<ResourceSlice>::all(client.clone());
+    let claims = Api::<ResourceClaim>::namespaced(client.clone(), "team");
+    let listed = slices.list(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].spec.driver, support::fixtures::DRA_DRIVER);
+    let claim = claims.get("shared").await.unwrap();
+    let results = claim
+        .status
+        .unwrap()
+        .allocation
+        .unwrap()
+        .devices
+        .unwrap()
+        .results
+        .unwrap();
+    assert_eq!(
+        results[0].consumed_capacity.as_ref().unwrap()["memory"].0,
+        "8Gi"
+    );
+
+    // A watch sees a deallocation, and a resumed watch past compaction gets 410.
+    let from = server.revision().to_string();
+    let mut watch = claims
+        .watch(&WatchParams::default().timeout(5), &from)
+        .await
+        .unwrap()
+        .boxed();
+    server.apply_resource_claim(dra_claim("team", "shared", "gpu-1", &[], &[]));
+    match watch.try_next().await.unwrap() {
+        Some(WatchEvent::Modified(c)) => {
+            assert!(c.status.unwrap_or_default().allocation.is_none())
+        }
+        other => panic!("expected MODIFIED, got {other:?}"),
+    }
+    drop(watch);
+    server.expire();
+    let mut expired = claims
+        .watch(&WatchParams::default().timeout(5), "1")
+        .await
+        .unwrap()
+        .boxed();
+    match expired.try_next().await.unwrap() {
+        Some(WatchEvent::Error(status)) => assert_eq!(status.code, 410),
+        other => panic!("expected ERROR 410, got {other:?}"),
+    }
+
+    let kubeconfig = server.write_kubeconfig(dir.path());
+    let cache = dir.path().join("cache");
+    let got = run_kubectl(
+        &kubeconfig,
+        &cache,
+        &["get", "resourceslices,resourceclaims", "-A", "-o", "json"],
+    )
+    .await;
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    let kinds: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["ResourceSlice", "ResourceClaim"]);
+
+    // Without DRA the group is gone from discovery and its paths answer 404.
+    server.set_dra_served(false);
+    match slices.list(&ListParams::default()).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 404),
+        other => panic!("expected 404, got {other:?}"),
+    }
+    let fresh_cache = dir.path().join("cache-without-dra");
+    let missing = run_kubectl(&kubeconfig, &fresh_cache, &["get", "resourceslices"]).await;
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("resourceslices"), "{stderr}");
+}

@@ -69,3 +69,106 @@ pub fn pod(namespace: &str, name: &str, node: &str, annotations: Value, phase: &
     }))
     .expect("valid pod")
 }
+
+/// HAMi-DRA's NVIDIA driver.
+pub const DRA_DRIVER: &str = "hami-core-gpu.project-hami.io";
+
+/// A HAMi-DRA ResourceSlice for `node` (pool = node) with `(device name, uuid, product,
+/// memory quantity)` devices, shaped as HAMi's kubelet plugin publishes them.
+pub fn dra_slice(
+    node: &str,
+    devices: &[(&str, &str, &str, &str)],
+) -> k8s_openapi::api::resource::v1::ResourceSlice {
+    let devices: Vec<Value> = devices
+        .iter()
+        .enumerate()
+        .map(|(minor, (name, uuid, product, memory))| {
+            json!({
+                "name": name,
+                "allowMultipleAllocations": true,
+                "attributes": {
+                    "type": {"string": "hami-gpu"}, "uuid": {"string": uuid}, "minor": {"int": minor},
+                    "productName": {"string": product}, "brand": {"string": "Nvidia"},
+                    "architecture": {"string": "Ampere"}, "driverVersion": {"version": "575.57.8"},
+                    "cudaDriverVersion": {"version": "12.9.0"},
+                    "pcieBusID": {"string": format!("0000:{:02x}:00.0", 0x61 + minor)}
+                },
+                "capacity": {
+                    "cores": {"value": "100", "requestPolicy": {"default": "100", "validRange": {"min": "0", "max": "100", "step": "1"}}},
+                    "memory": {"value": memory, "requestPolicy": {"default": memory, "validRange": {"min": "1Mi", "max": memory, "step": "1Mi"}}}
+                }
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice",
+        "metadata": {"name": format!("{node}-{DRA_DRIVER}-x7k2p"),
+                     "generateName": format!("{node}-{DRA_DRIVER}-"),
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": format!("uid-{node}"), "controller": true}]},
+        "spec": {"driver": DRA_DRIVER, "nodeName": node,
+                 "pool": {"name": node, "generation": 1, "resourceSliceCount": 1},
+                 "devices": devices}
+    }))
+    .expect("valid ResourceSlice")
+}
+
+/// A ResourceClaim of `namespace/name`: allocated on `node` with `(device name, cores,
+/// memory quantity)` shares when `shares` is not empty (else pending), reserved for
+/// `(pod name, pod uid)`.
+pub fn dra_claim(
+    namespace: &str,
+    name: &str,
+    node: &str,
+    shares: &[(&str, &str, &str)],
+    reserved_for: &[(&str, &str)],
+) -> k8s_openapi::api::resource::v1::ResourceClaim {
+    let results: Vec<Value> = shares
+        .iter()
+        .enumerate()
+        .map(|(i, (device, cores, memory))| {
+            json!({"request": "gpu", "driver": DRA_DRIVER, "pool": node, "device": device,
+                   "shareID": format!("0f5c2e9a-1111-4b44-9c1d-3f7e2a6b8c{i:02}"),
+                   "consumedCapacity": {"cores": cores, "memory": memory}})
+        })
+        .collect();
+    let status = if results.is_empty() {
+        json!({})
+    } else {
+        json!({
+            "allocation": {
+                "devices": {"results": results},
+                "nodeSelector": {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}
+            },
+            "reservedFor": reserved_for.iter().map(|(pod, uid)| json!({"resource": "pods", "name": pod, "uid": uid})).collect::<Vec<_>>()
+        })
+    };
+    serde_json::from_value(json!({
+        "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+        "metadata": {"name": name, "namespace": namespace, "finalizers": ["resource.kubernetes.io/delete-protection"]},
+        "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {
+            "deviceClassName": DRA_DRIVER, "allocationMode": "ExactCount", "count": 1,
+            "capacity": {"requests": {"cores": shares.first().map_or("100", |s| s.1), "memory": shares.first().map_or("1Gi", |s| s.2)}},
+            "selectors": [{"cel": {"expression": format!("device.attributes[\"{DRA_DRIVER}\"].type == \"hami-gpu\"")}}]}}]}},
+        "status": status
+    }))
+    .expect("valid ResourceClaim")
+}
+
+/// A running pod of HAMi-DRA's webhook: container `main` uses the claims named, through
+/// `spec.resourceClaims` entries of the same names; label `hami.io/dra: "true"`.
+pub fn dra_pod(namespace: &str, name: &str, node: &str, claims: &[&str]) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}"),
+                     "labels": {"hami.io/dra": "true", "app": name}},
+        "spec": {"nodeName": node,
+                 "resourceClaims": claims.iter().map(|c| json!({"name": c, "resourceClaimName": c})).collect::<Vec<_>>(),
+                 "containers": [{"name": "main", "image": "nvcr.io/nvidia/cuda:12.4.1-base-ubuntu22.04",
+                                 "resources": {"claims": claims.iter().map(|c| json!({"name": c})).collect::<Vec<_>>()}}]},
+        "status": {"phase": "Running",
+                   "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-30T08:00:00Z"}],
+                   "containerStatuses": [{"name": "main", "ready": true, "restartCount": 0, "image": "cuda", "imageID": "", "started": true,
+                                          "state": {"running": {"startedAt": "2026-11-30T08:00:05Z"}}}]}
+    }))
+    .expect("valid DRA pod")
+}

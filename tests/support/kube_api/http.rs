@@ -81,11 +81,12 @@ impl Scope {
     pub(super) fn from_request(req: &HttpRequest) -> Result<Self, ApiFailure> {
         let info = req.match_info();
         let plural = info.get("plural").unwrap_or_default();
+        let group = info.get("group").unwrap_or_default();
         let namespace = info.get("namespace").map(str::to_owned);
         let name = info.get("name").map(str::to_owned);
         let not_found =
             || ApiFailure::not_found("the server could not find the requested resource");
-        let kind = ResourceKind::from_plural(plural).ok_or_else(not_found)?;
+        let kind = ResourceKind::from_plural(group, plural).ok_or_else(not_found)?;
         // Namespaced kinds have no cluster-level item path; cluster kinds have no namespace path.
         if (namespace.is_some() && !kind.namespaced())
             || (kind.namespaced() && namespace.is_none() && name.is_some())
@@ -101,6 +102,11 @@ impl Scope {
 
     pub(super) fn check_allowed(&self, state: &ApiState, verb: &str) -> Result<(), ApiFailure> {
         let plural = self.kind.plural();
+        if self.kind.group() == DRA_GROUP && !state.dra_served {
+            return Err(ApiFailure::not_found(
+                "the server could not find the requested resource",
+            ));
+        }
         if !state.forbidden.contains(plural) {
             return Ok(());
         }
@@ -112,7 +118,8 @@ impl Scope {
             code: 403,
             reason: "Forbidden",
             message: format!(
-                "{plural} is forbidden: User \"system:anonymous\" cannot {verb} resource \"{plural}\" in API group \"\" {place}"
+                "{plural} is forbidden: User \"system:anonymous\" cannot {verb} resource \"{plural}\" in API group \"{}\" {place}",
+                self.kind.group()
             ),
         })
     }
@@ -235,8 +242,22 @@ pub(super) async fn core_versions(shared: web::Data<Shared>) -> HttpResponse {
 }
 
 pub(super) async fn core_resources() -> HttpResponse {
+    resource_list("", "v1")
+}
+
+/// `/apis/resource.k8s.io/v1`, unless a test turned DRA off.
+pub(super) async fn dra_resources(shared: web::Data<Shared>) -> HttpResponse {
+    if !shared.lock().dra_served {
+        return ApiFailure::not_found("the server could not find the requested resource")
+            .error_response();
+    }
+    resource_list(DRA_GROUP, "resource.k8s.io/v1")
+}
+
+fn resource_list(group: &str, group_version: &str) -> HttpResponse {
     let resources: Vec<Value> = ResourceKind::ALL
         .into_iter()
+        .filter(|kind| kind.group() == group)
         .map(|kind| {
             let mut resource = json!({
                 "name": kind.plural(),
@@ -254,16 +275,24 @@ pub(super) async fn core_resources() -> HttpResponse {
         .collect();
     json_response(&json!({
         "kind": "APIResourceList",
-        "groupVersion": "v1",
+        "groupVersion": group_version,
         "resources": resources,
     }))
 }
 
-pub(super) async fn group_list() -> HttpResponse {
+pub(super) async fn group_list(shared: web::Data<Shared>) -> HttpResponse {
+    let mut groups = vec![lease::api_group()];
+    if shared.lock().dra_served {
+        groups.push(json!({
+            "name": DRA_GROUP,
+            "versions": [{ "groupVersion": "resource.k8s.io/v1", "version": "v1" }],
+            "preferredVersion": { "groupVersion": "resource.k8s.io/v1", "version": "v1" },
+        }));
+    }
     json_response(&json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [lease::api_group()],
+        "groups": groups,
     }))
 }
 
@@ -386,8 +415,9 @@ pub(super) fn list(
     let mut body = String::with_capacity(64 + items.len() * 512);
     let _ = write!(
         body,
-        "{{\"kind\":\"{}List\",\"apiVersion\":\"v1\",\"metadata\":{},\"items\":[",
+        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
         scope.kind.kind(),
+        scope.kind.api_version(),
         Value::Object(metadata)
     );
     for (i, object) in items.iter().enumerate() {
@@ -547,5 +577,22 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/api/v1/{plural}/{name}", web::get().to(item))
         .route("/api/v1/{plural}", web::get().to(collection))
+        .route("/apis/resource.k8s.io/v1", web::get().to(dra_resources))
+        .route(
+            "/apis/{group:resource\\.k8s\\.io}/v1/namespaces/{namespace}/{plural}/{name}",
+            web::get().to(item),
+        )
+        .route(
+            "/apis/{group:resource\\.k8s\\.io}/v1/namespaces/{namespace}/{plural}",
+            web::get().to(collection),
+        )
+        .route(
+            "/apis/{group:resource\\.k8s\\.io}/v1/{plural}/{name}",
+            web::get().to(item),
+        )
+        .route(
+            "/apis/{group:resource\\.k8s\\.io}/v1/{plural}",
+            web::get().to(collection),
+        )
         .configure(lease::routes);
 }

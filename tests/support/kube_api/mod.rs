@@ -1,6 +1,6 @@
-//! An in-process Kubernetes API server for integration tests: nodes, pods, configmaps and
-//! events over the real list/watch wire protocol, and the Leases leader election writes,
-//! reached through a generated kubeconfig.
+//! An in-process Kubernetes API server for integration tests: nodes, pods, configmaps,
+//! events and DRA's ResourceSlices and ResourceClaims over the real list/watch wire
+//! protocol, and the Leases leader election writes, reached through a generated kubeconfig.
 //!
 //! No real API server can run on the test machines, yet the production code talks to the
 //! cluster only through kube-rs watchers built from a kubeconfig. This module speaks enough of
@@ -23,6 +23,7 @@ use actix_web::dev::{ServerHandle, Service};
 use actix_web::web;
 use actix_web::{App, HttpServer};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod};
+use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceSlice};
 use serde_json::Value;
 
 mod http;
@@ -195,6 +196,32 @@ impl TestApiServer {
             value["metadata"]["name"] = Value::String(name);
         }
         state.apply(ResourceKind::Event, self.shared.port, value);
+    }
+
+    pub fn apply_resource_slice(&self, slice: ResourceSlice) {
+        self.apply_typed(ResourceKind::ResourceSlice, slice);
+    }
+
+    pub fn delete_resource_slice(&self, name: &str) {
+        self.shared
+            .lock()
+            .delete(ResourceKind::ResourceSlice, "", name);
+    }
+
+    pub fn apply_resource_claim(&self, claim: ResourceClaim) {
+        self.apply_typed(ResourceKind::ResourceClaim, claim);
+    }
+
+    pub fn delete_resource_claim(&self, namespace: &str, name: &str) {
+        self.shared
+            .lock()
+            .delete(ResourceKind::ResourceClaim, namespace, name);
+    }
+
+    /// Off: `resource.k8s.io/v1` answers 404 everywhere and is left out of discovery, as on
+    /// a cluster without DRA.
+    pub fn set_dra_served(&self, served: bool) {
+        self.shared.lock().dra_served = served;
     }
 
     /// The revision of the latest change, as lists report it.

@@ -19,10 +19,23 @@ pub(super) enum ResourceKind {
     Pod,
     ConfigMap,
     Event,
+    ResourceSlice,
+    ResourceClaim,
 }
 
+/// The DRA group, served unless a test turns it off (a cluster older than 1.34, or without
+/// DRA).
+pub(super) const DRA_GROUP: &str = "resource.k8s.io";
+
 impl ResourceKind {
-    pub(super) const ALL: [ResourceKind; 4] = [Self::Node, Self::Pod, Self::ConfigMap, Self::Event];
+    pub(super) const ALL: [ResourceKind; 6] = [
+        Self::Node,
+        Self::Pod,
+        Self::ConfigMap,
+        Self::Event,
+        Self::ResourceSlice,
+        Self::ResourceClaim,
+    ];
 
     pub(super) fn index(self) -> usize {
         match self {
@@ -30,6 +43,8 @@ impl ResourceKind {
             Self::Pod => 1,
             Self::ConfigMap => 2,
             Self::Event => 3,
+            Self::ResourceSlice => 4,
+            Self::ResourceClaim => 5,
         }
     }
 
@@ -39,6 +54,8 @@ impl ResourceKind {
             Self::Pod => "pods",
             Self::ConfigMap => "configmaps",
             Self::Event => "events",
+            Self::ResourceSlice => "resourceslices",
+            Self::ResourceClaim => "resourceclaims",
         }
     }
 
@@ -48,11 +65,28 @@ impl ResourceKind {
             Self::Pod => "Pod",
             Self::ConfigMap => "ConfigMap",
             Self::Event => "Event",
+            Self::ResourceSlice => "ResourceSlice",
+            Self::ResourceClaim => "ResourceClaim",
+        }
+    }
+
+    /// `""` for the core group.
+    pub(super) fn group(self) -> &'static str {
+        match self {
+            Self::ResourceSlice | Self::ResourceClaim => DRA_GROUP,
+            _ => "",
+        }
+    }
+
+    pub(super) fn api_version(self) -> &'static str {
+        match self {
+            Self::ResourceSlice | Self::ResourceClaim => "resource.k8s.io/v1",
+            _ => "v1",
         }
     }
 
     pub(super) fn namespaced(self) -> bool {
-        !matches!(self, Self::Node)
+        !matches!(self, Self::Node | Self::ResourceSlice)
     }
 
     pub(super) fn short_names(self) -> &'static [&'static str] {
@@ -61,11 +95,15 @@ impl ResourceKind {
             Self::Pod => &["po"],
             Self::ConfigMap => &["cm"],
             Self::Event => &["ev"],
+            Self::ResourceSlice | Self::ResourceClaim => &[],
         }
     }
 
-    pub(super) fn from_plural(plural: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.plural() == plural)
+    /// The kind with this plural in this group (`""`: core).
+    pub(super) fn from_plural(group: &str, plural: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.plural() == plural && kind.group() == group)
     }
 }
 
@@ -129,7 +167,7 @@ pub(super) struct ApiState {
     /// Set by `expire()` until the next list: changes in that window are never logged, so a
     /// client can learn about them only by re-listing.
     pub(super) expired_until_list: bool,
-    pub(super) objects: [BTreeMap<ObjectKey, Arc<Value>>; 4],
+    pub(super) objects: [BTreeMap<ObjectKey, Arc<Value>>; 6],
     pub(super) log: VecDeque<Change>,
     pub(super) watches: Vec<WatchRegistration>,
     pub(super) next_uid: u64,
@@ -137,6 +175,8 @@ pub(super) struct ApiState {
     pub(super) requests: HashMap<String, usize>,
     pub(super) bookmark_interval: Duration,
     pub(super) leases: lease::LeaseStore,
+    /// Whether `resource.k8s.io/v1` is served (404 for everything under it when not).
+    pub(super) dra_served: bool,
 }
 
 pub(super) struct Shared {
@@ -166,7 +206,8 @@ pub(super) fn bookmark_line(kind: ResourceKind, revision: u64, initial_events_en
     if initial_events_end {
         metadata["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
     }
-    let object = json!({ "kind": kind.kind(), "apiVersion": "v1", "metadata": metadata });
+    let object =
+        json!({ "kind": kind.kind(), "apiVersion": kind.api_version(), "metadata": metadata });
     watch_line("BOOKMARK", &object)
 }
 
@@ -208,6 +249,7 @@ impl ApiState {
             requests: HashMap::new(),
             bookmark_interval: DEFAULT_BOOKMARK_INTERVAL,
             leases: lease::LeaseStore::default(),
+            dra_served: true,
         }
     }
 
@@ -261,7 +303,7 @@ impl ApiState {
             Value::String(self.revision.to_string()),
         );
         object["kind"] = Value::String(kind.kind().into());
-        object["apiVersion"] = Value::String("v1".into());
+        object["apiVersion"] = Value::String(kind.api_version().into());
 
         let object = Arc::new(object);
         self.objects[kind.index()].insert(key, Arc::clone(&object));
