@@ -150,6 +150,21 @@ pub struct Device {
     pub numa: i32,
     /// Driver version when a source provides it (Prometheus enrichment), else empty.
     pub driver: String,
+    /// Listed in the node's `hami.io/device-cordon`: HAMi's scheduler places nothing new on
+    /// it (HAMi v2.10+; running pods keep theirs).
+    pub cordoned: bool,
+    /// Where Kubernetes DRA publishes the device (a HAMi-DRA ResourceSlice); `None` for a
+    /// device registered through HAMi's node annotations.
+    pub dra: Option<DraSource>,
+}
+
+/// A device's address in DRA: claims' allocation results name it so.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct DraSource {
+    pub driver: String,
+    pub pool: String,
+    /// The device's name in its ResourceSlice.
+    pub device: String,
 }
 
 /// One device slice held by one container, as HAMi's scheduler recorded it.
@@ -181,6 +196,18 @@ pub enum AllocationFacts {
     Ascend(AscendFacts),
     /// An NVIDIA GPU slice (`hami.io/vgpu-devices-allocated`).
     Nvidia(GpuFacts),
+    /// A share of a device a HAMi-DRA ResourceClaim was allocated: counted in the device's
+    /// usage once per claim, not once per pod sharing the claim.
+    Dra(DraFacts),
+}
+
+/// Which claim (and share of a device) a DRA allocation comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DraFacts {
+    /// `namespace/name` of the ResourceClaim.
+    pub claim: String,
+    /// The allocation's `shareID`; empty for a whole device.
+    pub share_id: String,
 }
 
 /// What a pod says about one of its Ascend slices.

@@ -415,6 +415,7 @@ async fn snapshot_mode_reads_the_configmap_from_the_list() {
         nodes: nodes(),
         pods: pods(),
         config_maps: vec![device_config(V2_10)],
+        ..ClusterExport::default()
     };
     let caches = start_caches(&config, &metrics, &board, ClusterSource::Snapshot(export)).await;
     let end = Instant::now() + Duration::from_secs(10);

@@ -153,6 +153,8 @@ fn mig_cards_and_allocations_match_goldens() {
                 "template": described.template,
                 "allocatedCoresKnown": described.allocated_cores_known,
                 "shapeReason": slice.reason,
+                "allocationShapeReason": described.allocation_shape_reason,
+                "devices": described.devices,
             }),
         );
     }

@@ -272,6 +272,7 @@ fn edge_cluster() -> ClusterSnapshot {
         nodes,
         pods,
         config_maps: Vec::new(),
+        ..ClusterExport::default()
     };
     let mut entries = entries(&export, &config);
     // No decoder yields an empty alias any more (Go's Metax sGPU did); build one by hand.
@@ -290,6 +291,8 @@ fn edge_cluster() -> ClusterSnapshot {
         index: 0,
         numa: 0,
         driver: String::new(),
+        cordoned: false,
+        dra: None,
     };
     entries.push(NodeEntry {
         name: "metax-x".into(),

@@ -150,6 +150,29 @@ fn demo_cluster_is_served_and_ready() {
         !log.contains("not reachable") && !log.contains("watch lost"),
         "{log}"
     );
+    // The file's HAMi-DRA slice and claims: two DRA cards, one share each.
+    let cards = support::process::request(
+        server.port,
+        "POST",
+        "/v1/gpus",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    )
+    .unwrap()
+    .json();
+    let dra: Vec<(i64, i64)> = cards["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["draDriver"] == "hami-core-gpu.project-hami.io")
+        .map(|c| {
+            (
+                c["vgpuUsed"].as_i64().unwrap(),
+                c["memoryUsed"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(dra, [(1, 16384), (1, 8192)], "{cards}");
 }
 
 #[test]

@@ -23,7 +23,9 @@ pub fn describe_allocation(inventory: &Inventory, allocation: &DeviceAllocation)
         .match_allocation(&allocation.uuid)
         .and_then(|flat| inventory.device(flat));
     match &allocation.facts {
-        AllocationFacts::Plain => SliceShape::known("soft", String::new(), allocation.usedcores),
+        AllocationFacts::Plain | AllocationFacts::Dra(_) => {
+            SliceShape::known("soft", String::new(), allocation.usedcores)
+        }
         AllocationFacts::Nvidia(facts) => gpu_shape(
             facts,
             &allocation.uuid,

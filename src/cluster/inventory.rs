@@ -12,8 +12,11 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::catalog::DeviceCatalog;
 use crate::config::NodeSelectors;
-use crate::device::{AnnotationlessPodMode, Device, DeviceContext, Vendor};
-use crate::vendor::{decode_node_devices, DecodeError, NodeNotes};
+use crate::device::{AnnotationlessPodMode, Device, DeviceContext, DraSource, Vendor};
+use crate::vendor::dra::DraSlice;
+use crate::vendor::{
+    cordoned_ids, decode_node_devices, DecodeError, NodeNotes, DEVICE_CORDON_ANNOTATION,
+};
 
 /// A node selected by some vendor's node selector (or carrying a vendor's devices), with the
 /// fields the node list shows.
@@ -50,6 +53,8 @@ pub struct Inventory {
     node_by_name: HashMap<String, usize>,
     device_by_id: HashMap<String, usize>,
     device_by_alias: HashMap<String, usize>,
+    /// DRA devices by their address in a ResourceSlice, which claims' results name.
+    device_by_dra: HashMap<DraSource, usize>,
     /// Name → UID of every node in the cluster, selected or not: a pod's node UID comes from
     /// here (the Go backend fetched it from the API server once per container).
     node_uids: HashMap<String, String>,
@@ -75,6 +80,12 @@ impl Inventory {
                     .device_by_id
                     .entry(device.id.clone())
                     .or_insert(flat);
+                if let Some(source) = &device.dra {
+                    inventory
+                        .device_by_dra
+                        .entry(source.clone())
+                        .or_insert(flat);
+                }
                 // An empty alias would match every allocation (Go quirk); it matches none.
                 if !device.alias_id.is_empty() {
                     inventory
@@ -118,6 +129,11 @@ impl Inventory {
     /// Flat index of the device whose alias equals `alias` exactly.
     pub fn device_index_by_alias(&self, alias: &str) -> Option<usize> {
         self.device_by_alias.get(alias).copied()
+    }
+
+    /// Flat index of the DRA device a claim's allocation result names.
+    pub fn device_index_by_dra(&self, source: &DraSource) -> Option<usize> {
+        self.device_by_dra.get(source).copied()
     }
 
     /// UID of any node of the cluster by name; empty when unknown.
@@ -191,11 +207,22 @@ pub fn node_entry(
             }
         }
     }
+    if let Some(cordon) = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DEVICE_CORDON_ANNOTATION))
+    {
+        let ids = cordoned_ids(cordon);
+        for device in &mut devices {
+            device.cordoned = ids.contains(device.id.as_str());
+        }
+    }
     let record = selected.then(|| Arc::new(node_record(node, name.clone(), uid.clone(), devices)));
     (NodeEntry { name, uid, record }, errors)
 }
 
-fn node_record(
+/// What the node list shows of a node, with these devices.
+pub fn node_record(
     node: &Node,
     name: String,
     uid: String,
@@ -244,20 +271,47 @@ pub fn build_inventory<'a>(
     identities: &IdentityMap,
     context: Arc<DeviceContext>,
 ) -> Inventory {
+    build_inventory_with_dra(entries, &[], |_| None, identities, context).0
+}
+
+/// [`build_inventory`] with the devices of HAMi-DRA ResourceSlices added to their nodes. A
+/// node no vendor selector selected is listed when a slice gives it devices, its record
+/// made by `unselected`; a slice for a node the cluster does not have is returned as a
+/// problem (its devices have nowhere to be shown).
+pub fn build_inventory_with_dra<'a>(
+    entries: impl Iterator<Item = &'a NodeEntry>,
+    slices: &[&DraSlice],
+    unselected: impl Fn(&str) -> Option<NodeRecord>,
+    identities: &IdentityMap,
+    context: Arc<DeviceContext>,
+) -> (Inventory, Vec<(Vendor, DecodeError)>) {
+    let mut dra: HashMap<&str, Vec<&Device>> = HashMap::new();
+    for slice in slices {
+        dra.entry(slice.node.as_str())
+            .or_default()
+            .extend(slice.devices.iter());
+    }
     let mut records = Vec::new();
     let mut uids = HashMap::new();
     for entry in entries {
         uids.insert(entry.name.clone(), entry.uid.clone());
-        let Some(record) = &entry.record else {
-            continue;
+        let extra = dra.remove(entry.name.as_str()).unwrap_or_default();
+        let record = match &entry.record {
+            Some(record) => Arc::clone(record),
+            None if !extra.is_empty() => match unselected(&entry.name) {
+                Some(record) => Arc::new(record),
+                None => continue,
+            },
+            None => continue,
         };
         let renamed =
             |d: &crate::device::Device| identities.get(&(d.node_name.clone(), d.alias_id.clone()));
-        if identities.is_empty() || !record.devices.iter().any(|d| renamed(d).is_some()) {
-            records.push(Arc::clone(record));
+        let renames = !identities.is_empty() && record.devices.iter().any(|d| renamed(d).is_some());
+        if !renames && extra.is_empty() {
+            records.push(record);
             continue;
         }
-        let mut record = NodeRecord::clone(record);
+        let mut record = NodeRecord::clone(&record);
         for device in &mut record.devices {
             if let Some((id, device_type)) = renamed(device) {
                 device.id.clone_from(id);
@@ -266,11 +320,28 @@ pub fn build_inventory<'a>(
                 }
             }
         }
+        record.devices.extend(extra.into_iter().map(|d| Device {
+            node_uid: entry.uid.clone(),
+            ..d.clone()
+        }));
         records.push(Arc::new(record));
     }
+    let problems = dra
+        .into_iter()
+        .flat_map(|(node, devices)| devices.first().map(|d| (node, d.vendor)))
+        .map(|(node, vendor)| {
+            let node = if node.is_empty() { "(none)" } else { node };
+            (
+                vendor,
+                DecodeError::UnknownNode {
+                    node: node.chars().take(64).collect(),
+                },
+            )
+        })
+        .collect();
     let mut inventory = Inventory::build(records, uids);
     inventory.context = context;
-    inventory
+    (inventory, problems)
 }
 
 /// The [`DeviceContext`] of an inventory: the catalog in effect, the policy for

@@ -4,6 +4,7 @@
 
 pub mod allocation;
 pub mod catalog_watcher;
+pub mod claims;
 pub mod inventory;
 pub mod kubernetes;
 pub mod leader_election;
@@ -20,6 +21,7 @@ pub mod watch;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceSlice};
 use kube::api::Api;
 
 use crate::config::Config;
@@ -74,9 +76,14 @@ pub async fn start(
     let device_config = &config.device_config;
     let mut catalog_source = (futures::StreamExt::boxed(futures::stream::pending()), None);
     let mut events_client = None;
+    let mut dra = DraSources::off();
     let (node_events, pod_events, node_api, pod_api) = match source {
         ClusterSource::Snapshot(export) => {
             catalog_source.0 = watch::replay(export.config_maps);
+            dra = DraSources::replayed(
+                watch::replay(export.resource_slices),
+                watch::replay(export.resource_claims),
+            );
             (
                 watch::replay(export.nodes),
                 watch::replay(export.pods),
@@ -86,6 +93,10 @@ pub async fn start(
         }
         ClusterSource::SnapshotFile(objects) => {
             catalog_source.0 = watch::replay_json(objects.config_maps);
+            dra = DraSources::replayed(
+                watch::replay_json(objects.resource_slices),
+                watch::replay_json(objects.resource_claims),
+            );
             (
                 watch::replay_json(objects.nodes),
                 watch::replay_json(objects.pods),
@@ -103,6 +114,7 @@ pub async fn start(
                         Some(api),
                     );
                 }
+                dra = DraSources::live(&client);
                 let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
                 let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::all(client);
                 (
@@ -128,6 +140,7 @@ pub async fn start(
             .start();
     let pods = PodCache::new(metrics.clone(), Arc::clone(board), pod_events, pod_api)
         .with_scheduling_resources(SchedulingResources::new(&config.scheduling.resource_names))
+        .with_resource_claims(dra.claims, dra.claim_api)
         .start();
     let events = SchedulingEvents::new(events_client.clone()).start();
     let nodes = NodeCache::new(
@@ -138,6 +151,7 @@ pub async fn start(
         node_api,
     )
     .with_annotationless_pod_mode(config.ascend.annotationless_pod_mode)
+    .with_resource_slices(dra.slices, dra.slice_api)
     .start();
     nodes.do_send(node_cache::Subscribe(pods.clone().recipient()));
     catalog.do_send(SubscribeCatalog(nodes.clone().recipient()));
@@ -154,5 +168,71 @@ async fn client_for(source: ClusterSource) -> Result<kube::Client, kubernetes::K
     match source {
         ClusterSource::Client(client) => Ok(client),
         _ => kubernetes::client().await,
+    }
+}
+
+/// How long a cluster that does not serve `resource.k8s.io/v1` waits before it is asked
+/// again (DRA can be enabled on a running cluster).
+pub const DRA_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// HAMi-DRA's two watch streams (ResourceSlices for the node cache, ResourceClaims for the
+/// pod cache) and their APIs for recovery probes.
+struct DraSources {
+    slices: futures::stream::BoxStream<'static, watch::WatchItem<ResourceSlice>>,
+    claims: futures::stream::BoxStream<'static, watch::WatchItem<ResourceClaim>>,
+    slice_api: Option<Api<ResourceSlice>>,
+    claim_api: Option<Api<ResourceClaim>>,
+}
+
+impl DraSources {
+    fn off() -> Self {
+        Self::replayed(
+            futures::StreamExt::boxed(futures::stream::pending()),
+            futures::StreamExt::boxed(futures::stream::pending()),
+        )
+    }
+
+    fn replayed(
+        slices: futures::stream::BoxStream<'static, watch::WatchItem<ResourceSlice>>,
+        claims: futures::stream::BoxStream<'static, watch::WatchItem<ResourceClaim>>,
+    ) -> Self {
+        Self {
+            slices,
+            claims,
+            slice_api: None,
+            claim_api: None,
+        }
+    }
+
+    /// Both watchers start once the API server lists ResourceSlices. While it answers 404
+    /// (no `resource.k8s.io/v1`: a cluster without DRA, or older than 1.34), one line says so
+    /// and nothing is watched; any other answer starts the watchers, which report their own
+    /// errors.
+    fn live(client: &kube::Client) -> Self {
+        use futures::{FutureExt, StreamExt};
+        let slice_api: Api<ResourceSlice> = Api::all(client.clone());
+        let claim_api: Api<ResourceClaim> = Api::all(client.clone());
+        let served =
+            watch::until_served(slice_api.clone(), "resource.k8s.io/v1", DRA_PROBE_INTERVAL)
+                .boxed()
+                .shared();
+        let slices = {
+            let api = slice_api.clone();
+            futures::stream::once(served.clone())
+                .flat_map(move |_| watch::live(api.clone()))
+                .boxed()
+        };
+        let claims = {
+            let api = claim_api.clone();
+            futures::stream::once(served)
+                .flat_map(move |_| watch::live(api.clone()))
+                .boxed()
+        };
+        Self {
+            slices,
+            claims,
+            slice_api: Some(slice_api),
+            claim_api: Some(claim_api),
+        }
     }
 }

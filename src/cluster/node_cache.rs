@@ -8,6 +8,9 @@
 //! subscribers (the `PodCache`, which combines it with the pods). Messages: [`GetInventory`],
 //! [`Subscribe`], [`SetIdentities`], and [`CatalogChanged`] from the `DeviceCatalogWatcher`.
 //!
+//! A second watcher, on HAMi-DRA's ResourceSlices (when the cluster serves them), adds each
+//! slice's devices to the node it names ([`build_inventory_with_dra`]).
+//!
 //! HAMi's device configuration changes how Ascend nodes decode (which `commonWord`s are
 //! registrations) and how allocations read (template shares, unconfigured models), so a new
 //! catalog re-decodes every node from the (slimmed) objects kept for that purpose and
@@ -18,25 +21,32 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::resource::v1::ResourceSlice;
 use kube::api::Api;
 use kube::runtime::watcher::Event;
 
 use crate::cluster::catalog_watcher::CatalogChanged;
 use crate::cluster::inventory::{
-    build_inventory, device_context, node_entry, IdentityMap, Inventory, NodeEntry,
+    build_inventory_with_dra, device_context, node_entry, node_record, IdentityMap, Inventory,
+    NodeEntry,
 };
 #[cfg(doc)]
 use crate::cluster::publish::PUBLISH_DELAY;
 use crate::cluster::publish::{Pending, Publisher};
-use crate::cluster::watch::{self, KeyedStore, StoreChange, WatchHealth, WatchItem, Watching};
+use crate::cluster::watch::{
+    self, CountedProblems, KeyedStore, StoreChange, WatchHealth, WatchItem, Watching,
+};
 use crate::config::NodeSelectors;
 use crate::device::{AnnotationlessPodMode, DeviceContext};
 use crate::readiness::ReadinessBoard;
 use crate::telemetry::SelfMetrics;
+use crate::vendor::dra::{decode_slice, DraSlice};
 use crate::vendor::{node_notes, NodeNotes};
 
 /// Readiness source and metrics `resource` label of this cache.
 pub const SOURCE: &str = "nodes";
+/// Metrics `resource` label of the ResourceSlice watch (not a readiness source).
+pub const SLICE_SOURCE: &str = "resourceslices";
 
 /// The refresher learnt new exporter identities (replaces the previous map).
 #[derive(Message)]
@@ -87,6 +97,14 @@ pub struct NodeCache {
     subscribers: Vec<Recipient<InventoryChanged>>,
     pending: Pending,
     health: WatchHealth,
+    /// HAMi-DRA's ResourceSlices, decoded (taken in `started`; `None` when DRA is off).
+    slice_events: Option<futures::stream::BoxStream<'static, WatchItem<ResourceSlice>>>,
+    slice_api: Option<Api<ResourceSlice>>,
+    slices: KeyedStore<Arc<DraSlice>>,
+    slice_health: WatchHealth,
+    /// Problems already counted (`hami_webui_decode_errors_total`), so a republication
+    /// does not count them again.
+    counted: CountedProblems,
 }
 
 impl NodeCache {
@@ -111,8 +129,34 @@ impl NodeCache {
             published: Arc::new(Inventory::default()),
             subscribers: Vec::new(),
             pending: Pending::default(),
-            health: WatchHealth::new(SOURCE, board, metrics),
+            health: WatchHealth::new(SOURCE, Arc::clone(&board), metrics.clone()),
+            slice_events: None,
+            slice_api: None,
+            slices: KeyedStore::default(),
+            slice_health: WatchHealth::new(SLICE_SOURCE, board, metrics),
+            counted: CountedProblems::default(),
         }
+    }
+
+    /// Adds the devices of HAMi-DRA's ResourceSlices from this stream (not a readiness
+    /// source: a cluster without DRA is as ready as one with it).
+    pub fn with_resource_slices(
+        mut self,
+        events: futures::stream::BoxStream<'static, WatchItem<ResourceSlice>>,
+        api: Option<Api<ResourceSlice>>,
+    ) -> Self {
+        self.slice_events = Some(events);
+        self.slice_api = api;
+        self
+    }
+
+    fn decode_slice(&mut self, slice: &ResourceSlice) -> (String, Option<Arc<DraSlice>>) {
+        let (decoded, errors) = decode_slice(slice);
+        for (vendor, error) in errors {
+            self.metrics.count_decode_error(vendor, error.kind());
+            tracing::debug!(slice = %slice.metadata.name.as_deref().unwrap_or_default(), %error, "ResourceSlice device not decoded");
+        }
+        (watch::object_key(slice), decoded.map(Arc::new))
     }
 
     /// How annotation-less Ascend pods on `hami-vnpu-core=true` nodes are read
@@ -168,11 +212,32 @@ impl Publisher for NodeCache {
             self.decode_context.annotationless_pod_mode,
             self.kept.values().map(|k| (k.name.as_str(), &k.notes)),
         );
-        let inventory = Arc::new(build_inventory(
+        let slices: Vec<&DraSlice> = self.slices.values().map(|s| s.as_ref()).collect();
+        let kept = &self.kept;
+        let selectors_skipped = |name: &str| {
+            kept.values().find(|k| k.name == name).map(|k| {
+                node_record(
+                    &k.node,
+                    k.name.clone(),
+                    k.node.metadata.uid.clone().unwrap_or_default(),
+                    Vec::new(),
+                )
+            })
+        };
+        let (inventory, problems) = build_inventory_with_dra(
             self.store.values(),
+            &slices,
+            selectors_skipped,
             &self.identities,
             Arc::new(context),
-        ));
+        );
+        for (vendor, error) in problems {
+            if self.counted.first_time(&error.to_string()) {
+                self.metrics.count_decode_error(vendor, error.kind());
+                tracing::debug!(%error, "ResourceSlice devices not shown");
+            }
+        }
+        let inventory = Arc::new(inventory);
         self.metrics
             .cache_objects
             .with_label_values(&["nodes"])
@@ -207,6 +272,47 @@ impl Actor for NodeCache {
         if let Some(events) = self.events.take() {
             ctx.add_stream(events);
         }
+        if let Some(events) = self.slice_events.take() {
+            ctx.add_stream(events);
+        }
+    }
+}
+
+impl Watching<ResourceSlice> for NodeCache {
+    fn health(&mut self) -> &mut WatchHealth {
+        &mut self.slice_health
+    }
+
+    fn api(&self) -> Option<Api<ResourceSlice>> {
+        self.slice_api.clone()
+    }
+}
+
+impl StreamHandler<WatchItem<ResourceSlice>> for NodeCache {
+    fn handle(&mut self, item: WatchItem<ResourceSlice>, ctx: &mut Context<Self>) {
+        let event = match item {
+            Ok(event) => event,
+            Err(error) => {
+                Watching::<ResourceSlice>::on_watch_error(self, &error, ctx);
+                return;
+            }
+        };
+        self.slice_health.on_event(&event);
+        let mut slices = std::mem::take(&mut self.slices);
+        let change = slices.apply(event, |s| self.decode_slice(s), watch::object_key);
+        self.slices = slices;
+        match change {
+            StoreChange::Changed => self.publish_soon(ctx),
+            StoreChange::RelistDone => {
+                self.publish_now();
+                self.slice_health.on_synced(self.slices.len());
+            }
+            StoreChange::RelistStarted | StoreChange::Unchanged => {}
+        }
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        tracing::warn!(resource = SLICE_SOURCE, "ResourceSlice watch stream ended");
     }
 }
 
@@ -215,7 +321,7 @@ impl StreamHandler<WatchItem<Node>> for NodeCache {
         let event = match item {
             Ok(event) => event,
             Err(error) => {
-                self.on_watch_error(&error, ctx);
+                Watching::<Node>::on_watch_error(self, &error, ctx);
                 return;
             }
         };

@@ -6,26 +6,36 @@
 //! [`TrackedPod`]. It subscribes to the `NodeCache`'s inventory and, whenever pods or
 //! inventory change, builds a new snapshot aside ([`ClusterSnapshot::build`], usage computed
 //! once) and swaps it in. Readers ask with [`GetSnapshot`] and get an `Arc` clone at once.
+//!
+//! A second watcher, on HAMi-DRA's ResourceClaims (when the cluster serves them), keeps the
+//! allocated claims; the snapshot joins them to the pods they are reserved for.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::resource::v1::ResourceClaim;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 
+use crate::cluster::claims::snapshot_with_claims;
 use crate::cluster::inventory::Inventory;
 use crate::cluster::node_cache::InventoryChanged;
 use crate::cluster::publish::{Pending, Publisher};
 use crate::cluster::scheduling::SchedulingResources;
 use crate::cluster::snapshot::ClusterSnapshot;
 use crate::cluster::tracked_pod::{self, track_pod, TrackedPod};
-use crate::cluster::watch::{self, KeyedStore, StoreChange, WatchHealth, WatchItem, Watching};
+use crate::cluster::watch::{
+    self, CountedProblems, KeyedStore, StoreChange, WatchHealth, WatchItem, Watching,
+};
 use crate::readiness::ReadinessBoard;
 use crate::telemetry::SelfMetrics;
+use crate::vendor::dra::{decode_claim, DraClaim};
 
 /// Readiness source and metrics `resource` label of this cache.
 pub const SOURCE: &str = "pods";
+/// Metrics `resource` label of the ResourceClaim watch (not a readiness source).
+pub const CLAIM_SOURCE: &str = "resourceclaims";
 
 /// The current cluster snapshot; never waits for a watcher.
 #[derive(Message)]
@@ -44,6 +54,12 @@ pub struct PodCache {
     generation: u64,
     pending: Pending,
     health: WatchHealth,
+    /// HAMi-DRA's allocated ResourceClaims (taken in `started`; `None` when DRA is off).
+    claim_events: Option<futures::stream::BoxStream<'static, WatchItem<ResourceClaim>>>,
+    claim_api: Option<Api<ResourceClaim>>,
+    claims: KeyedStore<Arc<DraClaim>>,
+    claim_health: WatchHealth,
+    counted: CountedProblems,
 }
 
 impl PodCache {
@@ -63,8 +79,34 @@ impl PodCache {
             published: Arc::new(ClusterSnapshot::default()),
             generation: 0,
             pending: Pending::default(),
-            health: WatchHealth::new(SOURCE, board, metrics),
+            health: WatchHealth::new(SOURCE, Arc::clone(&board), metrics.clone()),
+            claim_events: None,
+            claim_api: None,
+            claims: KeyedStore::default(),
+            claim_health: WatchHealth::new(CLAIM_SOURCE, board, metrics),
+            counted: CountedProblems::default(),
         }
+    }
+
+    /// Joins HAMi-DRA's ResourceClaims from this stream to the pods (not a readiness source:
+    /// a cluster without DRA is as ready as one with it).
+    pub fn with_resource_claims(
+        mut self,
+        events: futures::stream::BoxStream<'static, WatchItem<ResourceClaim>>,
+        api: Option<Api<ResourceClaim>>,
+    ) -> Self {
+        self.claim_events = Some(events);
+        self.claim_api = api;
+        self
+    }
+
+    fn decode_claim(&self, claim: &ResourceClaim) -> (String, Option<Arc<DraClaim>>) {
+        let (decoded, errors) = decode_claim(claim);
+        for (vendor, error) in errors {
+            self.metrics.count_decode_error(vendor, error.kind());
+            tracing::debug!(claim = %claim.metadata.name.as_deref().unwrap_or_default(), %error, "ResourceClaim share not decoded");
+        }
+        (watch::object_key(claim), decoded.map(Arc::new))
     }
 
     /// Tracks pods asking for these resources (`scheduling.resource_names`), not HAMi's
@@ -105,8 +147,20 @@ impl Publisher for PodCache {
     fn publish(&mut self) {
         self.generation += 1;
         let (pods, views) = tracked_pod::split(self.store.values().map(|t| t.as_ref()));
-        let snapshot =
-            ClusterSnapshot::build(self.generation, Arc::clone(&self.inventory), pods, views);
+        let claims: Vec<Arc<DraClaim>> = self.claims.values().cloned().collect();
+        let (snapshot, problems) = snapshot_with_claims(
+            self.generation,
+            Arc::clone(&self.inventory),
+            pods,
+            views,
+            &claims,
+        );
+        for (vendor, error) in problems {
+            if self.counted.first_time(&error.to_string()) {
+                self.metrics.count_decode_error(vendor, error.kind());
+                tracing::debug!(%error, "ResourceClaim share not joined");
+            }
+        }
         let containers: usize = snapshot.pods.iter().map(|p| p.allocated_containers()).sum();
         self.metrics
             .cache_objects
@@ -138,6 +192,47 @@ impl Actor for PodCache {
         if let Some(events) = self.events.take() {
             ctx.add_stream(events);
         }
+        if let Some(events) = self.claim_events.take() {
+            ctx.add_stream(events);
+        }
+    }
+}
+
+impl Watching<ResourceClaim> for PodCache {
+    fn health(&mut self) -> &mut WatchHealth {
+        &mut self.claim_health
+    }
+
+    fn api(&self) -> Option<Api<ResourceClaim>> {
+        self.claim_api.clone()
+    }
+}
+
+impl StreamHandler<WatchItem<ResourceClaim>> for PodCache {
+    fn handle(&mut self, item: WatchItem<ResourceClaim>, ctx: &mut Context<Self>) {
+        let event = match item {
+            Ok(event) => event,
+            Err(error) => {
+                Watching::<ResourceClaim>::on_watch_error(self, &error, ctx);
+                return;
+            }
+        };
+        self.claim_health.on_event(&event);
+        let mut claims = std::mem::take(&mut self.claims);
+        let change = claims.apply(event, |c| self.decode_claim(c), watch::object_key);
+        self.claims = claims;
+        match change {
+            StoreChange::Changed => self.publish_soon(ctx),
+            StoreChange::RelistDone => {
+                self.publish_now();
+                self.claim_health.on_synced(self.claims.len());
+            }
+            StoreChange::RelistStarted | StoreChange::Unchanged => {}
+        }
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        tracing::warn!(resource = CLAIM_SOURCE, "ResourceClaim watch stream ended");
     }
 }
 
@@ -146,7 +241,7 @@ impl StreamHandler<WatchItem<Pod>> for PodCache {
         let event = match item {
             Ok(event) => event,
             Err(error) => {
-                self.on_watch_error(&error, ctx);
+                Watching::<Pod>::on_watch_error(self, &error, ctx);
                 return;
             }
         };

@@ -13,7 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::cluster::allocation::allocation_cores;
 pub use crate::cluster::inventory::{Inventory, NodeRecord};
 use crate::cluster::scheduling::{SchedulingPod, StatusDetail, WorkloadStatus};
-use crate::device::DeviceAllocation;
+use crate::device::{AllocationFacts, DeviceAllocation};
 
 /// Derived per-device usage: what the tracked pods' allocations hold on each device.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,6 +68,9 @@ pub struct ContainerRecord {
     pub status: WorkloadStatus,
     /// The evidence behind `status`.
     pub status_detail: StatusDetail,
+    /// Names of the ResourceClaims (in the pod's namespace) the container uses; their
+    /// HAMi-DRA shares join `allocations` when the snapshot is built.
+    pub claims: Vec<String>,
 }
 
 /// A pod carrying `hami.io/vgpu-node` and not terminated: what the caches keep of it (the
@@ -160,7 +163,8 @@ pub fn compute_usage(inventory: &Inventory, pods: &[Arc<PodRecord>]) -> Vec<Devi
         .iter()
         .flat_map(|p| p.containers.iter())
         .flat_map(|c| c.allocations.iter());
-    for allocation in allocations {
+    // DRA shares are counted per claim (`crate::cluster::claims`), not per pod sharing one.
+    for allocation in allocations.filter(|a| !matches!(a.facts, AllocationFacts::Dra(_))) {
         if let Some(slot) = inventory
             .match_allocation(&allocation.uuid)
             .and_then(|flat| usage.get_mut(flat))
@@ -176,7 +180,7 @@ pub fn compute_usage(inventory: &Inventory, pods: &[Arc<PodRecord>]) -> Vec<Devi
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
 
     use super::*;
@@ -198,11 +202,20 @@ mod tests {
             index: 0,
             numa: 0,
             driver: String::new(),
+            cordoned: false,
+            dra: None,
         }
     }
 
     fn node(name: &str, devices: Vec<Device>) -> Arc<NodeRecord> {
         Arc::new(NodeRecord {
+            devices,
+            ..node_record(name)
+        })
+    }
+
+    pub(crate) fn node_record(name: &str) -> NodeRecord {
+        NodeRecord {
             uid: format!("uid-{name}"),
             name: name.into(),
             ip: String::new(),
@@ -216,8 +229,8 @@ mod tests {
             operating_system: String::new(),
             architecture: String::new(),
             creation_timestamp: None,
-            devices,
-        })
+            devices: Vec::new(),
+        }
     }
 
     fn pod(uuids: &[(&str, i32, i32)]) -> Arc<PodRecord> {
@@ -244,6 +257,7 @@ mod tests {
                 state: ContainerState::NoStatus,
                 status: WorkloadStatus::Waiting,
                 status_detail: StatusDetail::default(),
+                claims: Vec::new(),
             }],
         })
     }

@@ -1,5 +1,6 @@
 //! Offline mode's input: a `kubectl get nodes,pods -A -o json` List (or YAML), read once at
-//! start instead of watching a cluster.
+//! start instead of watching a cluster; HAMi's device ConfigMap and HAMi-DRA's
+//! ResourceSlices and ResourceClaims may be in it too.
 //!
 //! Used for the demo cluster, for reproducing a customer's view from an export, and for
 //! tests. A malformed file stops start-up with the file, the item index and what is wrong;
@@ -8,6 +9,7 @@
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceSlice};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -41,6 +43,8 @@ pub struct ClusterExport {
     pub nodes: Vec<Node>,
     pub pods: Vec<Pod>,
     pub config_maps: Vec<ConfigMap>,
+    pub resource_slices: Vec<ResourceSlice>,
+    pub resource_claims: Vec<ResourceClaim>,
 }
 
 /// The objects of a snapshot file being served, by kind, each as its JSON text (checked at
@@ -51,6 +55,8 @@ pub struct SnapshotObjects {
     pub nodes: Vec<Box<RawValue>>,
     pub pods: Vec<Box<RawValue>>,
     pub config_maps: Vec<Box<RawValue>>,
+    pub resource_slices: Vec<Box<RawValue>>,
+    pub resource_claims: Vec<Box<RawValue>>,
 }
 
 /// Reads and checks a snapshot file for serving: every item is decoded once to report a
@@ -73,6 +79,10 @@ pub fn load(path: &Path) -> Result<SnapshotObjects, SnapshotFileError> {
             ItemKind::ConfigMap => {
                 serde_json::from_str::<ConfigMap>(raw.get()).map(|_| objects.config_maps.push(kept))
             }
+            ItemKind::ResourceSlice => serde_json::from_str::<ResourceSlice>(raw.get())
+                .map(|_| objects.resource_slices.push(kept)),
+            ItemKind::ResourceClaim => serde_json::from_str::<ResourceClaim>(raw.get())
+                .map(|_| objects.resource_claims.push(kept)),
         }
     })?;
     Ok(objects)
@@ -87,6 +97,12 @@ pub fn parse(path: &str, text: &str) -> Result<ClusterExport, SnapshotFileError>
             ItemKind::Node => serde_json::from_str(raw).map(|o| export.nodes.push(o)),
             ItemKind::Pod => serde_json::from_str(raw).map(|o| export.pods.push(o)),
             ItemKind::ConfigMap => serde_json::from_str(raw).map(|o| export.config_maps.push(o)),
+            ItemKind::ResourceSlice => {
+                serde_json::from_str(raw).map(|o| export.resource_slices.push(o))
+            }
+            ItemKind::ResourceClaim => {
+                serde_json::from_str(raw).map(|o| export.resource_claims.push(o))
+            }
         }
     })?;
     Ok(export)
@@ -98,6 +114,8 @@ enum ItemKind {
     Node,
     Pod,
     ConfigMap,
+    ResourceSlice,
+    ResourceClaim,
 }
 
 /// Calls `each` with every used item's raw JSON text; its error is reported with the item's
@@ -183,6 +201,8 @@ fn visit_json_items(
             "Node" => ItemKind::Node,
             "Pod" => ItemKind::Pod,
             "ConfigMap" => ItemKind::ConfigMap,
+            "ResourceSlice" => ItemKind::ResourceSlice,
+            "ResourceClaim" => ItemKind::ResourceClaim,
             "" => return Err(item_error("item has no kind".into())),
             other => {
                 tracing::debug!(

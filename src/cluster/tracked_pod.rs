@@ -3,6 +3,7 @@
 //! allocations) and the [`SchedulingPod`] view of a pod asking for a GPU resource — not the
 //! whole `Pod`, since pods are the largest stream at scale.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -69,7 +70,16 @@ pub fn pod_record(
         .is_some_and(|a| a.contains_key(ASSIGNED_NODE_ANNOTATION));
     let status = pod.status.as_ref();
     let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or_default();
-    if !placed || phase == "Succeeded" || phase == "Failed" {
+    let mut claims = container_claims(pod);
+    // A pod on a node that uses ResourceClaims may hold HAMi-DRA devices: the join with
+    // the claims, when the snapshot is built, tells.
+    let bound = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty());
+    let claiming = bound && !claims.is_empty();
+    if !(placed || claiming) || phase == "Succeeded" || phase == "Failed" {
         return (None, Vec::new());
     }
     let decoded = decode_pod(pod, context);
@@ -87,6 +97,7 @@ pub fn pod_record(
             };
             let (status, status_detail) =
                 scheduling::container_status(pod, &c.name, ContainerKind::Regular);
+            let claims = claims.remove(&c.name).unwrap_or_default();
             ContainerRecord {
                 name: c.name,
                 image: c.image,
@@ -95,6 +106,7 @@ pub fn pod_record(
                 state,
                 status,
                 status_detail,
+                claims,
             }
         })
         .collect();
@@ -117,6 +129,47 @@ pub fn pod_record(
         containers,
     };
     (Some(record), decoded.errors)
+}
+
+/// The ResourceClaims each regular container uses, by container name: a container's
+/// `resources.claims` names an entry of the pod's `spec.resourceClaims`, which names the
+/// claim directly or through a template (then `status.resourceClaimStatuses` has the name
+/// of the claim made from it).
+fn container_claims(pod: &Pod) -> HashMap<String, Vec<String>> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return HashMap::new();
+    };
+    let Some(pod_claims) = spec.resource_claims.as_deref().filter(|c| !c.is_empty()) else {
+        return HashMap::new();
+    };
+    let generated = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.resource_claim_statuses.as_deref())
+        .unwrap_or_default();
+    let claim_name = |entry: &str| -> Option<String> {
+        let declared = pod_claims.iter().find(|c| c.name == entry)?;
+        declared.resource_claim_name.clone().or_else(|| {
+            generated
+                .iter()
+                .find(|g| g.name == entry)
+                .and_then(|g| g.resource_claim_name.clone())
+        })
+    };
+    spec.containers
+        .iter()
+        .filter_map(|container| {
+            let names: Vec<String> = container
+                .resources
+                .as_ref()
+                .and_then(|r| r.claims.as_deref())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| claim_name(&c.name))
+                .collect();
+            (!names.is_empty()).then(|| (container.name.clone(), names))
+        })
+        .collect()
 }
 
 /// The placed pods and the scheduling views of `tracked`, as [`ClusterSnapshot::build`]

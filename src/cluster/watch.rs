@@ -192,6 +192,37 @@ where
     stream::iter(events).chain(stream::pending()).boxed()
 }
 
+/// Resolves once the API server serves `api`'s resource: at once unless it answers 404
+/// (the group or version is absent); then one line (naming `what`) says so, and it is
+/// asked again every `interval`. Any other answer resolves too: the watcher reports it.
+pub async fn until_served<K>(api: Api<K>, what: &'static str, interval: Duration)
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let mut told = false;
+    loop {
+        match api.list_metadata(&ListParams::default().limit(1)).await {
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                if !told {
+                    tracing::info!(
+                        api = what,
+                        "not served by this API server: its devices are not shown (asked again every {}s)",
+                        interval.as_secs()
+                    );
+                    told = true;
+                }
+            }
+            _ => {
+                if told {
+                    tracing::info!(api = what, "now served: watching it");
+                }
+                return;
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
 /// Resolves once `api` can be listed again; used to notice recovery after watch errors
 /// when no event would otherwise tell us.
 pub async fn until_listable<K>(api: Api<K>)
@@ -207,6 +238,29 @@ where
             return;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Problems found when a cache publishes (a claim naming an unknown device, a slice for an
+/// unknown node) are found again at every publication; each is counted the first time only.
+/// Bounded: past [`CountedProblems::LIMIT`] distinct problems the memory starts over.
+#[derive(Debug, Default)]
+pub struct CountedProblems {
+    seen: std::collections::HashSet<String>,
+}
+
+impl CountedProblems {
+    pub const LIMIT: usize = 10_000;
+
+    /// Whether `problem` is new (and remembers it).
+    pub fn first_time(&mut self, problem: &str) -> bool {
+        if self.seen.contains(problem) {
+            return false;
+        }
+        if self.seen.len() >= Self::LIMIT {
+            self.seen.clear();
+        }
+        self.seen.insert(problem.to_string())
     }
 }
 

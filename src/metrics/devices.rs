@@ -34,6 +34,12 @@ pub(super) fn device_families(
         f64::from(device.devcore as f32 / 100.0),
     );
     b.set(CoreSize, inv, labels, 100.0);
+    if device.cordoned {
+        b.set(DeviceCordoned, inv, labels, 1.0);
+    }
+    if device.dra.is_some() {
+        b.set(DeviceDra, inv, labels, 1.0);
+    }
     let has_exporter = queries::identity_label(device.vendor).is_some();
     if device.vendor != Vendor::Nvidia {
         // Only DCGM reports XID errors; the Go backend set 0 for everyone else.

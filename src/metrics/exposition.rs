@@ -67,6 +67,8 @@ pub enum Family {
     DeviceLastXidErrorCode,
     DeviceFanSpeedP,
     DeviceFanSpeedR,
+    DeviceCordoned,
+    DeviceDra,
     ContainerVgpuAllocated,
     ContainerVmemoryAllocated,
     ContainerVcoreAllocated,
@@ -78,7 +80,7 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 28] = [
+    pub const ALL: [Family; 30] = [
         Family::VgpuCount,
         Family::VmemorySize,
         Family::VcoreSize,
@@ -99,6 +101,8 @@ impl Family {
         Family::DeviceLastXidErrorCode,
         Family::DeviceFanSpeedP,
         Family::DeviceFanSpeedR,
+        Family::DeviceCordoned,
+        Family::DeviceDra,
         Family::ContainerVgpuAllocated,
         Family::ContainerVmemoryAllocated,
         Family::ContainerVcoreAllocated,
@@ -153,6 +157,16 @@ impl Family {
                 DEVICE_LABELS,
             ),
             DeviceFanSpeedR => ("hami_device_fan_speed_r", "gpu fan speed rpm", DEVICE_LABELS),
+            DeviceCordoned => (
+                "hami_device_cordoned",
+                "1 for a device listed in its node's hami.io/device-cordon: HAMi places nothing new on it (absent otherwise)",
+                DEVICE_LABELS,
+            ),
+            DeviceDra => (
+                "hami_device_dra",
+                "1 for a device published through Kubernetes DRA (a HAMi-DRA ResourceSlice; absent for annotation-registered devices)",
+                DEVICE_LABELS,
+            ),
             ContainerVgpuAllocated => (
                 "hami_container_vgpu_allocated",
                 "task allocated vGPU count",

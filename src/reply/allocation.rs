@@ -1,12 +1,17 @@
 //! How a container's device slices were carved, as upstream 2.0's `ContainerReply` says it
 //! (`allocation_shape`, `template`, `allocated_cores_known`, `allocated_cores_reason`): the
-//! slices' common shape, read one by one by [`crate::cluster::allocation`].
+//! slices' common shape, read one by one by [`crate::cluster::allocation`]; and each slice on
+//! its own, as upstream's open MIG work adds it (`devices`, `allocation_shape_reason`).
+
+use serde::Serialize;
 
 use crate::cluster::allocation::describe_allocation;
 use crate::cluster::inventory::Inventory;
 use crate::device::DeviceAllocation;
+use crate::vendor::SliceShape;
 
-/// The 2.0 reply fields that describe one container's allocations as a whole.
+/// The 2.0 reply fields that describe one container's allocations as a whole, and one
+/// entry per allocation (upstream's open MIG work).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllocationDescription {
     /// Whether `allocated_cores` is a real figure; `None` leaves the field out of the reply.
@@ -17,23 +22,112 @@ pub struct AllocationDescription {
     pub template: String,
     /// Why the cores are not known, when they are not.
     pub allocated_cores_reason: String,
+    /// Why the common shape is `unknown`, when every slice gives the same reason.
+    pub allocation_shape_reason: String,
+    pub devices: Vec<ContainerDevice>,
+}
+
+/// One allocated device of a container (`ContainerDevice` of upstream's open MIG work,
+/// `ContainerReply.devices`): unlike the container's shape, a MIG instance is `mig` here,
+/// with its placement.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerDevice {
+    /// The device's id (its card uuid), else the uuid the pod recorded.
+    pub id: String,
+    /// The allocation's device type as the pod recorded it.
+    #[serde(rename = "type")]
+    pub device_type: String,
+    pub allocated_cores: i32,
+    pub allocated_cores_known: bool,
+    pub allocated_mem: i32,
+    /// `whole`, `template`, `soft`, `mig` or `unknown`.
+    pub allocation_shape: String,
+    /// MIG profile or vNPU template.
+    pub template: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mig_start: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mig_size: Option<u32>,
+    pub allocation_shape_reason: String,
+    pub allocated_cores_reason: String,
+}
+
+/// The id an allocation is shown as: the device whose alias equals the uuid, else the uuid.
+pub fn shown_id<'a>(inventory: &'a Inventory, allocation: &'a DeviceAllocation) -> &'a str {
+    inventory
+        .device_index_by_alias(&allocation.uuid)
+        .and_then(|flat| inventory.device(flat))
+        .map_or(allocation.uuid.as_str(), |d| d.id.as_str())
+}
+
+fn device_entry(
+    inventory: &Inventory,
+    allocation: &DeviceAllocation,
+    shape: &SliceShape,
+) -> ContainerDevice {
+    // A pre-2.10 MIG uuid `GPU-…[p-s]` names its GPU.
+    let id = match inventory.match_allocation(&allocation.uuid) {
+        Some(flat) if shape.mig.is_some() => inventory.device(flat).map(|d| d.id.as_str()),
+        _ => None,
+    }
+    .unwrap_or_else(|| shown_id(inventory, allocation));
+    let placement = shape.mig.and_then(|m| m.placement);
+    ContainerDevice {
+        id: id.to_string(),
+        device_type: allocation.alloc_type.clone(),
+        allocated_cores: shape.cores.unwrap_or(allocation.usedcores),
+        allocated_cores_known: shape.cores.is_some(),
+        allocated_mem: allocation.usedmem,
+        allocation_shape: if shape.mig.is_some() {
+            "mig".to_string()
+        } else {
+            shape.shape.to_string()
+        },
+        template: shape.template.clone(),
+        mig_start: placement.map(|p| p.0),
+        mig_size: placement.map(|p| p.1),
+        allocation_shape_reason: if shape.shape == "unknown" {
+            shape.reason.to_string()
+        } else {
+            String::new()
+        },
+        allocated_cores_reason: if shape.cores.is_none() {
+            shape.reason.to_string()
+        } else {
+            String::new()
+        },
+    }
 }
 
 /// Describes the allocations one container holds (empty slice: a container without any).
-/// Shape and template are the slices' common ones, empty when they disagree; the cores are
-/// known when every slice's are, and the reason is the first unknown slice's.
+/// Shape and template are the slices' common ones, empty when they disagree (so is the
+/// shape's reason); the cores are known when every slice's are, and the reason is the first
+/// unknown slice's.
 pub fn describe_allocations(
     inventory: &Inventory,
     allocations: &[&DeviceAllocation],
 ) -> AllocationDescription {
-    let mut shapes = allocations
+    let shapes: Vec<SliceShape> = allocations
         .iter()
-        .map(|allocation| describe_allocation(inventory, allocation));
+        .map(|allocation| describe_allocation(inventory, allocation))
+        .collect();
+    let devices: Vec<ContainerDevice> = allocations
+        .iter()
+        .zip(&shapes)
+        .map(|(allocation, shape)| device_entry(inventory, allocation, shape))
+        .collect();
+    let mut shapes = shapes.into_iter();
     let Some(first) = shapes.next() else {
         return AllocationDescription::default();
     };
     let mut shape = first.shape;
     let mut template = first.template;
+    let mut shape_reason = if first.shape == "unknown" {
+        first.reason
+    } else {
+        ""
+    };
     let mut reason = if first.cores.is_none() {
         first.reason
     } else {
@@ -47,6 +141,9 @@ pub fn describe_allocations(
         if next.template != template {
             template.clear();
         }
+        if next.shape == "unknown" && next.reason != shape_reason {
+            shape_reason = "";
+        }
         if next.cores.is_none() {
             known = false;
             if reason.is_empty() {
@@ -57,11 +154,16 @@ pub fn describe_allocations(
     if shape.is_empty() {
         template.clear();
     }
+    if shape != "unknown" {
+        shape_reason = "";
+    }
     AllocationDescription {
         allocated_cores_known: Some(known),
         allocation_shape: shape.to_string(),
         template,
         allocated_cores_reason: reason.to_string(),
+        allocation_shape_reason: shape_reason.to_string(),
+        devices,
     }
 }
 
@@ -159,14 +261,29 @@ mod tests {
         let (template, whole) = (npu(16384, 25), npu(65536, 100));
         let got = describe_allocations(&inv, &[&template, &whole]);
         assert_eq!(
-            got,
+            AllocationDescription {
+                devices: Vec::new(),
+                ..got.clone()
+            },
             AllocationDescription {
                 allocated_cores_known: Some(false),
                 allocation_shape: String::new(),
                 template: String::new(),
                 allocated_cores_reason: "catalog_unavailable".into(),
+                allocation_shape_reason: String::new(),
+                devices: Vec::new(),
             }
         );
+        // Each slice keeps its own description.
+        let shapes: Vec<_> = got
+            .devices
+            .iter()
+            .map(|d| d.allocated_cores_known)
+            .collect();
+        assert_eq!(shapes, [false, true]);
+        assert_eq!(got.devices[0].allocated_cores_reason, "catalog_unavailable");
+        assert_eq!(got.devices[1].allocation_shape, "whole");
+        assert!(got.devices.iter().all(|d| d.id == "B3-0"));
         let inv = inventory(Some(V2_10));
         let got = describe_allocations(&inv, &[&template, &template]);
         assert_eq!(got.allocation_shape, "template");
@@ -205,5 +322,112 @@ mod tests {
             allocation_cores(&inventory(Some(V2_10)), &npu(32768, 100)),
             (50, true)
         );
+    }
+
+    #[test]
+    fn mig_instances_are_mig_per_device_and_template_per_container() {
+        let n = node(
+            "gpu",
+            &[(
+                "hami.io/node-nvidia-register",
+                r#"[{"id":"GPU-M","count":7,"devmem":40960,"devcore":100,"type":"A100","mode":"mig","health":true},
+                    {"id":"GPU-C","count":10,"devmem":40960,"devcore":100,"type":"A100","mode":"hami-core","health":true}]"#,
+            )],
+            &[],
+        );
+        let context = DeviceContext::default();
+        let entry = node_entry(&n, &NodeSelectors::default(), &context).0;
+        let inv = build_inventory([&entry].into_iter(), &Default::default(), Arc::new(context));
+        let slice = |uuid: &str, facts: GpuFacts| DeviceAllocation {
+            uuid: uuid.into(),
+            alloc_type: "NVIDIA".into(),
+            usedmem: 20480,
+            usedcores: 42,
+            facts: AllocationFacts::Nvidia(facts),
+        };
+        let reserved = slice(
+            "GPU-M",
+            GpuFacts {
+                mig: Some(crate::device::MigReservation {
+                    gpu_uuid: "GPU-M".into(),
+                    profile: "3g.20gb".into(),
+                    start: 4,
+                    size: 4,
+                }),
+                ..GpuFacts::default()
+            },
+        );
+        let got = describe_allocations(&inv, &[&reserved]);
+        assert_eq!(
+            (got.allocation_shape.as_str(), got.template.as_str()),
+            ("template", "3g.20gb")
+        );
+        let device = &got.devices[0];
+        assert_eq!(
+            (
+                device.allocation_shape.as_str(),
+                device.template.as_str(),
+                device.mig_start,
+                device.mig_size
+            ),
+            ("mig", "3g.20gb", Some(4), Some(4))
+        );
+        // A pre-2.10 uuid names its GPU and has no placement.
+        let legacy = slice(
+            "GPU-M[1-0]",
+            GpuFacts {
+                legacy_mig: true,
+                ..GpuFacts::default()
+            },
+        );
+        let got = describe_allocations(&inv, &[&legacy]);
+        let device = &got.devices[0];
+        assert_eq!(
+            (
+                device.id.as_str(),
+                device.allocation_shape.as_str(),
+                device.mig_start
+            ),
+            ("GPU-M", "mig", None)
+        );
+        // Missing reservations on both: the container says why; mixed reasons say nothing.
+        let missing = slice("GPU-M", GpuFacts::default());
+        let got = describe_allocations(&inv, &[&missing, &missing]);
+        assert_eq!(got.allocation_shape, "unknown");
+        assert_eq!(got.allocation_shape_reason, "mig_reservation_missing");
+        assert_eq!(
+            got.devices[1].allocation_shape_reason,
+            "mig_reservation_missing"
+        );
+        assert!(got.devices[1].allocated_cores_known);
+        let mismatch = slice(
+            "GPU-C",
+            GpuFacts {
+                mig: Some(crate::device::MigReservation {
+                    gpu_uuid: "GPU-C".into(),
+                    profile: "1g.5gb".into(),
+                    start: 0,
+                    size: 1,
+                }),
+                ..GpuFacts::default()
+            },
+        );
+        let got = describe_allocations(&inv, &[&missing, &mismatch]);
+        assert_eq!(got.allocation_shape, "unknown");
+        assert_eq!(got.allocation_shape_reason, "");
+        assert_eq!(
+            got.devices[1].allocation_shape_reason,
+            "mig_reservation_mismatch"
+        );
+        let hami_core = slice("GPU-C", GpuFacts::default());
+        let got = describe_allocations(&inv, &[&hami_core, &missing]);
+        assert_eq!(
+            (
+                got.allocation_shape.as_str(),
+                got.allocation_shape_reason.as_str()
+            ),
+            ("", "")
+        );
+        assert_eq!(got.devices[0].allocation_shape, "soft");
     }
 }

@@ -90,6 +90,11 @@ pub struct GpuReply {
     pub unconfigured: bool,
     /// The provider, such as `NVIDIA` or `Ascend`.
     pub vendor: String,
+    /// Listed in the node's `hami.io/device-cordon`: HAMi schedules nothing new on it (ours).
+    pub cordoned: bool,
+    /// The DRA driver publishing the card in a ResourceSlice; empty for a card registered
+    /// through HAMi's node annotations (ours).
+    pub dra_driver: String,
 }
 
 /// `GPUsReply`.
@@ -124,6 +129,12 @@ fn gpu_reply(snapshot: &ClusterSnapshot, device: &Device, usage: DeviceUsage) ->
         core_used_known: Some(!usage.cores_unknown),
         unconfigured: snapshot.inventory.context.is_unconfigured(device),
         vendor: device.vendor.provider().to_string(),
+        cordoned: device.cordoned,
+        dra_driver: device
+            .dra
+            .as_ref()
+            .map(|d| d.driver.clone())
+            .unwrap_or_default(),
     }
 }
 

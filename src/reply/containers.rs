@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::snapshot::{ClusterSnapshot, ContainerRecord, Inventory, PodRecord};
 use crate::device::{AllocationFacts, DeviceAllocation};
-use crate::reply::allocation::describe_allocations;
+use crate::reply::allocation::{describe_allocations, shown_id, ContainerDevice};
 use crate::reply::request::{string, FieldKind, FieldSchema, MessageSchema, ProtoRequest};
 use crate::reply::scheduling::{RequestReply, SchedulingPodReply, StatusDetailReply};
 use crate::reply::times::rfc3339;
@@ -168,6 +168,11 @@ pub struct ContainerReply {
     pub allocated_cores_reason: String,
     /// Provider of every listed allocation's device when they agree, else empty.
     pub vendor: String,
+    /// One entry per listed allocation (upstream's open MIG work, field 30).
+    pub devices: Vec<ContainerDevice>,
+    /// Why `allocation_shape` is `unknown`, when every listed allocation says the same
+    /// (field 31).
+    pub allocation_shape_reason: String,
 }
 
 /// `ContainersReply`.
@@ -185,14 +190,6 @@ fn status_rank(status: &str) -> u8 {
         "closed" => 4,
         _ => 0,
     }
-}
-
-/// The id an allocation is shown as: the device whose alias equals the uuid, else the uuid.
-fn shown_id<'a>(inventory: &'a Inventory, allocation: &'a DeviceAllocation) -> &'a str {
-    inventory
-        .device_index_by_alias(&allocation.uuid)
-        .and_then(|flat| inventory.device(flat))
-        .map_or(allocation.uuid.as_str(), |d| d.id.as_str())
 }
 
 fn base_reply(
@@ -236,6 +233,8 @@ fn describe(reply: &mut ContainerReply, inventory: &Inventory, listed: &[&Device
     reply.allocation_shape = description.allocation_shape;
     reply.template = description.template;
     reply.allocated_cores_reason = description.allocated_cores_reason;
+    reply.allocation_shape_reason = description.allocation_shape_reason;
+    reply.devices = description.devices;
     let mut vendors = listed.iter().map(|a| allocation_vendor(inventory, a));
     let first = vendors.next().unwrap_or_default();
     reply.vendor = if vendors.all(|v| v == first) {

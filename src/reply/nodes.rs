@@ -90,6 +90,11 @@ pub struct NodeReply {
     pub kube_proxy_version: String,
     pub architecture: String,
     pub creation_timestamp: String,
+    /// Cards listed in the node's `hami.io/device-cordon` (ours).
+    pub cordoned_cards: i32,
+    /// Cards published through Kubernetes DRA (HAMi-DRA ResourceSlices); the rest are
+    /// registered through HAMi's node annotations (ours).
+    pub dra_cards: i32,
 }
 
 /// `NodesReply`.
@@ -129,6 +134,8 @@ fn node_reply(snapshot: &ClusterSnapshot, index: usize, zone: &TimeZone) -> Opti
         uid: node.uid.clone(),
         name: node.name.clone(),
         card_cnt: i32::try_from(node.devices.len()).unwrap_or(i32::MAX),
+        cordoned_cards: count(node.devices.iter().filter(|d| d.cordoned)),
+        dra_cards: count(node.devices.iter().filter(|d| d.dra.is_some())),
         os_image: node.os_image.clone(),
         operating_system: capitalized(&node.operating_system),
         kernel_version: node.kernel_version.clone(),
@@ -204,4 +211,8 @@ pub fn node_detail(snapshot: &ClusterSnapshot, uid: &str, zone: &TimeZone) -> Op
         .iter()
         .position(|n| std::sync::Arc::ptr_eq(n, node))?;
     node_reply(snapshot, index, zone)
+}
+
+fn count<T>(items: impl Iterator<Item = T>) -> i32 {
+    i32::try_from(items.count()).unwrap_or(i32::MAX)
 }

@@ -24,6 +24,7 @@ mod awsneuron;
 mod biren;
 mod csv_register;
 mod dcu;
+pub mod dra;
 mod enflame;
 mod hcu;
 mod iluvatar;
@@ -50,6 +51,20 @@ pub mod shapes {
     pub use super::nvidia::{gpu_shape, legacy_mig_gpu, mig_reason};
 }
 pub use dcu::apply_dcu_device_ids;
+
+/// Node annotation listing devices HAMi's scheduler must not place new work on: their ids,
+/// separated by commas (HAMi v2.10+).
+pub const DEVICE_CORDON_ANNOTATION: &str = "hami.io/device-cordon";
+
+/// The device ids a `hami.io/device-cordon` value lists: comma-separated, trimmed, empty
+/// entries skipped, as HAMi reads it.
+pub fn cordoned_ids(value: &str) -> std::collections::HashSet<&str> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .collect()
+}
 
 /// Pod annotation naming the node HAMi bound the pod to; DCU and MLU build allocation uuids
 /// from it, and the pod cache uses it to decide which pods are HAMi's.
@@ -121,6 +136,24 @@ pub enum DecodeError {
         /// The profile, shortened.
         value: String,
     },
+    /// A field an object cannot do without (a DRA device without its `uuid`).
+    #[error("{field} is missing")]
+    MissingField {
+        /// Which field.
+        field: &'static str,
+    },
+    /// A DRA allocation naming a device no ResourceSlice publishes.
+    #[error("allocated device {device:?} is in no ResourceSlice")]
+    UnknownDevice {
+        /// `driver/pool/device`, shortened.
+        device: String,
+    },
+    /// A ResourceSlice for a node the cluster does not have (any more).
+    #[error("ResourceSlice for unknown node {node:?}")]
+    UnknownNode {
+        /// The node name, shortened.
+        node: String,
+    },
     /// A capacity that would create more than [`MAX_DEVICES_PER_NODE`] devices.
     #[error("capacity implies {count} devices, more than the limit {MAX_DEVICES_PER_NODE}")]
     TooManyDevices {
@@ -143,6 +176,9 @@ impl DecodeError {
             DecodeError::AllocationFields { .. } => "bad_allocation",
             DecodeError::BadProfile { .. } => "bad_profile",
             DecodeError::TooManyDevices { .. } => "too_many_devices",
+            DecodeError::MissingField { .. } => "missing_field",
+            DecodeError::UnknownDevice { .. } => "unknown_device",
+            DecodeError::UnknownNode { .. } => "unknown_node",
         }
     }
 }
@@ -165,6 +201,16 @@ pub struct SliceShape {
     /// `None` when the share cannot be told; `reason` then says why.
     pub cores: Option<i32>,
     pub reason: &'static str,
+    /// A MIG instance: per device it is shown as `mig` (upstream's open MIG work), while the
+    /// container keeps the 2.0 vocabulary (`template`).
+    pub mig: Option<MigInstance>,
+}
+
+/// Where a MIG instance sits on its GPU, when HAMi recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MigInstance {
+    /// `(first memory slice, slices)` from the reservation; `None` for a pre-2.10 uuid.
+    pub placement: Option<(u32, u32)>,
 }
 
 impl SliceShape {
@@ -174,6 +220,7 @@ impl SliceShape {
             template,
             cores: Some(cores),
             reason: "",
+            mig: None,
         }
     }
 
@@ -183,6 +230,15 @@ impl SliceShape {
             template,
             cores: None,
             reason,
+            mig: None,
+        }
+    }
+
+    /// A MIG instance (shown as `template` with its profile at the container level).
+    pub fn mig_instance(profile: String, cores: i32, placement: Option<(u32, u32)>) -> Self {
+        Self {
+            mig: Some(MigInstance { placement }),
+            ..Self::known("template", profile, cores)
         }
     }
 }
@@ -405,6 +461,8 @@ impl<'a> NodeView<'a> {
             index: 0,
             numa: 0,
             driver: String::new(),
+            cordoned: false,
+            dra: None,
         }
     }
 

@@ -278,7 +278,7 @@ pub fn gpu_shape(
     cores: i32,
 ) -> SliceShape {
     if facts.legacy_mig {
-        return SliceShape::known("template", String::new(), cores);
+        return SliceShape::mig_instance(String::new(), cores, None);
     }
     let mode = match registered_mode {
         Some(mode) => mode,
@@ -286,10 +286,8 @@ pub fn gpu_shape(
         None => facts.pod_mode.as_str(),
     };
     let unknown = |reason| SliceShape {
-        shape: "unknown",
-        template: String::new(),
         cores: Some(cores),
-        reason,
+        ..SliceShape::unknown("unknown", String::new(), reason)
     };
     match &facts.mig {
         _ if facts.mig_invalid && mode != MODE_HAMI_CORE => {
@@ -298,7 +296,11 @@ pub fn gpu_shape(
         Some(reservation)
             if reservation.gpu_uuid == uuid && (mode == MODE_MIG || mode.is_empty()) =>
         {
-            SliceShape::known("template", reservation.profile.clone(), cores)
+            SliceShape::mig_instance(
+                reservation.profile.clone(),
+                cores,
+                Some((reservation.start, reservation.size)),
+            )
         }
         Some(_) => unknown(mig_reason::RESERVATION_MISMATCH),
         None if mode == MODE_HAMI_CORE => SliceShape::known("soft", String::new(), cores),
@@ -478,10 +480,8 @@ mod tests {
             legacy_mig: false,
         };
         let unknown = |reason| SliceShape {
-            shape: "unknown",
-            template: String::new(),
             cores: Some(30),
-            reason,
+            ..SliceShape::unknown("unknown", String::new(), reason)
         };
         let cases = [
             (
@@ -496,7 +496,7 @@ mod tests {
                 facts(reserved.clone(), false, ""),
                 "GPU-M",
                 Some("mig"),
-                SliceShape::known("template", "3g.40gb".into(), 30),
+                SliceShape::mig_instance("3g.40gb".into(), 30, Some((4, 4))),
             ),
             (
                 "MIG GPU without reservation",
@@ -538,7 +538,7 @@ mod tests {
                 facts(reserved, false, ""),
                 "GPU-M",
                 None,
-                SliceShape::known("template", "3g.40gb".into(), 30),
+                SliceShape::mig_instance("3g.40gb".into(), 30, Some((4, 4))),
             ),
             (
                 "GPU not in the inventory, nothing stated",
@@ -564,7 +564,7 @@ mod tests {
         };
         assert_eq!(
             gpu_shape(&legacy, "GPU-M[0-1]", Some("mig"), 30),
-            SliceShape::known("template", String::new(), 30)
+            SliceShape::mig_instance(String::new(), 30, None)
         );
     }
 

@@ -408,20 +408,22 @@ def _default_shutdown():
     expect_eq(config_of(DEFAULT)["server"]["shutdown_timeout"], "25s", "server.shutdown_timeout")
 
 
-@check("default: RBAC is get/list/watch on nodes and pods, list on events, nothing else")
+@check("default: RBAC is get/list/watch on nodes, pods and DRA slices and claims, list on events, nothing else")
 def _default_rbac():
     role = one(DEFAULT, "ClusterRole")
     granted = set()
     for rule in role["rules"]:
-        expect_eq(rule.get("apiGroups"), [""], "apiGroups")
         expect(set(rule) <= {"apiGroups", "resources", "verbs"}, f"plain rule {rule}")
-        for resource in rule["resources"]:
-            for verb in rule["verbs"]:
-                granted.add((resource, verb))
-    expected = {(r, v) for r in ("nodes", "pods") for v in ("get", "list", "watch")}
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    granted.add((group, resource, verb))
+    expected = {("", r, v) for r in ("nodes", "pods") for v in ("get", "list", "watch")}
+    expected |= {("resource.k8s.io", r, v) for r in ("resourceslices", "resourceclaims")
+                 for v in ("get", "list", "watch")}
     # GET /v1/scheduling/pod lists one pod's events (field selector involvedObject.uid).
-    expected.add(("events", "list"))
-    expect_eq(granted, expected, "granted (resource, verb)")
+    expected.add(("", "events", "list"))
+    expect_eq(granted, expected, "granted (group, resource, verb)")
     binding = one(DEFAULT, "ClusterRoleBinding")
     expect_eq(binding["roleRef"]["name"], role["metadata"]["name"], "binding roleRef")
     sa = one(DEFAULT, "ServiceAccount")

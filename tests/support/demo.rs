@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::test as atest;
-use hami_webui_server::cluster::inventory::{build_inventory, node_entry, IdentityMap, NodeEntry};
+use hami_webui_server::cluster::claims::snapshot_with_claims;
+use hami_webui_server::cluster::inventory::{
+    build_inventory_with_dra, node_entry, IdentityMap, NodeEntry,
+};
 use hami_webui_server::cluster::snapshot::ClusterSnapshot;
 use hami_webui_server::cluster::snapshot_file::{self, ClusterExport};
 use hami_webui_server::cluster::tracked_pod::pod_record;
@@ -19,6 +22,7 @@ use hami_webui_server::http::AppState;
 use hami_webui_server::query_client::{
     Query, QueryData, QueryError, QueryOutput, RunQuery, Sample,
 };
+use hami_webui_server::vendor::dra::{decode_claim, decode_slice, DraClaim, DraSlice};
 use jiff::Timestamp;
 use serde_json::Value;
 
@@ -59,13 +63,25 @@ pub fn entries(export: &ClusterExport, config: &Config) -> Vec<NodeEntry> {
         .collect()
 }
 
-/// The snapshot the caches would publish, built with the pure functions.
+/// The snapshot the caches would publish, built with the pure functions (HAMi-DRA slices
+/// and claims included).
 pub fn snapshot_from(entries: &[NodeEntry], export: &ClusterExport) -> ClusterSnapshot {
-    let inventory = Arc::new(build_inventory(
-        entries.iter(),
-        &IdentityMap::new(),
-        Default::default(),
-    ));
+    let slices: Vec<DraSlice> = export
+        .resource_slices
+        .iter()
+        .filter_map(|s| decode_slice(s).0)
+        .collect();
+    let slice_refs: Vec<&DraSlice> = slices.iter().collect();
+    let inventory = Arc::new(
+        build_inventory_with_dra(
+            entries.iter(),
+            &slice_refs,
+            |_| None,
+            &IdentityMap::new(),
+            Default::default(),
+        )
+        .0,
+    );
     let pods: Vec<_> = export
         .pods
         .iter()
@@ -75,7 +91,12 @@ pub fn snapshot_from(entries: &[NodeEntry], export: &ClusterExport) -> ClusterSn
                 .map(Arc::new)
         })
         .collect();
-    ClusterSnapshot::build(1, inventory, pods, Vec::new())
+    let claims: Vec<Arc<DraClaim>> = export
+        .resource_claims
+        .iter()
+        .filter_map(|c| decode_claim(c).0.map(Arc::new))
+        .collect();
+    snapshot_with_claims(1, inventory, pods, Vec::new(), &claims).0
 }
 
 pub fn demo_snapshot() -> ClusterSnapshot {
