@@ -19,20 +19,6 @@ use serde_json::{json, Value};
 use support::fixtures::{self, dra_claim, dra_pod, dra_slice, nvidia_node};
 use support::{app, demo, golden};
 
-const MIG_REGISTRATION: &str = r#"[
- {"id":"GPU-C","index":0,"count":10,"devmem":40960,"devcore":100,"type":"NVIDIA A100-SXM4-40GB","mode":"hami-core","health":true},
- {"id":"GPU-M","index":1,"count":7,"devmem":40960,"devcore":100,"type":"NVIDIA A100-SXM4-40GB","mode":"mig","health":true,
-  "migProfiles":[{"name":"1g.5gb","memoryMB":4864,"core":14,"sliceCount":1,"placements":[{"start":0,"size":1},{"start":1,"size":1}]},
-                 {"name":"3g.20gb","memoryMB":19968,"core":42,"sliceCount":3,"placements":[{"start":0,"size":4},{"start":4,"size":4}]}]}
-]"#;
-
-fn reservation(gpu: &str, profile: &str, start: u32, size: u32) -> String {
-    json!([{"containerIndex": 0, "deviceIndex": 0, "gpuUUID": gpu, "profile": profile,
-            "placement": {"start": start, "size": size},
-            "migUUID": "MIG-7f3a", "gpuInstanceID": 1, "computeInstanceID": 0}])
-    .to_string()
-}
-
 fn mig_pod(name: &str, annotations: Value) -> k8s_openapi::api::core::v1::Pod {
     let mut annotations = annotations;
     annotations["hami.io/vgpu-node"] = json!("mig-1");
@@ -44,7 +30,7 @@ fn cluster() -> ClusterExport {
     let mig_node = fixtures::node(
         "mig-1",
         json!({"gpu": "on"}),
-        json!({"hami.io/node-nvidia-register": MIG_REGISTRATION,
+        json!({"hami.io/node-nvidia-register": fixtures::mig_registration(false),
                "hami.io/device-cordon": " GPU-C , ,GPU-unknown"}),
     );
     let nodes = vec![
@@ -119,7 +105,7 @@ fn cluster() -> ClusterExport {
         mig_pod(
             "mig",
             json!({"hami.io/vgpu-devices-allocated": "GPU-M,NVIDIA,19968,42:;",
-                   "hami.io/vgpu-mig-allocations": reservation("GPU-M", "3g.20gb", 4, 4)}),
+                   "hami.io/vgpu-mig-allocations": fixtures::mig_reservation("GPU-M", "3g.20gb", 4, 4)}),
         ),
         mig_pod(
             "legacy",
@@ -132,7 +118,7 @@ fn cluster() -> ClusterExport {
         mig_pod(
             "mismatch",
             json!({"hami.io/vgpu-devices-allocated": "GPU-C,NVIDIA,4864,14:;",
-                   "hami.io/vgpu-mig-allocations": reservation("GPU-C", "1g.5gb", 0, 1)}),
+                   "hami.io/vgpu-mig-allocations": fixtures::mig_reservation("GPU-C", "1g.5gb", 0, 1)}),
         ),
         mig_pod(
             "invalid",

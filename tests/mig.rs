@@ -25,21 +25,6 @@ fn assert_golden(name: &str, reply: &impl Serialize) {
     support::golden::assert_golden(&format!("catalog/{name}"), reply);
 }
 
-const REGISTRATION: &str = r#"[
- {"id":"GPU-C","index":0,"count":10,"devmem":40960,"devcore":100,"type":"NVIDIA A100-SXM4-40GB","mode":"hami-core","health":true},
- {"id":"GPU-M","index":1,"count":7,"devmem":40960,"devcore":100,"type":"NVIDIA A100-SXM4-40GB","mode":"mig","health":true,
-  "migProfiles":[{"name":"1g.5gb","memoryMB":4864,"core":14,"sliceCount":1,"placements":[{"start":0,"size":1},{"start":1,"size":1}]},
-                 {"name":"3g.20gb","memoryMB":19968,"core":42,"sliceCount":3,"placements":[{"start":0,"size":4},{"start":4,"size":4}]}]},
- {"id":"GPU-X","index":2,"count":7,"devmem":40960,"devcore":100,"type":"NVIDIA A100-SXM4-40GB","mode":"mig","health":true,"migProfiles":{}}
-]"#;
-
-fn reservation(gpu: &str, profile: &str, start: u32, size: u32) -> String {
-    json!([{"containerIndex": 0, "deviceIndex": 0, "gpuUUID": gpu, "profile": profile,
-            "placement": {"start": start, "size": size},
-            "migUUID": "MIG-7f3a", "gpuInstanceID": 1, "computeInstanceID": 0}])
-    .to_string()
-}
-
 fn gpu_pod(name: &str, annotations: Value) -> k8s_openapi::api::core::v1::Pod {
     let mut annotations = annotations;
     annotations["hami.io/vgpu-node"] = json!("gpu-mig");
@@ -50,7 +35,7 @@ fn snapshot() -> ClusterSnapshot {
     let node = fixtures::node(
         "gpu-mig",
         json!({"gpu": "on"}),
-        json!({"hami.io/node-nvidia-register": REGISTRATION}),
+        json!({"hami.io/node-nvidia-register": fixtures::mig_registration(true)}),
     );
     let notes = node_notes(&node);
     let context = device_context(
@@ -73,7 +58,7 @@ fn snapshot() -> ClusterSnapshot {
             "mig",
             json!({
                 "hami.io/vgpu-devices-allocated": "GPU-M,NVIDIA,19968,42:;",
-                "hami.io/vgpu-mig-allocations": reservation("GPU-M", "3g.20gb", 4, 4),
+                "hami.io/vgpu-mig-allocations": fixtures::mig_reservation("GPU-M", "3g.20gb", 4, 4),
             }),
         ),
         gpu_pod(
@@ -88,7 +73,7 @@ fn snapshot() -> ClusterSnapshot {
             "mismatch",
             json!({
                 "hami.io/vgpu-devices-allocated": "GPU-C,NVIDIA,4864,14:;",
-                "hami.io/vgpu-mig-allocations": reservation("GPU-C", "1g.5gb", 0, 1),
+                "hami.io/vgpu-mig-allocations": fixtures::mig_reservation("GPU-C", "1g.5gb", 0, 1),
             }),
         ),
         gpu_pod(

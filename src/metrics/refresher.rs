@@ -328,11 +328,7 @@ async fn run_cycle(
     deadline: Instant,
 ) -> Option<FinishedCycle> {
     let snapshot = pods.send(GetSnapshot).await.ok()?;
-    let vendors: std::collections::BTreeSet<Vendor> = snapshot
-        .inventory
-        .iter_devices()
-        .map(|d| d.vendor)
-        .collect();
+    let vendors = vendors_present(&snapshot);
     let alloc_types = alloc_types(&snapshot);
     let plan = metrics::queries::plan(&vendors, &alloc_types);
     let count = plan.len();
@@ -372,6 +368,17 @@ async fn run_cycle(
     })
 }
 
+/// The vendors with a device in the snapshot: whose queries a refresh plans.
+fn vendors_present(
+    snapshot: &crate::cluster::snapshot::ClusterSnapshot,
+) -> std::collections::BTreeSet<Vendor> {
+    snapshot
+        .inventory
+        .iter_devices()
+        .map(|d| d.vendor)
+        .collect()
+}
+
 /// A follower's refresh: the identity answers of the vendors present, as a map for the node
 /// cache; `None` when none came back.
 async fn identity_refresh(
@@ -380,11 +387,7 @@ async fn identity_refresh(
     deadline: Instant,
 ) -> Option<IdentityMap> {
     let snapshot = pods.send(GetSnapshot).await.ok()?;
-    let vendors: std::collections::BTreeSet<Vendor> = snapshot
-        .inventory
-        .iter_devices()
-        .map(|d| d.vendor)
-        .collect();
+    let vendors = vendors_present(&snapshot);
     let plan: Plan = metrics::queries::plan(&vendors, &Default::default())
         .into_iter()
         .filter(|(q, _)| matches!(q, CycleQuery::Identity(_)))

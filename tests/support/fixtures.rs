@@ -172,3 +172,26 @@ pub fn dra_pod(namespace: &str, name: &str, node: &str, claims: &[&str]) -> Pod 
     }))
     .expect("valid DRA pod")
 }
+
+/// An NVIDIA registration with a hami-core GPU (`GPU-C`), a MIG GPU with two profiles
+/// (`GPU-M`) and, when `broken_profiles`, a MIG GPU whose profiles do not decode (`GPU-X`).
+pub fn mig_registration(broken_profiles: bool) -> String {
+    let mut gpus = vec![
+        json!({"id":"GPU-C","index":0,"count":10,"devmem":40960,"devcore":100,"type":"NVIDIA A100-SXM4-40GB","mode":"hami-core","health":true}),
+        json!({"id":"GPU-M","index":1,"count":7,"devmem":40960,"devcore":100,"type":"NVIDIA A100-SXM4-40GB","mode":"mig","health":true,
+               "migProfiles":[{"name":"1g.5gb","memoryMB":4864,"core":14,"sliceCount":1,"placements":[{"start":0,"size":1},{"start":1,"size":1}]},
+                              {"name":"3g.20gb","memoryMB":19968,"core":42,"sliceCount":3,"placements":[{"start":0,"size":4},{"start":4,"size":4}]}]}),
+    ];
+    if broken_profiles {
+        gpus.push(json!({"id":"GPU-X","index":2,"count":7,"devmem":40960,"devcore":100,"type":"NVIDIA A100-SXM4-40GB","mode":"mig","health":true,"migProfiles":{}}));
+    }
+    Value::Array(gpus).to_string()
+}
+
+/// `hami.io/vgpu-mig-allocations` with one complete reservation for container 0, device 0.
+pub fn mig_reservation(gpu: &str, profile: &str, start: u32, size: u32) -> String {
+    json!([{"containerIndex": 0, "deviceIndex": 0, "gpuUUID": gpu, "profile": profile,
+            "placement": {"start": start, "size": size},
+            "migUUID": "MIG-7f3a", "gpuInstanceID": 1, "computeInstanceID": 0}])
+    .to_string()
+}
