@@ -62,6 +62,9 @@ pub enum ApiError {
     /// A reply could not be serialized (not expected: every reply is plain data).
     #[error("cannot render reply: {0}")]
     Render(#[source] serde_json::Error),
+    /// A shared reply build failed; every request that waited for it gets its message.
+    #[error("cannot build reply: {0}")]
+    ReplyBuild(std::sync::Arc<str>),
     /// The request did not finish within `server.http.timeout`.
     #[error("request did not finish within {0:?}")]
     DeadlineExceeded(std::time::Duration),
@@ -115,7 +118,7 @@ impl ApiError {
             Self::Time(_) | Self::Refused(_) | Self::ResultType(_) => (522, "TRANSFORM_ERROR"),
             Self::Upstream(QueryError::Overloaded) => (503, "SERVICE_UNAVAILABLE"),
             Self::Upstream(_) | Self::UpstreamWarnings(_) => (523, "VGPU_DOMAIN_ERROR"),
-            Self::NodeNotFound | Self::Render(_) => (500, ""),
+            Self::NodeNotFound | Self::Render(_) | Self::ReplyBuild(_) => (500, ""),
             Self::DeadlineExceeded(_) => (504, "DEADLINE_EXCEEDED"),
             Self::Unavailable(_) => (503, "SERVICE_UNAVAILABLE"),
             Self::SchedulingPod(SchedulingPodError::IdentityRequired) => {

@@ -115,7 +115,10 @@ pub async fn start(config: Config, source: ClusterSource) -> Result<AppState, Se
     )?;
     let (refresher, leadership) = elect(&config, &cluster, refresher, snapshot, &metrics)?;
     Ok(AppState {
-        replies: Arc::new(ReplyCache::new(config.server.http.reply_cache_ttl)),
+        replies: Arc::new(ReplyCache::new(
+            config.server.http.reply_cache_ttl,
+            config.server.http.reply_max_staleness,
+        )),
         config: Arc::new(config),
         metrics,
         board,

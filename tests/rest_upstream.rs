@@ -185,8 +185,9 @@ async fn identical_list_requests_share_one_build_until_the_reply_ages_out() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(queries(&log), 4);
+    // Aged out, it is still served while one build in the background asks again.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while queries(&log) == 4 {
+    while queries(&log) < 6 {
         assert!(
             std::time::Instant::now() < deadline,
             "the reply never aged out"

@@ -81,6 +81,11 @@ impl Config {
                     raw.server.http.reply_cache_ttl,
                     Duration::from_secs(2),
                 )?,
+                reply_max_staleness: duration(
+                    "server.http.reply_max_staleness",
+                    raw.server.http.reply_max_staleness,
+                    Duration::from_secs(1),
+                )?,
             },
             grpc_configured: raw.server.grpc.is_some(),
             timezone: match non_empty(raw.server.timezone) {

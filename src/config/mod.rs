@@ -106,6 +106,10 @@ pub struct HttpConfig {
     /// identical request (ours; `0s` rebuilds every such reply). Replies built from the
     /// cluster snapshot alone are reused until the snapshot changes, whatever this says.
     pub reply_cache_ttl: Duration,
+    /// How long after the cluster changed (or a kept reply's store values aged out) the
+    /// previous reply may still be served while its successor is built in the background
+    /// (ours; `0s` makes every request after a change wait for the new build).
+    pub reply_max_staleness: Duration,
 }
 
 /// What idle, slow or numerous clients may hold, so that a thousand idle sockets or a

@@ -20,20 +20,20 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     ctx.within_deadline(async {
         let snapshot = ctx.snapshot().await?;
-        let build = || async {
-            let (core, memory) = futures::join!(
-                ctx.gauge(DEVICE_CORE_QUERY, DEVICE_LABEL),
-                ctx.gauge(DEVICE_MEMORY_QUERY, DEVICE_LABEL),
-            );
-            let capacity = DeviceCapacity { core, memory };
-            Ok(gpu_list(&snapshot, &request.filters, &capacity))
-        };
+        let (source, filters) = (snapshot.clone(), request.filters.clone());
         ctx.cached_json(
             "/v1/gpus",
             &request,
             &snapshot,
             Freshness::WithUpstream,
-            build,
+            |store| async move {
+                let (core, memory) = futures::join!(
+                    store.gauge(DEVICE_CORE_QUERY, DEVICE_LABEL),
+                    store.gauge(DEVICE_MEMORY_QUERY, DEVICE_LABEL),
+                );
+                DeviceCapacity { core, memory }
+            },
+            move |capacity| gpu_list(&source, &filters, &capacity),
         )
         .await
     })

@@ -19,13 +19,18 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     ctx.within_deadline(async {
         let snapshot = ctx.snapshot().await?;
-        let build = || async { Ok(container_list(&snapshot, &request.filters, ctx.zone())) };
+        let (source, filters, zone) = (
+            snapshot.clone(),
+            request.filters.clone(),
+            ctx.zone().clone(),
+        );
         ctx.cached_json(
             "/v1/containers",
             &request,
             &snapshot,
             Freshness::Snapshot,
-            build,
+            |_| async {},
+            move |()| container_list(&source, &filters, &zone),
         )
         .await
     })

@@ -4,7 +4,7 @@
 //! lines each.
 //!
 //! [`RestContext::snapshot`] asks the `PodCache` (never waits on a watcher);
-//! [`RestContext::gauge`] sends one [`RunQuery`] to the `QueryClient` and falls back to "no
+//! [`StoreLookups::gauge`] sends one [`RunQuery`] to the `QueryClient` and falls back to "no
 //! overrides" on any failure, as the Go backend did; [`RestContext::query`] is the
 //! pass-through's one question, whose failure is the caller's answer.
 
@@ -57,17 +57,6 @@ impl RestContext {
         self.started + self.timeout()
     }
 
-    /// The upstream queries' deadline: a tenth of the budget earlier than the request's, so
-    /// a stalled metrics store still leaves time to answer from the snapshot (Go's handlers
-    /// fell back when their context expired and answered anyway), and never later than
-    /// `prometheus.lookup_timeout` from the start, so a slow or trickling store costs the
-    /// lists at most that before they answer from the snapshot.
-    pub fn query_deadline(&self) -> Instant {
-        let prometheus = &self.state.config.prometheus;
-        let lookup = prometheus.lookup_timeout.min(prometheus.timeout);
-        (self.started + self.timeout().mul_f64(0.9)).min(self.started + lookup)
-    }
-
     /// The current cluster snapshot.
     pub async fn snapshot(&self) -> Result<Arc<ClusterSnapshot>, ApiError> {
         self.state
@@ -78,29 +67,45 @@ impl RestContext {
             .map_err(|_| ApiError::Unavailable("the cluster caches are not running"))
     }
 
-    /// The JSON reply `build` makes for `request` on `snapshot`, through the shared
-    /// [`ReplyCache`](crate::reply::cache::ReplyCache) when the server runs one: identical requests on the same snapshot get
-    /// the same bytes, built once. The decoded request's `Debug` form is the cache key: it is
-    /// derived, covers every field, and is equal exactly when the requests are.
-    pub async fn cached_json<Request, Reply, Build, Fut>(
+    /// The JSON reply for `request` on `snapshot`, through the shared
+    /// [`ReplyCache`](crate::http::reply_cache::ReplyCache): identical requests get the same
+    /// bytes, built once per snapshot generation, in the background while the previous reply
+    /// is still served. The decoded request's `Debug` form is the cache key: it is derived,
+    /// covers every field, and is equal exactly when the requests are.
+    ///
+    /// A build is two halves so that no request-serving thread does its CPU work: `fetch`
+    /// waits for what the reply needs from the metrics store (through [`StoreLookups`], as
+    /// the build outlives the request), and `render` builds and serializes it on the
+    /// blocking pool.
+    pub async fn cached_json<Request, Inputs, Reply, Fetch, FetchFut, Render>(
         &self,
         route: &'static str,
         request: &Request,
         snapshot: &ClusterSnapshot,
         freshness: Freshness,
-        build: Build,
+        fetch: Fetch,
+        render: Render,
     ) -> Result<HttpResponse, ApiError>
     where
         Request: std::fmt::Debug,
+        Fetch: FnOnce(StoreLookups) -> FetchFut + 'static,
+        FetchFut: Future<Output = Inputs> + 'static,
+        Inputs: Send + 'static,
+        Render: FnOnce(Inputs) -> Reply + Send + 'static,
         Reply: serde::Serialize,
-        Build: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Reply, ApiError>>,
     {
-        let serialize = || async {
-            let reply = build().await?;
-            serde_json::to_vec(&reply)
-                .map(Bytes::from)
-                .map_err(ApiError::Render)
+        let lookups = StoreLookups {
+            state: self.state.clone(),
+        };
+        let build = move || async move {
+            let inputs = fetch(lookups).await;
+            tokio::task::spawn_blocking(move || {
+                serde_json::to_vec(&render(inputs))
+                    .map(Bytes::from)
+                    .map_err(ApiError::Render)
+            })
+            .await
+            .map_err(|_| ApiError::Unavailable("a reply build was cancelled"))?
         };
         let reply: ReplyBody = self
             .state
@@ -111,7 +116,7 @@ impl RestContext {
                 snapshot.generation,
                 freshness,
                 self.accepts_gzip,
-                serialize,
+                build,
             )
             .await?;
         let mut response = HttpResponse::Ok();
@@ -123,30 +128,6 @@ impl RestContext {
             response.insert_header((header::CONTENT_ENCODING, "gzip"));
         }
         Ok(response.body(in_pieces(reply.bytes)))
-    }
-
-    /// One instant query, its vector keyed by `label`; empty on any failure.
-    pub async fn gauge(&self, expr: &str, label: &str) -> HashMap<String, i32> {
-        let answer = self
-            .state
-            .query
-            .send(RunQuery {
-                query: Query::Instant {
-                    expr: expr.to_string(),
-                    time: None,
-                },
-                deadline: Some(self.query_deadline()),
-                lane: Lane::Interactive,
-            })
-            .await;
-        match answer {
-            Ok(Ok(output)) => gauge_by_label(Ok(&output), label),
-            Ok(Err(error)) => {
-                tracing::debug!(%error, expr, "capacity overrides unavailable");
-                HashMap::new()
-            }
-            Err(_) => HashMap::new(),
-        }
     }
 
     /// Runs a handler's work under the request deadline (`server.http.timeout`).
@@ -181,6 +162,47 @@ impl RestContext {
             return Err(ApiError::UpstreamWarnings(output.warnings.clone()));
         }
         Ok(output)
+    }
+}
+
+/// The metrics-store lookups of a reply build, which may outlive the request that started
+/// it: each lookup is bounded from when it is asked (see [`StoreLookups::gauge`]).
+pub struct StoreLookups {
+    state: web::Data<AppState>,
+}
+
+impl StoreLookups {
+    /// One instant query, its vector keyed by `label`; empty on any failure, as the Go
+    /// backend fell back to "no overrides".
+    pub async fn gauge(&self, expr: &str, label: &str) -> HashMap<String, i32> {
+        // A tenth of the request budget short of `server.http.timeout`, so that a stalled
+        // store still leaves the request that waits for this build time to be answered
+        // from the snapshot (Go's handlers fell back when their context expired).
+        let config = &self.state.config;
+        let budget = (config.prometheus.lookup_timeout)
+            .min(config.prometheus.timeout)
+            .min(config.server.http.timeout.mul_f64(0.9));
+        let deadline = Instant::now() + budget;
+        let answer = self
+            .state
+            .query
+            .send(RunQuery {
+                query: Query::Instant {
+                    expr: expr.to_string(),
+                    time: None,
+                },
+                deadline: Some(deadline),
+                lane: Lane::Interactive,
+            })
+            .await;
+        match answer {
+            Ok(Ok(output)) => gauge_by_label(Ok(&output), label),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, expr, "capacity overrides unavailable");
+                HashMap::new()
+            }
+            Err(_) => HashMap::new(),
+        }
     }
 }
 

@@ -18,25 +18,24 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     ctx.within_deadline(async {
         let snapshot = ctx.snapshot().await?;
-        let build = || async {
-            let (core, memory) = futures::join!(
-                ctx.gauge(NODE_CORE_QUERY, NODE_LABEL),
-                ctx.gauge(NODE_MEMORY_QUERY, NODE_LABEL),
-            );
-            let capacity = NodeCapacity { core, memory };
-            Ok(node_list(
-                &snapshot,
-                &request.filters,
-                &capacity,
-                ctx.zone(),
-            ))
-        };
+        let (source, filters, zone) = (
+            snapshot.clone(),
+            request.filters.clone(),
+            ctx.zone().clone(),
+        );
         ctx.cached_json(
             "/v1/nodes",
             &request,
             &snapshot,
             Freshness::WithUpstream,
-            build,
+            |store| async move {
+                let (core, memory) = futures::join!(
+                    store.gauge(NODE_CORE_QUERY, NODE_LABEL),
+                    store.gauge(NODE_MEMORY_QUERY, NODE_LABEL),
+                );
+                NodeCapacity { core, memory }
+            },
+            move |capacity| node_list(&source, &filters, &capacity, &zone),
         )
         .await
     })

@@ -1,22 +1,28 @@
-//! [`ReplyCache`]: serialized list replies kept per (route, request, snapshot generation), so
-//! that identical requests arriving together or in quick succession cost one build.
+//! [`ReplyCache`]: serialized list replies kept per (route, request), each built in the
+//! background while the previous one is still served, so that no list request waits for a
+//! rebuild after the cluster changes.
 //!
 //! At 10,000 GPUs one unfiltered container list is 40,000 items, about 150 ms of a core to
-//! build and serialize; the frontend's pages poll the same lists from every open browser. Each
-//! entry is built once by whichever request comes first while the others wait for its bytes
-//! (single flight), and is then served by reference until the snapshot changes or, for replies
-//! that also carry metrics-store values, until `server.http.reply_cache_ttl` has passed.
+//! build and serialize; the frontend's pages poll the same lists from every open browser, and
+//! pods change many times a second. A kept reply is served by reference while it is current
+//! (built from the request's snapshot generation or newer and, for replies that also carry
+//! metrics-store values, younger than `server.http.reply_cache_ttl`). Once it is not, it is
+//! still served for at most `server.http.reply_max_staleness` while one build of its
+//! successor runs in the background; requests that find nothing servable wait for that build.
+//! There is never more than one build per list in flight, however fast the cluster changes:
+//! a change that arrives during a build is picked up by the next one.
 //!
 //! The cache belongs to the HTTP layer and holds only finished bytes: no actor shares it, and
 //! its lock is held for map bookkeeping, never across a build.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::OnceCell;
+use tokio::sync::{watch, OnceCell};
 
 use crate::error::ApiError;
 
@@ -26,13 +32,16 @@ const MAX_ENTRIES: usize = 256;
 const MAX_BYTES: usize = 96 << 20;
 /// Replies shorter than this are sent as they are: compressing them saves less than it costs.
 const MIN_GZIP_BYTES: usize = 1024;
+/// Builds one request waits for at most before it takes what the last one made: a build
+/// that started before the request's snapshot is awaited, then one that started after it.
+const MAX_WAITS: usize = 3;
 
 /// Which routes' replies may be reused, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
-    /// Built from the snapshot alone: valid for as long as the snapshot generation lasts.
+    /// Built from the snapshot alone: current for as long as the snapshot generation lasts.
     Snapshot,
-    /// Also carries metrics-store values: valid for the snapshot generation and at most the
+    /// Also carries metrics-store values: current for the snapshot generation and at most the
     /// configured time to live.
     WithUpstream,
 }
@@ -43,15 +52,61 @@ struct ReplyKey {
     request: String,
 }
 
-/// One reply being built or built. The cell is filled once; waiters share it.
-struct Slot {
+/// One finished reply.
+struct Kept {
     generation: u64,
-    created: Instant,
+    /// When its build started: its store values are at least this recent.
+    started: Instant,
     freshness: Freshness,
-    body: OnceCell<Bytes>,
-    /// The body gzipped, made once for the first client that accepts it; empty when
-    /// compressing failed or saved nothing.
+    body: Bytes,
+    /// The body gzipped, made once (by the build when a client of this list accepted gzip
+    /// before, else by the first client that does); empty when it would not be smaller.
     gzip: OnceCell<Bytes>,
+}
+
+impl Kept {
+    fn size(&self) -> usize {
+        self.body.len() + self.gzip.get().map_or(0, Bytes::len)
+    }
+
+    /// When it stopped being current for a request of `generation`, if it has.
+    fn stale_since(&self, generation: u64, ttl: Duration, now: Instant) -> Option<Instant> {
+        let expiry = match self.freshness {
+            Freshness::Snapshot => None,
+            Freshness::WithUpstream => Some(self.started + ttl).filter(|at| *at <= now),
+        };
+        let superseded = (generation > self.generation).then_some(now);
+        match (expiry, superseded) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// What a build hands to the requests waiting for it.
+type Outcome = Option<Result<Arc<Kept>, Arc<str>>>;
+
+/// The one build of a list in flight.
+#[derive(Clone)]
+struct Flight {
+    generation: u64,
+    started: Instant,
+    done: watch::Receiver<Outcome>,
+}
+
+/// A list's kept reply and its build in flight.
+#[derive(Default)]
+struct Entry {
+    kept: Option<Arc<Kept>>,
+    /// When `kept` stopped being current: the first request for a newer generation, the
+    /// expiry of its store values, or (when newer generations were asked for during its
+    /// build) the start of its build, whichever came first.
+    stale_since: Option<Instant>,
+    /// The newest generation asked for.
+    newest: u64,
+    flight: Option<Flight>,
+    /// A client of this list accepted gzip: builds compress right away.
+    wants_gzip: bool,
 }
 
 /// A kept reply's bytes as sent: gzipped when the client accepts it and the body is worth it.
@@ -61,71 +116,67 @@ pub struct ReplyBody {
     pub gzip: bool,
 }
 
-impl Slot {
-    fn serves(&self, generation: u64, ttl: Duration, now: Instant) -> bool {
-        self.generation == generation
-            && match self.freshness {
-                Freshness::Snapshot => true,
-                Freshness::WithUpstream => now.saturating_duration_since(self.created) < ttl,
-            }
-    }
-
-    fn size(&self) -> usize {
-        self.body.get().map_or(0, Bytes::len) + self.gzip.get().map_or(0, Bytes::len)
-    }
+/// What one request does, decided under the lock.
+enum Step {
+    Serve(Arc<Kept>),
+    Wait(Flight),
 }
 
 /// Finished list replies, shared by every worker of both listeners.
 pub struct ReplyCache {
     ttl: Duration,
+    max_staleness: Duration,
     max_bytes: usize,
-    slots: Mutex<HashMap<ReplyKey, Arc<Slot>>>,
+    entries: Mutex<HashMap<ReplyKey, Entry>>,
+    /// Builds started since the start, for the tests and the load driver's reading.
+    builds: AtomicU64,
+    /// Builds in flight now, over all lists, and the most there ever were at once.
+    in_flight: AtomicU64,
+    most_in_flight: AtomicU64,
 }
 
 impl ReplyCache {
-    /// `ttl` bounds the age of replies with metrics-store values; zero disables reuse of those.
-    pub fn new(ttl: Duration) -> Self {
-        Self::with_limit(ttl, MAX_BYTES)
+    /// `ttl` bounds the age of replies with metrics-store values (zero disables reuse of
+    /// those); `max_staleness` how long a reply that is no longer current may still be served
+    /// while its successor is built.
+    pub fn new(ttl: Duration, max_staleness: Duration) -> Self {
+        Self::with_limit(ttl, max_staleness, MAX_BYTES)
     }
 
-    fn with_limit(ttl: Duration, max_bytes: usize) -> Self {
+    fn with_limit(ttl: Duration, max_staleness: Duration, max_bytes: usize) -> Self {
         ReplyCache {
             ttl,
+            max_staleness,
             max_bytes,
-            slots: Mutex::new(HashMap::new()),
+            entries: Mutex::new(HashMap::new()),
+            builds: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            most_in_flight: AtomicU64::new(0),
         }
     }
 
-    /// The reply of `route` for `request` (any text that is equal exactly when the decoded
-    /// requests are) at snapshot `generation`: a kept one, the one another caller is building
-    /// right now, or a new one from `build`. A failed build is not kept; the next caller
-    /// builds again.
-    pub async fn get_or_build<F, Fut>(
-        &self,
-        route: &'static str,
-        request: String,
-        generation: u64,
-        freshness: Freshness,
-        build: F,
-    ) -> Result<Bytes, ApiError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, ApiError>>,
-    {
-        self.get_or_build_encoded(route, request, generation, freshness, false, build)
-            .await
-            .map(|reply| reply.bytes)
+    /// Builds started so far.
+    pub fn builds_started(&self) -> u64 {
+        self.builds.load(Ordering::Relaxed)
     }
 
-    /// [`get_or_build`](Self::get_or_build), gzipped when `gzip` (the client accepts it).
+    /// The most builds that were ever in flight at once, over all lists: with one list asked
+    /// for, at most one however fast the cluster changes.
+    pub fn most_builds_in_flight(&self) -> u64 {
+        self.most_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The reply of `route` for `request` (any text that is equal exactly when the decoded
+    /// requests are) at snapshot `generation`, gzipped when `gzip` (the client accepts it):
+    /// the kept one while it may be served, else the one being built. `build` runs only when
+    /// no build of this list is in flight, as a task of its own that outlives the request;
+    /// a failed build is not kept and the next request starts another.
     ///
-    /// At 10,000 GPUs the unfiltered container list is 15 MB of JSON; 32 browsers polling it
-    /// moved 490 MB per round over the network and took over a second each at the 99th
-    /// percentile on loopback. Compressed once per kept reply (fast level, on the blocking
-    /// pool), it is sent as a few hundred KB to every client that asks with gzip, as browsers
-    /// do.
+    /// At 10,000 GPUs the unfiltered container list is 15 MB of JSON; gzipped once per kept
+    /// reply (fast level, on the blocking pool) it goes out as under a megabyte to every
+    /// client that asks with gzip, as browsers do.
     pub async fn get_or_build_encoded<F, Fut>(
-        &self,
+        self: &Arc<Self>,
         route: &'static str,
         request: String,
         generation: u64,
@@ -134,8 +185,8 @@ impl ReplyCache {
         build: F,
     ) -> Result<ReplyBody, ApiError>
     where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, ApiError>>,
+        F: FnOnce() -> Fut + 'static,
+        Fut: Future<Output = Result<Bytes, ApiError>> + 'static,
     {
         if freshness == Freshness::WithUpstream && self.ttl.is_zero() {
             // Nothing is kept, so nothing would be compressed once: sent as built.
@@ -143,60 +194,196 @@ impl ReplyCache {
             return Ok(ReplyBody { bytes, gzip: false });
         }
         let key = ReplyKey { route, request };
-        let slot = {
-            let now = Instant::now();
-            let mut slots = self.lock();
-            match slots.get(&key) {
-                Some(slot) if slot.serves(generation, self.ttl, now) => Arc::clone(slot),
-                _ => {
-                    let slot = Arc::new(Slot {
-                        generation,
-                        created: now,
-                        freshness,
-                        body: OnceCell::new(),
-                        gzip: OnceCell::new(),
-                    });
-                    slots.insert(key, Arc::clone(&slot));
-                    self.evict(&mut slots, generation, now);
-                    slot
+        let mut build = Some(build);
+        let mut kept = None;
+        for _ in 0..MAX_WAITS {
+            match self.step(&key, generation, freshness, gzip, &mut build) {
+                Step::Serve(reply) => {
+                    kept = Some(reply);
+                    break;
+                }
+                Step::Wait(mut flight) => {
+                    let outcome = flight
+                        .done
+                        .wait_for(Option::is_some)
+                        .await
+                        .map_err(|_| ApiError::Unavailable("the server is stopping"))?
+                        .clone();
+                    let reply = match outcome {
+                        Some(Ok(reply)) => reply,
+                        Some(Err(message)) => return Err(ApiError::ReplyBuild(message)),
+                        None => return Err(ApiError::Unavailable("the server is stopping")),
+                    };
+                    // Built from the request's snapshot or newer, or started recently enough.
+                    let current = flight.generation >= generation
+                        || flight.started.elapsed() < self.max_staleness;
+                    kept = Some(reply);
+                    if current {
+                        break;
+                    }
                 }
             }
+        }
+        match kept {
+            Some(kept) => Ok(self.encoded(&kept, gzip).await),
+            None => Err(ApiError::Unavailable("no reply could be built")),
+        }
+    }
+
+    /// Serves the kept reply when it may be, starts a build when it is not current and none
+    /// is in flight, and otherwise names the build to wait for.
+    fn step<F, Fut>(
+        self: &Arc<Self>,
+        key: &ReplyKey,
+        generation: u64,
+        freshness: Freshness,
+        gzip: bool,
+        build: &mut Option<F>,
+    ) -> Step
+    where
+        F: FnOnce() -> Fut + 'static,
+        Fut: Future<Output = Result<Bytes, ApiError>> + 'static,
+    {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        let entry = entries.entry(key.clone()).or_default();
+        entry.wants_gzip |= gzip;
+        entry.newest = entry.newest.max(generation);
+        if let Some(kept) = entry.kept.clone() {
+            match kept.stale_since(generation, self.ttl, now) {
+                None => return Step::Serve(kept),
+                Some(since) => {
+                    let since = *entry.stale_since.get_or_insert(since);
+                    let flight = self.ensure_flight(key, entry, generation, freshness, build, now);
+                    if now.saturating_duration_since(since) < self.max_staleness {
+                        return Step::Serve(kept);
+                    }
+                    return Step::Wait(flight);
+                }
+            }
+        }
+        let flight = self.ensure_flight(key, entry, generation, freshness, build, now);
+        Step::Wait(flight)
+    }
+
+    /// The build in flight for this list; a new one from `build` when there is none. A
+    /// request that already handed its build over (it waited once and found the reply not
+    /// current) and finds none in flight gets a flight that reports the kept reply.
+    fn ensure_flight<F, Fut>(
+        self: &Arc<Self>,
+        key: &ReplyKey,
+        entry: &mut Entry,
+        generation: u64,
+        freshness: Freshness,
+        build: &mut Option<F>,
+        now: Instant,
+    ) -> Flight
+    where
+        F: FnOnce() -> Fut + 'static,
+        Fut: Future<Output = Result<Bytes, ApiError>> + 'static,
+    {
+        if let Some(flight) = &entry.flight {
+            return flight.clone();
+        }
+        let (report, done) = watch::channel(None);
+        let flight = Flight {
+            generation,
+            started: now,
+            done,
         };
-        let plain = slot.body.get_or_try_init(build).await.cloned()?;
+        let Some(build) = build.take() else {
+            let outcome = entry
+                .kept
+                .clone()
+                .ok_or_else(|| Arc::from("no reply was built"));
+            let _ = report.send(Some(outcome));
+            return flight;
+        };
+        entry.flight = Some(flight.clone());
+        self.builds.fetch_add(1, Ordering::Relaxed);
+        let now_in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.most_in_flight
+            .fetch_max(now_in_flight, Ordering::Relaxed);
+        let compress = entry.wants_gzip;
+        let cache = Arc::clone(self);
+        let key = key.clone();
+        actix_rt::spawn(async move {
+            let outcome = match build().await {
+                Ok(body) => {
+                    let kept = Kept {
+                        generation,
+                        started: now,
+                        freshness,
+                        body,
+                        gzip: OnceCell::new(),
+                    };
+                    if compress && kept.body.len() >= MIN_GZIP_BYTES {
+                        let packed = gzip_on_blocking_pool(kept.body.clone()).await;
+                        let _ = kept.gzip.set(packed);
+                    }
+                    Ok(Arc::new(kept))
+                }
+                Err(error) => Err(Arc::from(error.to_string())),
+            };
+            cache.land(&key, generation, now, &outcome);
+            let _ = report.send(Some(outcome));
+        });
+        flight
+    }
+
+    /// Keeps a finished build's reply (unless a newer one landed first) and ends its flight.
+    fn land(
+        &self,
+        key: &ReplyKey,
+        generation: u64,
+        started: Instant,
+        outcome: &Result<Arc<Kept>, Arc<str>>,
+    ) {
+        let now = Instant::now();
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(key) else {
+            return;
+        };
+        entry.flight = None;
+        if let Ok(reply) = outcome {
+            let newer_kept = entry
+                .kept
+                .as_ref()
+                .is_some_and(|kept| kept.generation > generation);
+            if !newer_kept {
+                entry.kept = Some(Arc::clone(reply));
+                // A generation asked for during the build first appeared after it started.
+                entry.stale_since = (entry.newest > generation).then_some(started);
+            }
+        }
+        self.evict(&mut entries, now);
+    }
+
+    /// The kept reply as this client takes it, compressing it now when no build did.
+    async fn encoded(&self, kept: &Kept, gzip: bool) -> ReplyBody {
+        let plain = kept.body.clone();
         if !gzip || plain.len() < MIN_GZIP_BYTES {
-            return Ok(ReplyBody {
+            return ReplyBody {
                 bytes: plain,
                 gzip: false,
-            });
+            };
         }
         let mut compressed_here = false;
-        let packed = slot
+        let packed = kept
             .gzip
             .get_or_init(|| {
                 compressed_here = true;
-                let plain = plain.clone();
-                async move {
-                    tokio::task::spawn_blocking(move || {
-                        let packed = crate::metrics::exposition::gzip(&plain);
-                        // Not smaller: not worth keeping or sending.
-                        if packed.len() < plain.len() {
-                            packed
-                        } else {
-                            Bytes::new()
-                        }
-                    })
-                    .await
-                    .unwrap_or_default()
-                }
+                gzip_on_blocking_pool(plain.clone())
             })
             .await
             .clone();
         if compressed_here {
-            // The kept bytes grew after the slot was counted: check the bounds again.
-            let mut slots = self.lock();
-            self.evict(&mut slots, generation, Instant::now());
+            // The kept bytes grew after they were counted: check the bounds again.
+            let mut entries = self.lock();
+            self.evict(&mut entries, Instant::now());
         }
-        Ok(if packed.is_empty() {
+        if packed.is_empty() {
             ReplyBody {
                 bytes: plain,
                 gzip: false,
@@ -206,32 +393,41 @@ impl ReplyCache {
                 bytes: packed,
                 gzip: true,
             }
-        })
+        }
     }
 
-    /// Drops what can no longer be served, then the oldest entries while over the bounds.
-    /// Entries still being built count as empty; their number is bounded.
-    fn evict(&self, slots: &mut HashMap<ReplyKey, Arc<Slot>>, generation: u64, now: Instant) {
-        // Callers already building an evicted slot keep it alive until they finish.
-        slots.retain(|_, slot| slot.serves(generation, self.ttl, now));
-        let mut total: usize = slots.values().map(|s| s.size()).sum();
-        while slots.len() > MAX_ENTRIES || total > self.max_bytes {
-            let Some(oldest) = slots
+    /// Drops what can no longer be served and is not being built, then the oldest replies
+    /// while over the bounds. A build in flight keeps its entry; their number is bounded by
+    /// the number of entries.
+    fn evict(&self, entries: &mut HashMap<ReplyKey, Entry>, now: Instant) {
+        let max_staleness = self.max_staleness;
+        entries.retain(|_, entry| {
+            let servable = entry.kept.is_some()
+                && entry
+                    .stale_since
+                    .is_none_or(|since| now.saturating_duration_since(since) < max_staleness);
+            servable || entry.flight.is_some()
+        });
+        let size = |entry: &Entry| entry.kept.as_ref().map_or(0, |kept| kept.size());
+        let mut total: usize = entries.values().map(size).sum();
+        while entries.len() > MAX_ENTRIES || total > self.max_bytes {
+            let Some(oldest) = entries
                 .iter()
-                .min_by_key(|(_, slot)| slot.created)
+                .filter(|(_, entry)| entry.flight.is_none())
+                .min_by_key(|(_, entry)| entry.kept.as_ref().map(|kept| kept.started))
                 .map(|(key, _)| key.clone())
             else {
                 break;
             };
-            if let Some(slot) = slots.remove(&oldest) {
-                total = total.saturating_sub(slot.size());
+            if let Some(entry) = entries.remove(&oldest) {
+                total = total.saturating_sub(size(&entry));
             }
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<ReplyKey, Arc<Slot>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ReplyKey, Entry>> {
         // Only map bookkeeping happens under the lock; a panic there leaves a usable map.
-        self.slots
+        self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -242,111 +438,307 @@ impl ReplyCache {
     }
 }
 
+/// `plain` gzipped on the blocking pool, or empty when that is not smaller.
+async fn gzip_on_blocking_pool(plain: Bytes) -> Bytes {
+    tokio::task::spawn_blocking(move || {
+        let packed = crate::metrics::exposition::gzip(&plain);
+        if packed.len() < plain.len() {
+            packed
+        } else {
+            Bytes::new()
+        }
+    })
+    .await
+    .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
+    use tokio::sync::Semaphore;
 
-    fn body(text: &str) -> Result<Bytes, ApiError> {
-        Ok(Bytes::from(text.to_string()))
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn cache(ttl: Duration, max_staleness: Duration) -> Arc<ReplyCache> {
+        Arc::new(ReplyCache::new(ttl, max_staleness))
+    }
+
+    /// Counts builds and the most that ran at once; a build may be held at a gate.
+    #[derive(Clone, Default)]
+    struct Builds {
+        started: Arc<AtomicUsize>,
+        running: Arc<AtomicUsize>,
+        most_at_once: Arc<AtomicUsize>,
+    }
+
+    impl Builds {
+        fn making(
+            &self,
+            text: &str,
+            gate: Option<Arc<Semaphore>>,
+        ) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<Bytes, ApiError>>>> + 'static
+        {
+            let builds = self.clone();
+            let text = Bytes::from(text.to_string());
+            move || {
+                Box::pin(async move {
+                    builds.started.fetch_add(1, Ordering::SeqCst);
+                    let now = builds.running.fetch_add(1, Ordering::SeqCst) + 1;
+                    builds.most_at_once.fetch_max(now, Ordering::SeqCst);
+                    if let Some(gate) = gate {
+                        let _pass = gate.acquire().await;
+                    }
+                    actix_rt::task::yield_now().await;
+                    builds.running.fetch_sub(1, Ordering::SeqCst);
+                    Ok(text)
+                })
+            }
+        }
+
+        fn started(&self) -> usize {
+            self.started.load(Ordering::SeqCst)
+        }
+    }
+
+    async fn ask(
+        cache: &Arc<ReplyCache>,
+        request: &str,
+        generation: u64,
+        freshness: Freshness,
+        build: impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<Bytes, ApiError>>>>
+            + 'static,
+    ) -> Result<Bytes, ApiError> {
+        cache
+            .get_or_build_encoded(
+                "/v1/x",
+                request.to_string(),
+                generation,
+                freshness,
+                false,
+                build,
+            )
+            .await
+            .map(|reply| reply.bytes)
+    }
+
+    /// Asks (offering a build of `wanted`) until the reply reads `wanted`, failing after five
+    /// seconds; the distinct replies seen, in order.
+    async fn until_reply(
+        cache: &Arc<ReplyCache>,
+        generation: u64,
+        freshness: Freshness,
+        builds: &Builds,
+        wanted: &str,
+    ) -> Vec<Bytes> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen: Vec<Bytes> = Vec::new();
+        loop {
+            let reply = ask(
+                cache,
+                "{}",
+                generation,
+                freshness,
+                builds.making(wanted, None),
+            )
+            .await
+            .unwrap();
+            if seen.last() != Some(&reply) {
+                seen.push(reply.clone());
+            }
+            if reply == wanted {
+                return seen;
+            }
+            assert!(Instant::now() < deadline, "never served {wanted:?}");
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     #[actix_rt::test]
     async fn concurrent_identical_requests_build_once() {
-        let cache = ReplyCache::new(Duration::from_secs(60));
-        let builds = AtomicUsize::new(0);
-        let build = || async {
-            builds.fetch_add(1, Ordering::SeqCst);
-            actix_rt::task::yield_now().await;
-            body("reply")
-        };
-        let requests = (0..32)
-            .map(|_| cache.get_or_build("/v1/x", "{}".into(), 7, Freshness::Snapshot, build));
+        let cache = cache(MINUTE, Duration::from_secs(1));
+        let builds = Builds::default();
+        let requests = (0..32).map(|_| {
+            ask(
+                &cache,
+                "{}",
+                7,
+                Freshness::Snapshot,
+                builds.making("reply", None),
+            )
+        });
         let replies = futures::future::join_all(requests).await;
         assert!(replies
             .iter()
             .all(|r| r.as_deref().ok() == Some(&b"reply"[..])));
-        assert_eq!(builds.load(Ordering::SeqCst), 1);
+        assert_eq!(builds.started(), 1);
     }
 
     #[actix_rt::test]
-    async fn a_new_generation_or_another_request_builds_again() {
-        let cache = ReplyCache::new(Duration::from_secs(60));
-        let builds = AtomicUsize::new(0);
-        let build = |text: &'static str| {
-            let builds = &builds;
-            move || async move {
-                builds.fetch_add(1, Ordering::SeqCst);
-                body(text)
-            }
-        };
-        let a = cache.get_or_build("/v1/x", "{}".into(), 1, Freshness::Snapshot, build("a"));
-        assert_eq!(a.await.unwrap(), "a");
-        let again = cache.get_or_build("/v1/x", "{}".into(), 1, Freshness::Snapshot, build("z"));
-        assert_eq!(again.await.unwrap(), "a");
-        let other = cache.get_or_build("/v1/x", "{n}".into(), 1, Freshness::Snapshot, build("b"));
-        assert_eq!(other.await.unwrap(), "b");
-        let newer = cache.get_or_build("/v1/x", "{}".into(), 2, Freshness::Snapshot, build("c"));
-        assert_eq!(newer.await.unwrap(), "c");
-        assert_eq!(builds.load(Ordering::SeqCst), 3);
-        // The generation-1 reply of the other request cannot be served any more.
-        assert_eq!(cache.len(), 1);
-    }
+    async fn after_a_change_the_kept_reply_is_served_while_one_build_runs() {
+        let cache = cache(MINUTE, MINUTE);
+        let builds = Builds::default();
+        let first = ask(
+            &cache,
+            "{}",
+            1,
+            Freshness::Snapshot,
+            builds.making("a", None),
+        );
+        assert_eq!(first.await.unwrap(), "a");
 
-    #[actix_rt::test]
-    async fn upstream_replies_expire_and_zero_ttl_never_reuses() {
-        let cache = ReplyCache::new(Duration::from_millis(30));
-        let first =
-            cache.get_or_build("/v1/g", "{}".into(), 1, Freshness::WithUpstream, || async {
-                body("old")
-            });
-        assert_eq!(first.await.unwrap(), "old");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let reply = cache
-                .get_or_build("/v1/g", "{}".into(), 1, Freshness::WithUpstream, || async {
-                    body("new")
-                })
+        // The snapshot changes and the next build is held: the first request after the
+        // change is answered at once, from the reply built before it arrived.
+        let gate = Arc::new(Semaphore::new(0));
+        let held = builds.making("b", Some(gate.clone()));
+        assert_eq!(
+            ask(&cache, "{}", 2, Freshness::Snapshot, held)
                 .await
-                .unwrap();
-            if reply == "new" {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the upstream reply never expired"
-            );
-            actix_rt::time::sleep(Duration::from_millis(5)).await;
+                .unwrap(),
+            "a"
+        );
+        // A burst of fifty more changes, each with a request: all served the kept reply,
+        // and none starts a second build while the first is in flight.
+        for generation in 3..53 {
+            let build = builds.making("never", None);
+            let reply = ask(&cache, "{}", generation, Freshness::Snapshot, build);
+            assert_eq!(reply.await.unwrap(), "a");
         }
+        assert_eq!(cache.builds_started(), 2);
 
-        let uncached = ReplyCache::new(Duration::ZERO);
-        for text in ["one", "two"] {
-            let reply = uncached
-                .get_or_build("/v1/g", "{}".into(), 1, Freshness::WithUpstream, || async {
-                    body(text)
-                })
+        // Released, the held build lands and is served, and the generations asked for
+        // meanwhile are picked up by exactly one more build.
+        gate.add_permits(1);
+        let seen = until_reply(&cache, 52, Freshness::Snapshot, &builds, "c").await;
+        assert_eq!(seen, ["a", "b", "c"]);
+        assert_eq!(cache.builds_started(), 3);
+        assert_eq!(builds.started(), 3);
+        assert_eq!(builds.most_at_once.load(Ordering::SeqCst), 1);
+    }
+
+    #[actix_rt::test]
+    async fn without_staleness_a_request_waits_for_the_build_of_its_generation() {
+        let cache = cache(MINUTE, Duration::ZERO);
+        let builds = Builds::default();
+        let first = ask(
+            &cache,
+            "{}",
+            1,
+            Freshness::Snapshot,
+            builds.making("a", None),
+        );
+        assert_eq!(first.await.unwrap(), "a");
+        let again = ask(
+            &cache,
+            "{}",
+            1,
+            Freshness::Snapshot,
+            builds.making("z", None),
+        );
+        assert_eq!(again.await.unwrap(), "a");
+        let newer = ask(
+            &cache,
+            "{}",
+            2,
+            Freshness::Snapshot,
+            builds.making("b", None),
+        );
+        assert_eq!(newer.await.unwrap(), "b");
+        let other = ask(
+            &cache,
+            "{n}",
+            2,
+            Freshness::Snapshot,
+            builds.making("c", None),
+        );
+        assert_eq!(other.await.unwrap(), "c");
+        assert_eq!(builds.started(), 3);
+    }
+
+    #[actix_rt::test]
+    async fn the_staleness_bound_ends_serving_the_kept_reply() {
+        let cache = cache(MINUTE, Duration::from_millis(40));
+        let builds = Builds::default();
+        let first = ask(
+            &cache,
+            "{}",
+            1,
+            Freshness::Snapshot,
+            builds.making("a", None),
+        );
+        assert_eq!(first.await.unwrap(), "a");
+        let gate = Arc::new(Semaphore::new(0));
+        let held = builds.making("b", Some(gate.clone()));
+        assert_eq!(
+            ask(&cache, "{}", 2, Freshness::Snapshot, held)
                 .await
-                .unwrap();
-            assert_eq!(reply, text);
+                .unwrap(),
+            "a"
+        );
+        // Past the bound a request waits for the build in flight instead.
+        actix_rt::time::sleep(Duration::from_millis(60)).await;
+        let waiting = ask(
+            &cache,
+            "{}",
+            2,
+            Freshness::Snapshot,
+            builds.making("x", None),
+        );
+        let release = async {
+            actix_rt::task::yield_now().await;
+            gate.add_permits(1);
+        };
+        let (reply, ()) = futures::join!(waiting, release);
+        assert_eq!(reply.unwrap(), "b");
+        assert_eq!(builds.started(), 2);
+    }
+
+    #[actix_rt::test]
+    async fn upstream_replies_age_out_in_the_background_and_zero_ttl_never_reuses() {
+        let cache = cache(Duration::from_millis(30), Duration::from_secs(1));
+        let builds = Builds::default();
+        let first = ask(
+            &cache,
+            "{}",
+            1,
+            Freshness::WithUpstream,
+            builds.making("old", None),
+        );
+        assert_eq!(first.await.unwrap(), "old");
+        until_reply(&cache, 1, Freshness::WithUpstream, &builds, "new").await;
+
+        let uncached = self::cache(Duration::ZERO, Duration::from_secs(1));
+        for text in ["one", "two"] {
+            let reply = ask(
+                &uncached,
+                "{}",
+                1,
+                Freshness::WithUpstream,
+                builds.making(text, None),
+            );
+            assert_eq!(reply.await.unwrap(), text);
         }
     }
 
     #[actix_rt::test]
     async fn gzip_is_made_once_per_reply_and_only_for_bodies_worth_it() {
         use std::io::Read;
-        let cache = ReplyCache::new(Duration::from_secs(60));
+        let cache = cache(MINUTE, Duration::from_secs(1));
         let large = "{\"items\":[1,2,3]}".repeat(200);
-        let builds = AtomicUsize::new(0);
-        let build = || async {
-            builds.fetch_add(1, Ordering::SeqCst);
-            body(&large)
+        let builds = Builds::default();
+        let encoded = |request: &'static str, text: &str, gzip: bool| {
+            cache.get_or_build_encoded(
+                "/v1/x",
+                request.into(),
+                1,
+                Freshness::Snapshot,
+                gzip,
+                builds.making(text, None),
+            )
         };
         let mut packed = Vec::new();
         for _ in 0..3 {
-            let reply = cache
-                .get_or_build_encoded("/v1/x", "{}".into(), 1, Freshness::Snapshot, true, build)
-                .await
-                .unwrap();
+            let reply = encoded("{}", &large, true).await.unwrap();
             assert!(reply.gzip && reply.bytes.len() < large.len() / 10);
             packed.push(reply.bytes);
         }
@@ -357,24 +749,11 @@ mod tests {
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, large);
-        let plain = cache
-            .get_or_build_encoded("/v1/x", "{}".into(), 1, Freshness::Snapshot, false, build)
-            .await
-            .unwrap();
+        let plain = encoded("{}", &large, false).await.unwrap();
         assert!(!plain.gzip && plain.bytes == large);
-        assert_eq!(builds.load(Ordering::SeqCst), 1);
+        assert_eq!(builds.started(), 1);
 
-        let small = cache
-            .get_or_build_encoded(
-                "/v1/x",
-                "{n}".into(),
-                1,
-                Freshness::Snapshot,
-                true,
-                || async { body("{}") },
-            )
-            .await
-            .unwrap();
+        let small = encoded("{n}", "{}", true).await.unwrap();
         assert!(!small.gzip && small.bytes == "{}");
     }
 
@@ -382,70 +761,82 @@ mod tests {
     async fn a_compressed_copy_counts_against_the_byte_bound() {
         // Hex digits at random: their gzip is a bit over half their size.
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let digits: Vec<u8> = (0..2000)
+        let digits: String = (0..2000)
             .map(|_| {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                b"0123456789abcdef"[(state % 16) as usize]
+                char::from(b"0123456789abcdef"[(state % 16) as usize])
             })
             .collect();
-        let build = || {
-            let digits = Bytes::from(digits.clone());
-            || async move { Ok(digits) }
+        let builds = Builds::default();
+        let cache = Arc::new(ReplyCache::with_limit(MINUTE, MINUTE, 4500));
+        let encoded = |request: &'static str, gzip: bool| {
+            cache.get_or_build_encoded(
+                "/v1/x",
+                request.into(),
+                1,
+                Freshness::Snapshot,
+                gzip,
+                builds.making(&digits, None),
+            )
         };
-        let cache = ReplyCache::with_limit(Duration::from_secs(60), 4500);
         for request in ["{a}", "{b}"] {
-            let reply = cache
-                .get_or_build_encoded(
-                    "/v1/x",
-                    request.into(),
-                    1,
-                    Freshness::Snapshot,
-                    false,
-                    build(),
-                )
-                .await
-                .unwrap();
-            assert!(!reply.gzip);
+            assert!(!encoded(request, false).await.unwrap().gzip);
         }
         assert_eq!(cache.len(), 2);
         // 4,000 bytes kept; the gzip copy of one of them takes the total over 4,500.
-        let reply = cache
-            .get_or_build_encoded("/v1/x", "{b}".into(), 1, Freshness::Snapshot, true, build())
-            .await
-            .unwrap();
+        let reply = encoded("{b}", true).await.unwrap();
         assert!(reply.gzip && reply.bytes.len() > 500 && reply.bytes.len() < 2000);
         assert_eq!(cache.len(), 1, "the oldest entry makes room");
     }
 
     #[actix_rt::test]
-    async fn a_failed_build_is_not_kept() {
-        let cache = ReplyCache::new(Duration::from_secs(60));
-        let failed = cache.get_or_build("/v1/x", "{}".into(), 1, Freshness::Snapshot, || async {
-            Err(ApiError::Unavailable("store down"))
-        });
-        assert!(failed.await.is_err());
-        let next = cache.get_or_build("/v1/x", "{}".into(), 1, Freshness::Snapshot, || async {
-            body("ok")
-        });
+    async fn a_failed_build_reaches_its_waiters_and_is_not_kept() {
+        let cache = cache(MINUTE, Duration::from_secs(1));
+        let failing = || -> std::pin::Pin<Box<dyn Future<Output = Result<Bytes, ApiError>>>> {
+            Box::pin(async { Err(ApiError::Unavailable("store down")) })
+        };
+        let failed = futures::future::join_all(
+            (0..4).map(|_| ask(&cache, "{}", 1, Freshness::Snapshot, failing)),
+        )
+        .await;
+        assert!(failed.iter().all(
+            |reply| matches!(reply, Err(ApiError::ReplyBuild(m)) if m.contains("store down"))
+        ));
+        let builds = Builds::default();
+        let next = ask(
+            &cache,
+            "{}",
+            1,
+            Freshness::Snapshot,
+            builds.making("ok", None),
+        );
         assert_eq!(next.await.unwrap(), "ok");
     }
 
     #[actix_rt::test]
     async fn kept_bytes_stay_under_the_bound() {
-        let cache = ReplyCache::with_limit(Duration::from_secs(60), 1_000);
+        let cache = Arc::new(ReplyCache::with_limit(MINUTE, MINUTE, 1_000));
+        let builds = Builds::default();
+        let text = "x".repeat(400);
         for n in 0..10 {
-            let reply = cache
-                .get_or_build("/v1/x", format!("{n}"), 1, Freshness::Snapshot, || async {
-                    Ok(Bytes::from(vec![b'x'; 400]))
-                })
-                .await
-                .unwrap();
-            assert_eq!(reply.len(), 400);
+            let request = format!("{n}");
+            let reply = ask(
+                &cache,
+                &request,
+                1,
+                Freshness::Snapshot,
+                builds.making(&text, None),
+            );
+            assert_eq!(reply.await.unwrap().len(), 400);
         }
-        let kept: usize = cache.lock().values().map(|s| s.size()).sum();
-        assert!(kept <= 1_000 + 400, "kept {kept} bytes");
+        let kept: usize = cache
+            .lock()
+            .values()
+            .map(|entry| entry.kept.as_ref().map_or(0, |kept| kept.size()))
+            .sum();
+        assert!(kept <= 1_000, "kept {kept} bytes");
         assert!(cache.len() <= 3, "kept {} entries", cache.len());
     }
 }

@@ -17,13 +17,14 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     ctx.within_deadline(async {
         let snapshot = ctx.snapshot().await?;
-        let build = || async { Ok(workload_list(&snapshot, &request, ctx.zone())) };
+        let (source, wanted, zone) = (snapshot.clone(), request.clone(), ctx.zone().clone());
         ctx.cached_json(
             "/v1/workloads",
             &request,
             &snapshot,
             Freshness::Snapshot,
-            build,
+            |_| async {},
+            move |()| workload_list(&source, &wanted, &zone),
         )
         .await
     })
