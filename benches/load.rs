@@ -6,13 +6,15 @@
 //! ```sh
 //! cargo bench --bench load                               # 150, 1,000, 10,000 GPUs; both stores
 //! cargo bench --bench load -- --sizes 150,1000 --upstreams vm
-//! cargo bench --bench load -- --sizes 10000 --api-start-only --api-pods 100000
+//! cargo bench --bench load -- --sizes 10000 --api-start-only --churn 2,20,200
 //! cargo test --bench load -- --quick                     # CI smoke: 150 GPUs, debug build
 //! ```
 //!
 //! Every loop is bounded in count and in time; everything listens on 127.0.0.1. Nothing is
 //! asserted about timings: the figures are for reading, the goals sit beside them.
 
+#[path = "data/realistic.rs"]
+mod realistic;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -22,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use hami_webui_server::synthetic::{ClusterShape, DEVICES_PER_NODE};
+use realistic::RealisticCluster;
 use support::process::{request, wait_for, Launch, ServerProcess};
 use support::upstream::{CountingProxy, FixtureExporter, Prometheus, VictoriaMetrics};
 
@@ -37,10 +39,22 @@ struct Args {
     /// CI smoke mode: 150 GPUs, both stores, few requests (about a minute).
     #[arg(long)]
     quick: bool,
-    /// Pods served by the test API server for the start-from-Kubernetes figure (GPU pods of
-    /// the largest size, the rest plain pods); 0 skips it. `--quick` uses 2,000.
-    #[arg(long, default_value_t = 100_000)]
+    /// Pods served by the test API server for the watch-mode figures: the GPU pods of the
+    /// largest size, topped up with plain pods to this many (0: none added). `--quick` uses
+    /// 2,000.
+    #[arg(long, default_value_t = 0)]
     api_pods: usize,
+    /// Write the realistic cluster of the first of `--sizes` (`cluster.json`, a
+    /// `kubectl get nodes,pods -A -o json` List) and its exporters' series
+    /// (`exposition.prom`) into this directory, and stop.
+    #[arg(long)]
+    write_cluster: Option<std::path::PathBuf>,
+    /// Skip the watch-mode figures (start from the API, lists under churn).
+    #[arg(long)]
+    no_watch: bool,
+    /// Pod events per second while the list routes are timed in watch mode.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 2, 20, 200])]
+    churn: Vec<u32>,
     /// Only the start-from-the-API figure (at the largest of `--sizes`).
     #[arg(long)]
     api_start_only: bool,
@@ -90,6 +104,27 @@ struct Run {
     floor_containers_plain: Latency,
     ready_s: f64,
     peak_rss_mib: f64,
+    /// How real-sized the data is.
+    shape: DataShape,
+}
+
+/// What shows a reader the data is real-sized: objects, and how their text compresses.
+#[derive(Debug, Default, Clone)]
+struct DataShape {
+    pods: usize,
+    containers: usize,
+    snapshot_bytes: usize,
+    snapshot_gzip_bytes: usize,
+    /// The pods' share of the file (compact JSON).
+    pod_bytes: usize,
+}
+
+/// Bytes of `data` gzipped at the default level.
+fn gzip_len(data: &[u8]) -> usize {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = encoder.write_all(data);
+    encoder.finish().map_or(0, |packed| packed.len())
 }
 
 #[derive(Debug, Default, Clone)]
@@ -120,6 +155,23 @@ fn main() {
         return;
     }
     let args = Args::parse();
+    if let Some(dir) = &args.write_cluster {
+        let gpus = args.sizes.first().copied().unwrap_or(150);
+        let cluster = RealisticCluster::generate(gpus);
+        std::fs::create_dir_all(dir).expect("create the output directory");
+        std::fs::write(dir.join("cluster.json"), cluster.list_json()).expect("write cluster.json");
+        std::fs::write(dir.join("exposition.prom"), cluster.exposition())
+            .expect("write exposition.prom");
+        println!(
+            "{} GPUs, {} pods, {} containers, {} allocations written to {}",
+            cluster.gpus.len(),
+            cluster.pods.len(),
+            cluster.containers,
+            cluster.allocations,
+            dir.display()
+        );
+        return;
+    }
     if !args.bench && !args.quick {
         eprintln!("load driver: pass --quick, or run through `cargo bench --bench load`");
         return;
@@ -169,9 +221,9 @@ fn main() {
     }
     let api_pods = if args.quick { 2_000 } else { args.api_pods };
     let largest = sizes.iter().copied().max().unwrap_or(150);
-    if api_pods > 0 {
+    if !args.no_watch {
         let started = Instant::now();
-        let start = measure_api_start(largest, api_pods);
+        let start = measure_api_start(largest, api_pods, &args.churn, &budget);
         eprintln!(
             "measured start from the API in {:.0?}: {start:?}",
             started.elapsed()
@@ -180,7 +232,8 @@ fn main() {
     }
 }
 
-/// Start from the test API server (list + watch, pages of 500, as in a cluster).
+/// Start from the test API server (list + watch, pages of 500, as in a cluster), then the
+/// list routes timed while pods change at each churn rate.
 #[derive(Debug, Default, Clone)]
 struct ApiStart {
     gpus: usize,
@@ -188,47 +241,102 @@ struct ApiStart {
     pods: usize,
     ready_s: f64,
     synced_s: f64,
+    /// Per churn rate (events/s asked): the rate achieved and each list route's latency.
+    churn: Vec<ChurnRun>,
     peak_rss_mib: f64,
 }
 
-/// The shape's nodes and GPU pods plus plain pods up to `pods` in all, on the test API
-/// server (its own actix system on a thread); the release binary pointed at it through a
-/// kubeconfig. Measures spawn → `/readyz` 200 and spawn → every GPU pod in the cache.
-fn measure_api_start(gpus: usize, pods: usize) -> ApiStart {
+#[derive(Debug, Default, Clone)]
+struct ChurnRun {
+    asked_per_s: u32,
+    achieved_per_s: f64,
+    routes: Vec<(String, Latency)>,
+}
+
+/// Churn pods kept at once: each event adds one and, past this many, deletes the oldest.
+const CHURN_WINDOW: usize = 50;
+
+/// The realistic cluster's nodes and pods plus plain pods up to `pods` in all, on the test
+/// API server (its own actix system on a thread); the release binary pointed at it through a
+/// kubeconfig. Measures spawn → `/readyz` 200 and spawn → every GPU pod in the cache, then,
+/// for each of `rates` (pod events per second: half additions, half deletions), 32 clients
+/// per list route while the pods change.
+fn measure_api_start(gpus: usize, pods: usize, rates: &[u32], budget: &Budget) -> ApiStart {
     use hami_webui_server::cluster::snapshot_file::{parse, ClusterExport};
+    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
     use support::kube_api::TestApiServer;
 
-    let shape = ClusterShape::gpus(gpus.div_ceil(DEVICES_PER_NODE));
+    let generated = RealisticCluster::generate(gpus);
     let export: ClusterExport =
-        parse("synthetic", &shape.list().to_string()).expect("synthetic cluster");
+        parse("realistic", &generated.list_json()).expect("realistic cluster");
+    let devices = generated.gpus.len();
     let gpu_pods = export.pods.len();
     let plain = pods.saturating_sub(gpu_pods);
+    let node_names: Vec<String> = export
+        .nodes
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    let rate = Arc::new(AtomicU32::new(0));
+    let applied = Arc::new(AtomicUsize::new(0));
     let (port_tx, port_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    let api_thread = std::thread::spawn(move || {
-        actix_rt::System::new().block_on(async move {
-            let api = TestApiServer::start().await;
-            for node in export.nodes {
-                api.apply_node(node);
-            }
-            api.apply_many_pods(export.pods);
-            let filler = (0..plain).map(|i| {
-                support::fixtures::pod(
-                    "batch",
-                    &format!("plain-{i}"),
-                    &ClusterShape::node_name(i % shape.nodes.max(1)),
-                    serde_json::json!({}),
-                    "Running",
-                )
+    let api_thread = {
+        let (rate, applied) = (Arc::clone(&rate), Arc::clone(&applied));
+        std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let api = TestApiServer::start().await;
+                for node in export.nodes {
+                    api.apply_node(node);
+                }
+                api.apply_many_pods(export.pods);
+                let filler = (0..plain).map(|i| {
+                    support::fixtures::pod(
+                        "batch",
+                        &format!("plain-{i}"),
+                        &node_names[i % node_names.len().max(1)],
+                        serde_json::json!({}),
+                        "Running",
+                    )
+                });
+                api.apply_many_pods(filler.collect());
+                port_tx.send(api.port()).expect("report the API port");
+                // Churn: events due by the clock at the asked rate, in 5 ms ticks.
+                let mut added: std::collections::VecDeque<(String, String)> = Default::default();
+                let mut next = 0usize;
+                let mut since = (Instant::now(), 0u32, 0usize);
+                while stop_rx.try_recv().is_err() {
+                    actix_rt::time::sleep(Duration::from_millis(5)).await;
+                    let asked = rate.load(Ordering::Relaxed);
+                    if asked != since.1 {
+                        since = (Instant::now(), asked, 0);
+                    }
+                    let due = (since.0.elapsed().as_secs_f64() * f64::from(asked)) as usize;
+                    while since.2 < due {
+                        if added.len() >= CHURN_WINDOW && since.2 % 2 == 1 {
+                            if let Some((namespace, name)) = added.pop_front() {
+                                api.delete_pod(&namespace, &name);
+                            }
+                        } else {
+                            let value = generated.churn_pod(next);
+                            next += 1;
+                            let pod: k8s_openapi::api::core::v1::Pod =
+                                serde_json::from_value(value).expect("churn pod");
+                            let key = (
+                                pod.metadata.namespace.clone().unwrap_or_default(),
+                                pod.metadata.name.clone().unwrap_or_default(),
+                            );
+                            api.apply_pod(pod);
+                            added.push_back(key);
+                        }
+                        since.2 += 1;
+                        applied.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                api.stop().await;
             });
-            api.apply_many_pods(filler.collect());
-            port_tx.send(api.port()).expect("report the API port");
-            while stop_rx.try_recv().is_err() {
-                actix_rt::time::sleep(Duration::from_millis(100)).await;
-            }
-            api.stop().await;
-        });
-    });
+        })
+    };
     let port = port_rx.recv().expect("test API server started");
     let api_url = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
@@ -255,28 +363,78 @@ fn measure_api_start(gpus: usize, pods: usize) -> ApiStart {
         server.log()
     );
     let synced_s = started.elapsed().as_secs_f64();
+
+    let server_port = server.port;
+    let mut churn = Vec::new();
+    for &asked in rates {
+        rate.store(asked, Ordering::Relaxed);
+        let (t0, a0) = (Instant::now(), applied.load(Ordering::Relaxed));
+        let routes = ["/v1/gpus", "/v1/nodes", "/v1/containers"]
+            .into_iter()
+            .map(|route| {
+                let latency = hammer(
+                    32,
+                    budget.list_requests_per_client,
+                    budget.phase_deadline,
+                    move |_| {
+                        let ct = Some("application/json");
+                        send(server_port, "POST", route, ct, b"{}", true)
+                    },
+                );
+                (route.to_string(), latency)
+            })
+            .collect();
+        let achieved_per_s =
+            (applied.load(Ordering::Relaxed) - a0) as f64 / t0.elapsed().as_secs_f64();
+        churn.push(ChurnRun {
+            asked_per_s: asked,
+            achieved_per_s,
+            routes,
+        });
+    }
+    rate.store(0, Ordering::Relaxed);
     let peak_rss_mib = peak_rss_mib(server.pid());
     drop(server);
     let _ = stop_tx.send(());
     let _ = api_thread.join();
     ApiStart {
-        gpus: shape.nodes * DEVICES_PER_NODE,
+        gpus: devices,
         gpu_pods,
         pods: gpu_pods + plain,
         ready_s,
         synced_s,
+        churn,
         peak_rss_mib,
     }
 }
 
 fn print_api_start(start: &ApiStart) {
-    println!("\n### Start to ready from the (test) Kubernetes API (goal < 10 s)\n");
+    println!("\n### Start to ready from the (test) Kubernetes API (goal < 10 s), peak RSS over start and churn (goal < 200 MiB)\n");
     println!("| GPUs | pods served (GPU pods) | ready (s) | all GPU pods cached (s) | peak RSS, VmHWM (MiB) |");
     println!("|---:|---:|---:|---:|---:|");
     println!(
         "| {} | {} ({}) | {:.2} | {:.2} | {:.1} |",
         start.gpus, start.pods, start.gpu_pods, start.ready_s, start.synced_s, start.peak_rss_mib
     );
+    println!("\n### Watch mode, list routes while pods change (32 clients per route, gzip; goal p99 < 150 ms up to 20 events/s, no failure at 200)\n");
+    println!(
+        "| GPUs | events/s asked (achieved) | route | requests (failed) | p50 (ms) | p99 (ms) |"
+    );
+    println!("|---:|---:|---|---:|---:|---:|");
+    for run in &start.churn {
+        for (route, l) in &run.routes {
+            println!(
+                "| {} | {} ({:.0}) | `{route}` | {} ({}) | {:.1} | {:.1} |",
+                start.gpus,
+                run.asked_per_s,
+                run.achieved_per_s,
+                l.requests,
+                l.failures,
+                l.p50_ms,
+                l.p99_ms
+            );
+        }
+    }
 }
 
 /// Pid's CPU seconds so far (user + system, all threads).
@@ -641,8 +799,7 @@ impl Store {
 /// series for it, and scraping a 10,000-GPU exposition every second keeps a core busy.
 const PROMETHEUS_INTERVALS: (&str, &str) = ("15s", "30s");
 
-fn start_store(upstream: &str, shape: &ClusterShape, devices: usize, quick: bool) -> Store {
-    let exposition = shape.exposition();
+fn start_store(upstream: &str, exposition: &str, devices: usize, quick: bool) -> Store {
     match upstream {
         "vm" => {
             let vm = VictoriaMetrics::start();
@@ -653,14 +810,14 @@ fn start_store(upstream: &str, shape: &ClusterShape, devices: usize, quick: bool
             let steps = if quick { 3 } else { HISTORY_STEPS };
             for step in 0..steps {
                 vm.import(&samples_at(
-                    &exposition,
+                    exposition,
                     now_ms - (steps - 1 - step) * 30_000,
                 ));
             }
             Store::Vm(vm)
         }
         "prometheus" => {
-            let exporter = FixtureExporter::start(&exposition);
+            let exporter = FixtureExporter::start(exposition);
             let (scrape, evaluation) = if quick {
                 ("1s", "1s")
             } else {
@@ -704,15 +861,25 @@ fn first_cycle(server: &ServerProcess) -> String {
 }
 
 fn measure(gpus: usize, upstream: &str, interval: u64, budget: &Budget) -> Run {
-    let shape = ClusterShape::gpus(gpus.div_ceil(DEVICES_PER_NODE));
-    let devices = shape.nodes * DEVICES_PER_NODE;
-    let allocations: usize = shape.pod_layout().iter().map(|(_, a)| a.len()).sum();
+    let generated = RealisticCluster::generate(gpus);
+    let devices = generated.gpus.len();
+    let allocations = generated.allocations;
     let dir = tempfile::tempdir().expect("temp dir");
     let cluster = dir.path().join("cluster.json");
-    std::fs::write(&cluster, shape.list().to_string()).expect("write cluster");
+    let list = generated.list_json();
+    let shape = DataShape {
+        pods: generated.pods.len(),
+        containers: generated.containers,
+        snapshot_bytes: list.len(),
+        snapshot_gzip_bytes: gzip_len(list.as_bytes()),
+        pod_bytes: generated.pods.iter().map(|p| p.to_string().len()).sum(),
+    };
+    std::fs::write(&cluster, &list).expect("write cluster");
+    drop(list);
     let cluster_arg = cluster.to_string_lossy().into_owned();
 
-    let store = start_store(upstream, &shape, devices, budget.quick);
+    let store = start_store(upstream, &generated.exposition(), devices, budget.quick);
+    drop(generated);
 
     // Phase 1, through a counting proxy: upstream requests per cycle. The proxy forwards on
     // fresh connections and adds its own latency, so nothing is timed in this phase.
@@ -869,6 +1036,7 @@ fn measure(gpus: usize, upstream: &str, interval: u64, budget: &Budget) -> Run {
         gpus: devices,
         upstream: upstream.to_string(),
         allocations,
+        shape,
         queries_per_cycle,
         reported_queries: metric(&after, "hami_webui_refresh_queries"),
         cycle_mean_s,
@@ -890,6 +1058,29 @@ fn measure(gpus: usize, upstream: &str, interval: u64, budget: &Budget) -> Run {
 }
 
 fn print_tables(runs: &[Run]) {
+    println!("\n### The data (generated as a real API server and real exporters return it)\n");
+    println!("| GPUs | store | pods | containers | allocations | snapshot file (bytes) | bytes per pod | file gzip ratio | `/v1/containers` plain / gzip (bytes) | ratio | `/metrics` plain / gzip (bytes) | ratio |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let ratio = |plain: usize, packed: usize| plain as f64 / packed.max(1) as f64;
+    for r in runs {
+        let d = &r.shape;
+        let (cp, cg) = r.containers_bytes;
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {cp} / {cg} | {:.1} | {} / {} | {:.1} |",
+            r.gpus,
+            r.upstream,
+            d.pods,
+            d.containers,
+            r.allocations,
+            d.snapshot_bytes,
+            d.pod_bytes / d.pods.max(1),
+            ratio(d.snapshot_bytes, d.snapshot_gzip_bytes),
+            ratio(cp, cg),
+            r.metrics_plain_bytes,
+            r.metrics_gzip_bytes,
+            ratio(r.metrics_plain_bytes, r.metrics_gzip_bytes),
+        );
+    }
     println!("\n### Upstream queries per refresh cycle (goal ≤ 40)\n");
     println!("| GPUs | store | allocations | ours, at the proxy | ours, self-reported | Go design (10·devices + 3·allocations) |");
     println!("|---:|---|---:|---:|---:|---:|");
