@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     }
     if let (Some(path), ClusterSource::SnapshotFile(export)) = (&cli.snapshot, &source) {
         tracing::info!(
-            file = %path.display(), nodes = export.nodes.len(), pods = export.pods.len(),
+            file = %path.display(), nodes = export.counts.nodes, pods = export.counts.pods,
             "serving a cluster snapshot; no Kubernetes contact"
         );
     }

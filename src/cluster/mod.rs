@@ -92,17 +92,10 @@ pub async fn start(
             )
         }
         ClusterSource::SnapshotFile(objects) => {
-            catalog_source.0 = watch::replay_json(objects.config_maps);
-            dra = DraSources::replayed(
-                watch::replay_json(objects.resource_slices),
-                watch::replay_json(objects.resource_claims),
-            );
-            (
-                watch::replay_json(objects.nodes),
-                watch::replay_json(objects.pods),
-                None,
-                None,
-            )
+            let streams = objects.into_streams();
+            catalog_source.0 = streams.config_maps;
+            dra = DraSources::replayed(streams.resource_slices, streams.resource_claims);
+            (streams.nodes, streams.pods, None, None)
         }
         ClusterSource::Kubernetes | ClusterSource::Client(_) => match client_for(source).await {
             Ok(client) => {

@@ -171,27 +171,6 @@ pub fn replay<K: Send + 'static>(objects: Vec<K>) -> BoxStream<'static, WatchIte
     stream::iter(events).chain(stream::pending()).boxed()
 }
 
-/// [`replay`] of objects kept as JSON text, each decoded only as the cache takes it so the
-/// whole file is never held decoded at once. The text was decoded once when the file was
-/// loaded; an object that fails now anyway is logged and left out.
-pub fn replay_json<K>(
-    objects: Vec<Box<serde_json::value::RawValue>>,
-) -> BoxStream<'static, WatchItem<K>>
-where
-    K: DeserializeOwned + Send + 'static,
-{
-    let decoded = objects.into_iter().filter_map(|raw| {
-        serde_json::from_str::<K>(raw.get())
-            .map_err(|error| tracing::warn!(%error, "snapshot object left out"))
-            .ok()
-    });
-    let events = std::iter::once(Event::Init)
-        .chain(decoded.map(Event::InitApply))
-        .chain(std::iter::once(Event::InitDone))
-        .map(Ok);
-    stream::iter(events).chain(stream::pending()).boxed()
-}
-
 /// Resolves once the API server serves `api`'s resource: at once unless it answers 404
 /// (the group or version is absent); then one line (naming `what`) says so, and it is
 /// asked again every `interval`. Any other answer resolves too: the watcher reports it.
