@@ -16,13 +16,12 @@ use std::time::{Duration, Instant};
 use actix_web::dev::Payload;
 use actix_web::http::header::{self, ContentType};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
-use bytes::Bytes;
 use jiff::tz::TimeZone;
 
 use crate::cluster::pod_cache::GetSnapshot;
 use crate::cluster::snapshot::ClusterSnapshot;
 use crate::error::ApiError;
-use crate::http::encoding::{accepts_gzip, in_pieces};
+use crate::http::encoding::{accepts_gzip, encode_json, in_pieces, inflated};
 use crate::http::reply_cache::{Freshness, ReplyBody};
 use crate::http::state::AppState;
 use crate::query_client::{Lane, Query, QueryOutput, RunQuery};
@@ -100,9 +99,7 @@ impl RestContext {
         let build = move || async move {
             let inputs = fetch(lookups).await;
             tokio::task::spawn_blocking(move || {
-                serde_json::to_vec(&render(inputs))
-                    .map(Bytes::from)
-                    .map_err(ApiError::Render)
+                encode_json(&render(inputs)).map_err(ApiError::Render)
             })
             .await
             .map_err(|_| ApiError::Unavailable("a reply build was cancelled"))?
@@ -123,11 +120,14 @@ impl RestContext {
         response
             .content_type(ContentType::json())
             .insert_header((header::VARY, "Accept-Encoding"));
-        if reply.gzip {
-            // Set here, the public listener's `Compress` leaves the body as it is.
-            response.insert_header((header::CONTENT_ENCODING, "gzip"));
-        }
-        Ok(response.body(in_pieces(reply.bytes)))
+        Ok(match reply {
+            ReplyBody::Plain(bytes) => response.body(in_pieces(bytes)),
+            ReplyBody::Gzip(packed) => response
+                // Set here, the public listener's `Compress` leaves the body as it is.
+                .insert_header((header::CONTENT_ENCODING, "gzip"))
+                .body(in_pieces(packed)),
+            ReplyBody::Inflate { packed, plain_len } => response.body(inflated(packed, plain_len)),
+        })
     }
 
     /// Runs a handler's work under the request deadline (`server.http.timeout`).

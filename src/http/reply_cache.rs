@@ -22,16 +22,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::watch;
 
 use crate::error::ApiError;
+use crate::http::encoding::EncodedBody;
 
 /// Entries kept at most, whatever their size: the frontend asks a handful of distinct lists.
 const MAX_ENTRIES: usize = 256;
 /// Bytes of finished replies kept at most (a 10,000-GPU container list is about 20 MB).
 const MAX_BYTES: usize = 96 << 20;
-/// Replies shorter than this are sent as they are: compressing them saves less than it costs.
-const MIN_GZIP_BYTES: usize = 1024;
 /// Builds one request waits for at most before it takes what the last one made: a build
 /// that started before the request's snapshot is awaited, then one that started after it.
 const MAX_WAITS: usize = 3;
@@ -58,15 +57,12 @@ struct Kept {
     /// When its build started: its store values are at least this recent.
     started: Instant,
     freshness: Freshness,
-    body: Bytes,
-    /// The body gzipped, made once (by the build when a client of this list accepted gzip
-    /// before, else by the first client that does); empty when it would not be smaller.
-    gzip: OnceCell<Bytes>,
+    body: EncodedBody,
 }
 
 impl Kept {
     fn size(&self) -> usize {
-        self.body.len() + self.gzip.get().map_or(0, Bytes::len)
+        self.body.size()
     }
 
     /// When it stopped being current for a request of `generation`, if it has.
@@ -105,15 +101,30 @@ struct Entry {
     /// The newest generation asked for.
     newest: u64,
     flight: Option<Flight>,
-    /// A client of this list accepted gzip: builds compress right away.
-    wants_gzip: bool,
 }
 
-/// A kept reply's bytes as sent: gzipped when the client accepts it and the body is worth it.
+/// A kept reply as one client takes it.
 #[derive(Debug, Clone)]
-pub struct ReplyBody {
-    pub bytes: Bytes,
-    pub gzip: bool,
+pub enum ReplyBody {
+    /// A small reply, kept plain.
+    Plain(Bytes),
+    /// The kept gzip, for a client that takes it.
+    Gzip(Bytes),
+    /// The kept gzip, to be inflated as sent for a client that does not take gzip.
+    Inflate { packed: Bytes, plain_len: usize },
+}
+
+impl ReplyBody {
+    fn of(body: &EncodedBody, gzip: bool) -> Self {
+        match body {
+            EncodedBody::Plain(bytes) => ReplyBody::Plain(bytes.clone()),
+            EncodedBody::Gzip { packed, .. } if gzip => ReplyBody::Gzip(packed.clone()),
+            EncodedBody::Gzip { packed, plain_len } => ReplyBody::Inflate {
+                packed: packed.clone(),
+                plain_len: *plain_len,
+            },
+        }
+    }
 }
 
 /// What one request does, decided under the lock.
@@ -171,10 +182,6 @@ impl ReplyCache {
     /// the kept one while it may be served, else the one being built. `build` runs only when
     /// no build of this list is in flight, as a task of its own that outlives the request;
     /// a failed build is not kept and the next request starts another.
-    ///
-    /// At 10,000 GPUs the unfiltered container list is 15 MB of JSON; gzipped once per kept
-    /// reply (fast level, on the blocking pool) it goes out as under a megabyte to every
-    /// client that asks with gzip, as browsers do.
     pub async fn get_or_build_encoded<F, Fut>(
         self: &Arc<Self>,
         route: &'static str,
@@ -186,18 +193,17 @@ impl ReplyCache {
     ) -> Result<ReplyBody, ApiError>
     where
         F: FnOnce() -> Fut + 'static,
-        Fut: Future<Output = Result<Bytes, ApiError>> + 'static,
+        Fut: Future<Output = Result<EncodedBody, ApiError>> + 'static,
     {
         if freshness == Freshness::WithUpstream && self.ttl.is_zero() {
-            // Nothing is kept, so nothing would be compressed once: sent as built.
-            let bytes = build().await?;
-            return Ok(ReplyBody { bytes, gzip: false });
+            // Nothing is kept: built for this request alone.
+            return Ok(ReplyBody::of(&build().await?, gzip));
         }
         let key = ReplyKey { route, request };
         let mut build = Some(build);
         let mut kept = None;
         for _ in 0..MAX_WAITS {
-            match self.step(&key, generation, freshness, gzip, &mut build) {
+            match self.step(&key, generation, freshness, &mut build) {
                 Step::Serve(reply) => {
                     kept = Some(reply);
                     break;
@@ -225,7 +231,7 @@ impl ReplyCache {
             }
         }
         match kept {
-            Some(kept) => Ok(self.encoded(&kept, gzip).await),
+            Some(kept) => Ok(ReplyBody::of(&kept.body, gzip)),
             None => Err(ApiError::Unavailable("no reply could be built")),
         }
     }
@@ -237,17 +243,15 @@ impl ReplyCache {
         key: &ReplyKey,
         generation: u64,
         freshness: Freshness,
-        gzip: bool,
         build: &mut Option<F>,
     ) -> Step
     where
         F: FnOnce() -> Fut + 'static,
-        Fut: Future<Output = Result<Bytes, ApiError>> + 'static,
+        Fut: Future<Output = Result<EncodedBody, ApiError>> + 'static,
     {
         let now = Instant::now();
         let mut entries = self.lock();
         let entry = entries.entry(key.clone()).or_default();
-        entry.wants_gzip |= gzip;
         entry.newest = entry.newest.max(generation);
         if let Some(kept) = entry.kept.clone() {
             match kept.stale_since(generation, self.ttl, now) {
@@ -280,7 +284,7 @@ impl ReplyCache {
     ) -> Flight
     where
         F: FnOnce() -> Fut + 'static,
-        Fut: Future<Output = Result<Bytes, ApiError>> + 'static,
+        Fut: Future<Output = Result<EncodedBody, ApiError>> + 'static,
     {
         if let Some(flight) = &entry.flight {
             return flight.clone();
@@ -304,25 +308,16 @@ impl ReplyCache {
         let now_in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.most_in_flight
             .fetch_max(now_in_flight, Ordering::Relaxed);
-        let compress = entry.wants_gzip;
         let cache = Arc::clone(self);
         let key = key.clone();
         actix_rt::spawn(async move {
             let outcome = match build().await {
-                Ok(body) => {
-                    let kept = Kept {
-                        generation,
-                        started: now,
-                        freshness,
-                        body,
-                        gzip: OnceCell::new(),
-                    };
-                    if compress && kept.body.len() >= MIN_GZIP_BYTES {
-                        let packed = gzip_on_blocking_pool(kept.body.clone()).await;
-                        let _ = kept.gzip.set(packed);
-                    }
-                    Ok(Arc::new(kept))
-                }
+                Ok(body) => Ok(Arc::new(Kept {
+                    generation,
+                    started: now,
+                    freshness,
+                    body,
+                })),
                 Err(error) => Err(Arc::from(error.to_string())),
             };
             cache.land(&key, generation, now, &outcome);
@@ -358,42 +353,6 @@ impl ReplyCache {
             }
         }
         self.evict(&mut entries, now);
-    }
-
-    /// The kept reply as this client takes it, compressing it now when no build did.
-    async fn encoded(&self, kept: &Kept, gzip: bool) -> ReplyBody {
-        let plain = kept.body.clone();
-        if !gzip || plain.len() < MIN_GZIP_BYTES {
-            return ReplyBody {
-                bytes: plain,
-                gzip: false,
-            };
-        }
-        let mut compressed_here = false;
-        let packed = kept
-            .gzip
-            .get_or_init(|| {
-                compressed_here = true;
-                gzip_on_blocking_pool(plain.clone())
-            })
-            .await
-            .clone();
-        if compressed_here {
-            // The kept bytes grew after they were counted: check the bounds again.
-            let mut entries = self.lock();
-            self.evict(&mut entries, Instant::now());
-        }
-        if packed.is_empty() {
-            ReplyBody {
-                bytes: plain,
-                gzip: false,
-            }
-        } else {
-            ReplyBody {
-                bytes: packed,
-                gzip: true,
-            }
-        }
     }
 
     /// Drops what can no longer be served and is not being built, then the oldest replies
@@ -438,20 +397,6 @@ impl ReplyCache {
     }
 }
 
-/// `plain` gzipped on the blocking pool, or empty when that is not smaller.
-async fn gzip_on_blocking_pool(plain: Bytes) -> Bytes {
-    tokio::task::spawn_blocking(move || {
-        let packed = crate::metrics::exposition::gzip(&plain);
-        if packed.len() < plain.len() {
-            packed
-        } else {
-            Bytes::new()
-        }
-    })
-    .await
-    .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,10 +422,10 @@ mod tests {
             &self,
             text: &str,
             gate: Option<Arc<Semaphore>>,
-        ) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<Bytes, ApiError>>>> + 'static
-        {
+        ) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<EncodedBody, ApiError>>>>
+               + 'static {
             let builds = self.clone();
-            let text = Bytes::from(text.to_string());
+            let text = EncodedBody::Plain(Bytes::from(text.to_string()));
             move || {
                 Box::pin(async move {
                     builds.started.fetch_add(1, Ordering::SeqCst);
@@ -506,7 +451,7 @@ mod tests {
         request: &str,
         generation: u64,
         freshness: Freshness,
-        build: impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<Bytes, ApiError>>>>
+        build: impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<EncodedBody, ApiError>>>>
             + 'static,
     ) -> Result<Bytes, ApiError> {
         cache
@@ -519,7 +464,10 @@ mod tests {
                 build,
             )
             .await
-            .map(|reply| reply.bytes)
+            .map(|reply| match reply {
+                ReplyBody::Plain(bytes) | ReplyBody::Gzip(bytes) => bytes,
+                ReplyBody::Inflate { packed, .. } => packed,
+            })
     }
 
     /// Asks (offering a build of `wanted`) until the reply reads `wanted`, failing after five
@@ -721,82 +669,34 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn gzip_is_made_once_per_reply_and_only_for_bodies_worth_it() {
-        use std::io::Read;
+    async fn a_gzipped_reply_goes_as_kept_to_gzip_clients_and_inflated_to_the_rest() {
         let cache = cache(MINUTE, Duration::from_secs(1));
-        let large = "{\"items\":[1,2,3]}".repeat(200);
-        let builds = Builds::default();
-        let encoded = |request: &'static str, text: &str, gzip: bool| {
-            cache.get_or_build_encoded(
-                "/v1/x",
-                request.into(),
-                1,
-                Freshness::Snapshot,
-                gzip,
-                builds.making(text, None),
-            )
+        let packed = Bytes::from_static(b"\x1f\x8b packed");
+        let built = EncodedBody::Gzip {
+            packed: packed.clone(),
+            plain_len: 5000,
         };
-        let mut packed = Vec::new();
-        for _ in 0..3 {
-            let reply = encoded("{}", &large, true).await.unwrap();
-            assert!(reply.gzip && reply.bytes.len() < large.len() / 10);
-            packed.push(reply.bytes);
-        }
-        // The same kept bytes each time, not a new compression.
-        assert!(packed.windows(2).all(|w| w[0].as_ptr() == w[1].as_ptr()));
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(&packed[0][..])
-            .read_to_string(&mut text)
+        let build = move || async move { Ok(built) };
+        let gzip = cache
+            .get_or_build_encoded("/v1/x", "{}".into(), 1, Freshness::Snapshot, true, build)
+            .await
             .unwrap();
-        assert_eq!(text, large);
-        let plain = encoded("{}", &large, false).await.unwrap();
-        assert!(!plain.gzip && plain.bytes == large);
-        assert_eq!(builds.started(), 1);
-
-        let small = encoded("{n}", "{}", true).await.unwrap();
-        assert!(!small.gzip && small.bytes == "{}");
-    }
-
-    #[actix_rt::test]
-    async fn a_compressed_copy_counts_against_the_byte_bound() {
-        // Hex digits at random: their gzip is a bit over half their size.
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let digits: String = (0..2000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                char::from(b"0123456789abcdef"[(state % 16) as usize])
-            })
-            .collect();
-        let builds = Builds::default();
-        let cache = Arc::new(ReplyCache::with_limit(MINUTE, MINUTE, 4500));
-        let encoded = |request: &'static str, gzip: bool| {
-            cache.get_or_build_encoded(
-                "/v1/x",
-                request.into(),
-                1,
-                Freshness::Snapshot,
-                gzip,
-                builds.making(&digits, None),
-            )
-        };
-        for request in ["{a}", "{b}"] {
-            assert!(!encoded(request, false).await.unwrap().gzip);
-        }
-        assert_eq!(cache.len(), 2);
-        // 4,000 bytes kept; the gzip copy of one of them takes the total over 4,500.
-        let reply = encoded("{b}", true).await.unwrap();
-        assert!(reply.gzip && reply.bytes.len() > 500 && reply.bytes.len() < 2000);
-        assert_eq!(cache.len(), 1, "the oldest entry makes room");
+        assert!(matches!(&gzip, ReplyBody::Gzip(b) if b.as_ptr() == packed.as_ptr()));
+        let never = || async { Err(ApiError::Unavailable("not built again")) };
+        let plain = cache
+            .get_or_build_encoded("/v1/x", "{}".into(), 1, Freshness::Snapshot, false, never)
+            .await
+            .unwrap();
+        assert!(matches!(plain, ReplyBody::Inflate { packed: p, plain_len: 5000 } if p == packed));
     }
 
     #[actix_rt::test]
     async fn a_failed_build_reaches_its_waiters_and_is_not_kept() {
         let cache = cache(MINUTE, Duration::from_secs(1));
-        let failing = || -> std::pin::Pin<Box<dyn Future<Output = Result<Bytes, ApiError>>>> {
-            Box::pin(async { Err(ApiError::Unavailable("store down")) })
-        };
+        let failing =
+            || -> std::pin::Pin<Box<dyn Future<Output = Result<EncodedBody, ApiError>>>> {
+                Box::pin(async { Err(ApiError::Unavailable("store down")) })
+            };
         let failed = futures::future::join_all(
             (0..4).map(|_| ask(&cache, "{}", 1, Freshness::Snapshot, failing)),
         )
