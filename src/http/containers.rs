@@ -8,7 +8,7 @@ use crate::http::context::RestContext;
 use crate::http::extract::{ProtoBody, ProtoQuery};
 use crate::http::reply_cache::Freshness;
 use crate::reply::containers::{
-    container_detail, container_list, ContainerRequest, ContainersRequest,
+    container_detail, ContainerListing, ContainerRequest, ContainersRequest,
 };
 
 /// `POST /v1/containers`: `pageSize` and `resourceGroup` are accepted and ignored (the
@@ -30,7 +30,11 @@ pub async fn list(
             &snapshot,
             Freshness::Snapshot,
             |_| async {},
-            move |()| container_list(&source, &filters, &zone),
+            move |()| ContainerListing {
+                snapshot: source,
+                filters,
+                zone,
+            },
         )
         .await
     })

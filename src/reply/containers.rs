@@ -312,8 +312,29 @@ pub fn container_list(
     filters: &ContainerFilters,
     zone: &TimeZone,
 ) -> ContainersReply {
+    ContainersReply {
+        items: container_rows(snapshot, filters, zone).replies().collect(),
+    }
+}
+
+/// [`container_list`] as its rows, chosen and ordered; each item is made only as it is
+/// serialized. At 10,000 GPUs the 31,600 items held at once were 45 MB (heaptrack), for a
+/// reply that goes straight into the compressor.
+pub struct ContainerRows<'a> {
+    snapshot: &'a ClusterSnapshot,
+    rows: Vec<(&'a PodRecord, &'a ContainerRecord)>,
+    device_id: &'a str,
+    zone: &'a TimeZone,
+}
+
+/// The rows of [`container_list`].
+pub fn container_rows<'a>(
+    snapshot: &'a ClusterSnapshot,
+    filters: &'a ContainerFilters,
+    zone: &'a TimeZone,
+) -> ContainerRows<'a> {
     let inventory = &snapshot.inventory;
-    let mut items: Vec<(&PodRecord, ContainerReply)> = Vec::new();
+    let mut rows: Vec<(&PodRecord, &ContainerRecord)> = Vec::new();
     for pod in snapshot.pods.iter() {
         if !filters.node_name.is_empty() && filters.node_name != pod.node_name {
             continue;
@@ -328,20 +349,73 @@ pub fn container_list(
             {
                 continue;
             }
-            if let Some(reply) =
-                allocated_container(snapshot, pod, container, &filters.device_id, zone)
-            {
-                items.push((pod, reply));
+            // The same test as `allocated_container`'s: some allocation is listed.
+            let listed = container.allocations.iter().any(|allocation| {
+                let shown = shown_id(inventory, allocation);
+                !shown.is_empty() && shown.starts_with(filters.device_id.as_str())
+            });
+            if listed {
+                rows.push((pod, container));
             }
         }
     }
-    items.sort_by(|(pa, a), (pb, b)| {
-        (status_rank(&a.status), Reverse(pa.create_time), &a.name)
-            .cmp(&(status_rank(&b.status), Reverse(pb.create_time), &b.name))
-            .then_with(|| (&a.namespace, &a.app_name).cmp(&(&b.namespace, &b.app_name)))
+    rows.sort_by(|(pa, a), (pb, b)| {
+        (
+            status_rank(a.state.as_str()),
+            Reverse(pa.create_time),
+            &a.name,
+        )
+            .cmp(&(
+                status_rank(b.state.as_str()),
+                Reverse(pb.create_time),
+                &b.name,
+            ))
+            .then_with(|| (&pa.namespace, &pa.name).cmp(&(&pb.namespace, &pb.name)))
     });
-    ContainersReply {
-        items: items.into_iter().map(|(_, reply)| reply).collect(),
+    ContainerRows {
+        snapshot,
+        rows,
+        device_id: &filters.device_id,
+        zone,
+    }
+}
+
+impl ContainerRows<'_> {
+    /// The items, made one at a time.
+    pub fn replies(&self) -> impl Iterator<Item = ContainerReply> + '_ {
+        self.rows.iter().filter_map(|(pod, container)| {
+            allocated_container(self.snapshot, pod, container, self.device_id, self.zone)
+        })
+    }
+}
+
+/// The container list owning what it is made from, for a build that outlives its request:
+/// serialized as [`ContainersReply`], its items made as they are written.
+pub struct ContainerListing {
+    pub snapshot: std::sync::Arc<ClusterSnapshot>,
+    pub filters: ContainerFilters,
+    pub zone: TimeZone,
+}
+
+impl Serialize for ContainerListing {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        container_rows(&self.snapshot, &self.filters, &self.zone).serialize(serializer)
+    }
+}
+
+/// Serialized exactly as [`ContainersReply`].
+impl Serialize for ContainerRows<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Items<'r, 'a>(&'r ContainerRows<'a>);
+        impl Serialize for Items<'_, '_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.replies())
+            }
+        }
+        let mut reply = serializer.serialize_struct("ContainersReply", 1)?;
+        reply.serialize_field("items", &Items(self))?;
+        reply.end()
     }
 }
 
@@ -392,4 +466,40 @@ pub fn container_detail(
     describe(&mut reply, &snapshot.inventory, &listed);
     reply.images = distinct_images(pod.containers.iter().map(|c| c.image.as_str()));
     reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_serialize_exactly_as_the_built_list() {
+        let snapshot = std::sync::Arc::new(crate::synthetic::ClusterShape::gpus(6).snapshot());
+        let zone = TimeZone::UTC;
+        for filters in [
+            ContainerFilters::default(),
+            ContainerFilters {
+                device_id: "GPU-00002".into(),
+                ..ContainerFilters::default()
+            },
+            ContainerFilters {
+                node_name: "nowhere".into(),
+                ..ContainerFilters::default()
+            },
+        ] {
+            let built = container_list(&snapshot, &filters, &zone);
+            let streamed = ContainerListing {
+                snapshot: std::sync::Arc::clone(&snapshot),
+                filters: filters.clone(),
+                zone: zone.clone(),
+            };
+            assert_eq!(
+                serde_json::to_string(&streamed).unwrap(),
+                serde_json::to_string(&built).unwrap(),
+                "{filters:?}"
+            );
+        }
+        let all = container_list(&snapshot, &ContainerFilters::default(), &zone);
+        assert!(all.items.len() > 50, "{}", all.items.len());
+    }
 }

@@ -342,6 +342,10 @@ pub fn scheduling_pod(pod: &Pod, resources: &SchedulingResources) -> Option<Sche
             status_detail,
         });
     }
+    // Kept for the pod's life, one per GPU pod: no growth slack (a `Vec` of these grew to
+    // four slots, 1.4 KB per pod, 36 MB at 26,000 pods).
+    view.requests.shrink_to_fit();
+    view.constraints.shrink_to_fit();
     Some(view)
 }
 
