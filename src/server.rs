@@ -183,6 +183,7 @@ pub async fn run(
         None => None,
     };
     let state = start(config, source).await?;
+    actix_rt::spawn(http::warm::warm_lists(web::Data::new(state.clone())));
     let config = Arc::clone(&state.config);
     let internal = {
         let state = state.clone();

@@ -108,3 +108,27 @@ async fn after_a_change_the_first_list_request_gets_the_reply_built_before_it() 
         replies.builds_started()
     );
 }
+
+#[actix_rt::test]
+async fn the_warm_up_builds_the_default_lists_before_the_first_request() {
+    let api = TestApiServer::start().await;
+    api.apply_node(nvidia_node("gpu-0", 4));
+    api.apply_many_pods((0..10).map(job).collect());
+    let h = start(&api, PATIENT).await;
+    let replies = std::sync::Arc::clone(&h.state.replies);
+    // Started before the caches are ready, as the server starts it: it waits for them.
+    let warm = actix_rt::spawn(http::warm::warm_lists(actix_web::web::Data::new(
+        h.state.clone(),
+    )));
+    h.until_ready(DEADLINE).await;
+    let deadline = Instant::now() + DEADLINE;
+    while !warm.is_finished() {
+        assert!(Instant::now() < deadline, "the warm-up never finished");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Cards, nodes, containers and workloads.
+    assert_eq!(replies.builds_started(), 4);
+    let app = atest::init_service(http::app(h.state.clone())).await;
+    assert_eq!(names(&containers!(app)).len(), 10);
+    assert_eq!(replies.builds_started(), 4, "served from the warmed reply");
+}

@@ -18,7 +18,12 @@ pub async fn list(
     ctx: RestContext,
     ProtoBody(request): ProtoBody<GpusRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    ctx.within_deadline(async {
+    ctx.within_deadline(list_reply(&ctx, request)).await
+}
+
+/// [`list`]'s reply, also built by [`crate::http::warm`] before the first request.
+pub async fn list_reply(ctx: &RestContext, request: GpusRequest) -> Result<HttpResponse, ApiError> {
+    {
         let snapshot = ctx.snapshot().await?;
         let (source, filters) = (snapshot.clone(), request.filters.clone());
         ctx.cached_json(
@@ -36,8 +41,7 @@ pub async fn list(
             move |capacity| gpu_list(&source, &filters, &capacity),
         )
         .await
-    })
-    .await
+    }
 }
 
 /// `POST /v1/gpu-types`.

@@ -17,7 +17,15 @@ pub async fn list(
     ctx: RestContext,
     ProtoBody(request): ProtoBody<ContainersRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    ctx.within_deadline(async {
+    ctx.within_deadline(list_reply(&ctx, request)).await
+}
+
+/// [`list`]'s reply, also built by [`crate::http::warm`] before the first request.
+pub async fn list_reply(
+    ctx: &RestContext,
+    request: ContainersRequest,
+) -> Result<HttpResponse, ApiError> {
+    {
         let snapshot = ctx.snapshot().await?;
         let (source, filters, zone) = (
             snapshot.clone(),
@@ -37,8 +45,7 @@ pub async fn list(
             },
         )
         .await
-    })
-    .await
+    }
 }
 
 /// `GET /v1/container?name=&podUid=&deviceId=`: not found is `200` with an empty container.

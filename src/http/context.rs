@@ -37,6 +37,16 @@ pub struct RestContext {
 }
 
 impl RestContext {
+    /// A context that no request carries, for work the server does on its own
+    /// ([`crate::http::warm`]): it takes gzip, as browsers do.
+    pub fn detached(state: web::Data<AppState>) -> Self {
+        RestContext {
+            state,
+            started: Instant::now(),
+            accepts_gzip: true,
+        }
+    }
+
     /// Zone of rendered times (`server.timezone`).
     pub fn zone(&self) -> &TimeZone {
         &self.state.config.server.timezone

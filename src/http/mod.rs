@@ -8,7 +8,7 @@
 //!
 //! - [`state`]: the application state; [`context`]: the REST handlers' extractor over it;
 //!   [`extract`]: request messages; [`encoding`]: gzip negotiation and large bodies;
-//!   [`reply_cache`]: kept list replies.
+//!   [`reply_cache`]: kept list replies; [`warm`]: the first ones built before they are asked.
 //! - One file per group of routes: [`cards`], [`nodes`], [`containers`], [`summary`],
 //!   [`workloads`], [`scheduling`], [`monitor`], [`device_config`], [`metrics`],
 //!   [`health`], [`openapi`]; [`fallback`] answers what no route takes.
@@ -34,6 +34,7 @@ pub mod reply_cache;
 pub mod scheduling;
 pub mod state;
 pub mod summary;
+pub mod warm;
 pub mod workloads;
 
 use actix_web::body::MessageBody;

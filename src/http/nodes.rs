@@ -16,7 +16,15 @@ pub async fn list(
     ctx: RestContext,
     ProtoBody(request): ProtoBody<NodesRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    ctx.within_deadline(async {
+    ctx.within_deadline(list_reply(&ctx, request)).await
+}
+
+/// [`list`]'s reply, also built by [`crate::http::warm`] before the first request.
+pub async fn list_reply(
+    ctx: &RestContext,
+    request: NodesRequest,
+) -> Result<HttpResponse, ApiError> {
+    {
         let snapshot = ctx.snapshot().await?;
         let (source, filters, zone) = (
             snapshot.clone(),
@@ -38,8 +46,7 @@ pub async fn list(
             move |capacity| node_list(&source, &filters, &capacity, &zone),
         )
         .await
-    })
-    .await
+    }
 }
 
 /// `GET /v1/node?uid=`: an unknown UID is Go's `500` with an empty reason and

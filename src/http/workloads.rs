@@ -15,7 +15,15 @@ pub async fn list(
     ctx: RestContext,
     ProtoBody(request): ProtoBody<WorkloadsRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    ctx.within_deadline(async {
+    ctx.within_deadline(list_reply(&ctx, request)).await
+}
+
+/// [`list`]'s reply, also built by [`crate::http::warm`] before the first request.
+pub async fn list_reply(
+    ctx: &RestContext,
+    request: WorkloadsRequest,
+) -> Result<HttpResponse, ApiError> {
+    {
         let snapshot = ctx.snapshot().await?;
         let (source, wanted, zone) = (snapshot.clone(), request.clone(), ctx.zone().clone());
         ctx.cached_json(
@@ -27,6 +35,5 @@ pub async fn list(
             move |()| workload_list(&source, &wanted, &zone),
         )
         .await
-    })
-    .await
+    }
 }
