@@ -103,6 +103,9 @@ impl PodRecord {
 pub struct ClusterSnapshot {
     /// Increases with every publication; equal generations mean identical content.
     pub generation: u64,
+    /// When it was built (and, published right after, superseded the one before): how
+    /// long a reply built from an older one has been out of date.
+    pub published: Option<std::time::Instant>,
     pub inventory: Arc<Inventory>,
     /// Sorted by namespace, then name.
     pub pods: Arc<Vec<Arc<PodRecord>>>,
@@ -142,6 +145,7 @@ impl ClusterSnapshot {
         let usage = compute_usage(&inventory, &pods);
         ClusterSnapshot {
             generation,
+            published: Some(std::time::Instant::now()),
             inventory,
             pods: Arc::new(pods),
             usage: Arc::new(usage),

@@ -84,7 +84,7 @@ impl Config {
                 reply_max_staleness: duration(
                     "server.http.reply_max_staleness",
                     raw.server.http.reply_max_staleness,
-                    Duration::from_secs(1),
+                    Duration::from_secs(3),
                 )?,
             },
             grpc_configured: raw.server.grpc.is_some(),

@@ -22,7 +22,7 @@ use crate::cluster::pod_cache::GetSnapshot;
 use crate::cluster::snapshot::ClusterSnapshot;
 use crate::error::ApiError;
 use crate::http::encoding::{accepts_gzip, encode_json, in_pieces, inflated};
-use crate::http::reply_cache::{Freshness, ReplyBody};
+use crate::http::reply_cache::{Freshness, ReplyBody, SnapshotVersion};
 use crate::http::state::AppState;
 use crate::query_client::{Lane, Query, QueryOutput, RunQuery};
 use crate::reply::upstream::gauge_by_label;
@@ -120,7 +120,10 @@ impl RestContext {
             .get_or_build_encoded(
                 route,
                 format!("{request:?}"),
-                snapshot.generation,
+                SnapshotVersion {
+                    generation: snapshot.generation,
+                    published: snapshot.published.unwrap_or_else(Instant::now),
+                },
                 freshness,
                 self.accepts_gzip,
                 build,

@@ -45,6 +45,24 @@ pub enum Freshness {
     WithUpstream,
 }
 
+/// The cluster snapshot a request is answered from.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotVersion {
+    pub generation: u64,
+    /// When it was published, superseding the one before.
+    pub published: Instant,
+}
+
+/// A version published now (tests, and callers that cannot tell).
+impl From<u64> for SnapshotVersion {
+    fn from(generation: u64) -> Self {
+        SnapshotVersion {
+            generation,
+            published: Instant::now(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ReplyKey {
     route: &'static str,
@@ -65,13 +83,20 @@ impl Kept {
         self.body.size()
     }
 
-    /// When it stopped being current for a request of `generation`, if it has.
-    fn stale_since(&self, generation: u64, ttl: Duration, now: Instant) -> Option<Instant> {
+    /// When it stopped being current for a request of `version`, if it has: at the latest
+    /// when that version was published.
+    fn stale_since(
+        &self,
+        version: SnapshotVersion,
+        ttl: Duration,
+        now: Instant,
+    ) -> Option<Instant> {
         let expiry = match self.freshness {
             Freshness::Snapshot => None,
             Freshness::WithUpstream => Some(self.started + ttl).filter(|at| *at <= now),
         };
-        let superseded = (generation > self.generation).then_some(now);
+        let superseded =
+            (version.generation > self.generation).then_some(version.published.min(now));
         match (expiry, superseded) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -100,6 +125,9 @@ struct Entry {
     stale_since: Option<Instant>,
     /// The newest generation asked for.
     newest: u64,
+    /// When the first snapshot newer than the build in flight was published, as the first
+    /// request that saw one tells: the start of its result's staleness.
+    first_newer: Option<Instant>,
     flight: Option<Flight>,
 }
 
@@ -186,7 +214,7 @@ impl ReplyCache {
         self: &Arc<Self>,
         route: &'static str,
         request: String,
-        generation: u64,
+        version: impl Into<SnapshotVersion>,
         freshness: Freshness,
         gzip: bool,
         build: F,
@@ -199,11 +227,13 @@ impl ReplyCache {
             // Nothing is kept: built for this request alone.
             return Ok(ReplyBody::of(&build().await?, gzip));
         }
+        let version = version.into();
+        let generation = version.generation;
         let key = ReplyKey { route, request };
         let mut build = Some(build);
         let mut kept = None;
         for _ in 0..MAX_WAITS {
-            match self.step(&key, generation, freshness, &mut build) {
+            match self.step(&key, version, freshness, &mut build) {
                 Step::Serve(reply) => {
                     kept = Some(reply);
                     break;
@@ -241,7 +271,7 @@ impl ReplyCache {
     fn step<F, Fut>(
         self: &Arc<Self>,
         key: &ReplyKey,
-        generation: u64,
+        version: SnapshotVersion,
         freshness: Freshness,
         build: &mut Option<F>,
     ) -> Step
@@ -251,10 +281,18 @@ impl ReplyCache {
     {
         let now = Instant::now();
         let mut entries = self.lock();
+        let generation = version.generation;
         let entry = entries.entry(key.clone()).or_default();
         entry.newest = entry.newest.max(generation);
+        if entry
+            .flight
+            .as_ref()
+            .is_some_and(|flight| generation > flight.generation)
+        {
+            entry.first_newer.get_or_insert(version.published.min(now));
+        }
         if let Some(kept) = entry.kept.clone() {
-            match kept.stale_since(generation, self.ttl, now) {
+            match kept.stale_since(version, self.ttl, now) {
                 None => return Step::Serve(kept),
                 Some(since) => {
                     let since = *entry.stale_since.get_or_insert(since);
@@ -304,6 +342,7 @@ impl ReplyCache {
             return flight;
         };
         entry.flight = Some(flight.clone());
+        entry.first_newer = None;
         self.builds.fetch_add(1, Ordering::Relaxed);
         let now_in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.most_in_flight
@@ -341,6 +380,7 @@ impl ReplyCache {
             return;
         };
         entry.flight = None;
+        let first_newer = entry.first_newer.take();
         if let Ok(reply) = outcome {
             let newer_kept = entry
                 .kept
@@ -348,8 +388,10 @@ impl ReplyCache {
                 .is_some_and(|kept| kept.generation > generation);
             if !newer_kept {
                 entry.kept = Some(Arc::clone(reply));
-                // A generation asked for during the build first appeared after it started.
-                entry.stale_since = (entry.newest > generation).then_some(started);
+                // Newer generations asked for during the build: stale since the first of them
+                // was published (after the build started), as far as a request told.
+                entry.stale_since = (entry.newest > generation)
+                    .then(|| first_newer.unwrap_or(started).max(started));
             }
         }
         self.evict(&mut entries, now);
@@ -639,6 +681,41 @@ mod tests {
         let (reply, ()) = futures::join!(waiting, release);
         assert_eq!(reply.unwrap(), "b");
         assert_eq!(builds.started(), 2);
+    }
+
+    #[actix_rt::test]
+    async fn staleness_counts_from_when_the_newer_snapshot_was_published() {
+        let cache = cache(MINUTE, Duration::from_secs(1));
+        let builds = Builds::default();
+        let first = ask(
+            &cache,
+            "{}",
+            1,
+            Freshness::Snapshot,
+            builds.making("a", None),
+        );
+        assert_eq!(first.await.unwrap(), "a");
+        // Nobody asked while the cluster changed ten seconds ago: the first request waits
+        // for the new build instead of getting a reply ten seconds out of date.
+        let Some(published) = Instant::now().checked_sub(Duration::from_secs(10)) else {
+            return; // A machine up for less than ten seconds: nothing to show.
+        };
+        let version = SnapshotVersion {
+            generation: 2,
+            published,
+        };
+        let reply = cache
+            .get_or_build_encoded(
+                "/v1/x",
+                "{}".into(),
+                version,
+                Freshness::Snapshot,
+                false,
+                builds.making("b", None),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(reply, ReplyBody::Plain(b) if b == "b"));
     }
 
     #[actix_rt::test]
