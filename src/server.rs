@@ -98,7 +98,12 @@ macro_rules! serve {
 /// client and the refresher. The caches start empty and fill as their watchers sync.
 pub async fn start(config: Config, source: ClusterSource) -> Result<AppState, ServeError> {
     let metrics = SelfMetrics::new()?;
-    let board = ReadinessBoard::new(&SOURCES, config.kubernetes.unready_after);
+    let sources: Vec<&'static str> = SOURCES
+        .iter()
+        .copied()
+        .chain([http::warm::SOURCE])
+        .collect();
+    let board = ReadinessBoard::new(&sources, config.kubernetes.unready_after);
     let snapshot = matches!(
         source,
         ClusterSource::Snapshot(_) | ClusterSource::SnapshotFile(_)
@@ -114,7 +119,7 @@ pub async fn start(config: Config, source: ClusterSource) -> Result<AppState, Se
         &metrics,
     )?;
     let (refresher, leadership) = elect(&config, &cluster, refresher, snapshot, &metrics)?;
-    Ok(AppState {
+    let state = AppState {
         replies: Arc::new(ReplyCache::new(
             config.server.http.reply_cache_ttl,
             config.server.http.reply_max_staleness,
@@ -126,7 +131,10 @@ pub async fn start(config: Config, source: ClusterSource) -> Result<AppState, Se
         query: query.recipient(),
         exposition: refresher.recipient(),
         leadership,
-    })
+    };
+    // Readiness waits for it too (`http::warm::SOURCE`).
+    actix_rt::spawn(http::warm::warm_lists(web::Data::new(state.clone())));
+    Ok(state)
 }
 
 /// Starts the refresher as the only publisher (leader election off, or a snapshot, which no
@@ -183,7 +191,6 @@ pub async fn run(
         None => None,
     };
     let state = start(config, source).await?;
-    actix_rt::spawn(http::warm::warm_lists(web::Data::new(state.clone())));
     let config = Arc::clone(&state.config);
     let internal = {
         let state = state.clone();

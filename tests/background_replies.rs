@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::test as atest;
 use hami_webui_server::http;
+use hami_webui_server::readiness::Readiness;
 use serde_json::{json, Value};
 use support::cluster_harness::start;
 use support::fixtures::{nvidia_node, nvidia_pod};
@@ -67,9 +68,11 @@ async fn after_a_change_the_first_list_request_gets_the_reply_built_before_it() 
     let replies = std::sync::Arc::clone(&h.state.replies);
     let app = atest::init_service(http::app(h.state.clone())).await;
 
+    // Ready means warmed: the container and workload lists were built.
+    assert_eq!(replies.builds_started(), 2);
     let before = containers!(app);
     assert_eq!(names(&before).len(), 20);
-    assert_eq!(replies.builds_started(), 1);
+    assert_eq!(replies.builds_started(), 2);
 
     // The cluster changes and the caches publish it.
     api.apply_pod(job(20));
@@ -78,14 +81,14 @@ async fn after_a_change_the_first_list_request_gets_the_reply_built_before_it() 
     // of the new one started on its behalf.
     let first = containers!(app);
     assert_eq!(first, before);
-    assert_eq!(replies.builds_started(), 2);
+    assert_eq!(replies.builds_started(), 3);
     // The new reply follows without another build.
     let deadline = Instant::now() + DEADLINE;
     while names(&containers!(app)).len() != 21 {
         assert!(Instant::now() < deadline, "the new reply never came");
         actix_rt::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(replies.builds_started(), 2);
+    assert_eq!(replies.builds_started(), 3);
 
     // A burst of 100 changes, the list asked for after each: never two builds at once, and
     // the list ends at the API's state.
@@ -101,34 +104,36 @@ async fn after_a_change_the_first_list_request_gets_the_reply_built_before_it() 
         assert!(Instant::now() < deadline, "the list never caught up");
         actix_rt::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(replies.most_builds_in_flight(), 1);
+    assert_eq!(replies.most_builds_in_flight("/v1/containers"), 1);
     assert!(
-        replies.builds_started() <= 2 + 101,
+        replies.builds_started() <= 3 + 101,
         "{} builds for 101 requests",
         replies.builds_started()
     );
 }
 
 #[actix_rt::test]
-async fn the_warm_up_builds_the_default_lists_before_the_first_request() {
+async fn readiness_waits_for_the_default_lists_to_be_built() {
     let api = TestApiServer::start().await;
     api.apply_node(nvidia_node("gpu-0", 4));
     api.apply_many_pods((0..10).map(job).collect());
     let h = start(&api, PATIENT).await;
     let replies = std::sync::Arc::clone(&h.state.replies);
-    // Started before the caches are ready, as the server starts it: it waits for them.
-    let warm = actix_rt::spawn(http::warm::warm_lists(actix_web::web::Data::new(
-        h.state.clone(),
-    )));
-    h.until_ready(DEADLINE).await;
+    // Polled as the kubelet would: the first time it reads ready, the container and
+    // workload lists have been built.
     let deadline = Instant::now() + DEADLINE;
-    while !warm.is_finished() {
-        assert!(Instant::now() < deadline, "the warm-up never finished");
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    loop {
+        match h.board.check() {
+            Readiness::Ready => break,
+            Readiness::Waiting(names) => {
+                assert!(Instant::now() < deadline, "never ready: {names:?}");
+                assert!(replies.builds_started() <= 2);
+            }
+        }
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
     }
-    // Cards, nodes, containers and workloads.
-    assert_eq!(replies.builds_started(), 4);
+    assert_eq!(replies.builds_started(), 2);
     let app = atest::init_service(http::app(h.state.clone())).await;
     assert_eq!(names(&containers!(app)).len(), 10);
-    assert_eq!(replies.builds_started(), 4, "served from the warmed reply");
+    assert_eq!(replies.builds_started(), 2, "served from the warmed reply");
 }

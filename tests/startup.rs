@@ -22,7 +22,7 @@ fn serves_liveness_within_a_second_while_the_api_server_is_unreachable() {
     assert_eq!(ready.status, 503);
     assert_eq!(
         ready.json(),
-        serde_json::json!({"ready": false, "waiting_for": ["nodes", "pods"]})
+        serde_json::json!({"ready": false, "waiting_for": ["nodes", "pods", "lists"]})
     );
 
     let metrics = server.get("/metrics").unwrap();

@@ -169,9 +169,8 @@ pub struct ReplyCache {
     entries: Mutex<HashMap<ReplyKey, Entry>>,
     /// Builds started since the start, for the tests and the load driver's reading.
     builds: AtomicU64,
-    /// Builds in flight now, over all lists, and the most there ever were at once.
-    in_flight: AtomicU64,
-    most_in_flight: AtomicU64,
+    /// Per route: builds in flight now, and the most there ever were at once.
+    flights: Mutex<HashMap<&'static str, (u64, u64)>>,
 }
 
 impl ReplyCache {
@@ -189,8 +188,7 @@ impl ReplyCache {
             max_bytes,
             entries: Mutex::new(HashMap::new()),
             builds: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
-            most_in_flight: AtomicU64::new(0),
+            flights: Mutex::new(HashMap::new()),
         }
     }
 
@@ -199,10 +197,16 @@ impl ReplyCache {
         self.builds.load(Ordering::Relaxed)
     }
 
-    /// The most builds that were ever in flight at once, over all lists: with one list asked
-    /// for, at most one however fast the cluster changes.
-    pub fn most_builds_in_flight(&self) -> u64 {
-        self.most_in_flight.load(Ordering::Relaxed)
+    /// The most builds of `route` that were ever in flight at once: with one distinct
+    /// request of it asked for, at most one however fast the cluster changes.
+    pub fn most_builds_in_flight(&self, route: &str) -> u64 {
+        self.count_flights().get(route).map_or(0, |(_, most)| *most)
+    }
+
+    fn count_flights(&self) -> MutexGuard<'_, HashMap<&'static str, (u64, u64)>> {
+        self.flights
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The reply of `route` for `request` (any text that is equal exactly when the decoded
@@ -344,9 +348,12 @@ impl ReplyCache {
         entry.flight = Some(flight.clone());
         entry.first_newer = None;
         self.builds.fetch_add(1, Ordering::Relaxed);
-        let now_in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        self.most_in_flight
-            .fetch_max(now_in_flight, Ordering::Relaxed);
+        {
+            let mut flights = self.count_flights();
+            let (now, most) = flights.entry(key.route).or_default();
+            *now += 1;
+            *most = (*most).max(*now);
+        }
         let cache = Arc::clone(self);
         let key = key.clone();
         actix_rt::spawn(async move {
@@ -374,7 +381,9 @@ impl ReplyCache {
         outcome: &Result<Arc<Kept>, Arc<str>>,
     ) {
         let now = Instant::now();
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some((now, _)) = self.count_flights().get_mut(key.route) {
+            *now = now.saturating_sub(1);
+        }
         let mut entries = self.lock();
         let Some(entry) = entries.get_mut(key) else {
             return;
