@@ -372,15 +372,7 @@ fn measure_api_start(gpus: usize, pods: usize, rates: &[u32], budget: &Budget) -
         let routes = ["/v1/gpus", "/v1/nodes", "/v1/containers"]
             .into_iter()
             .map(|route| {
-                let latency = hammer(
-                    32,
-                    budget.list_requests_per_client,
-                    budget.phase_deadline,
-                    move |_| {
-                        let ct = Some("application/json");
-                        send(server_port, "POST", route, ct, b"{}", true)
-                    },
-                );
+                let latency = time_list_route(server_port, route, true, budget);
                 (route.to_string(), latency)
             })
             .collect();
@@ -611,6 +603,16 @@ fn time_store_alone(port: u16, rounds: usize, windowed: bool) -> StoreAlone {
         .collect();
     results.sort_by(|a, b| a.round_s.total_cmp(&b.round_s));
     results.swap_remove(results.len() / 2)
+}
+
+/// 32 clients asking `route` for `{}`, with or without gzip, within the budget.
+fn time_list_route(port: u16, route: &'static str, gzip: bool, budget: &Budget) -> Latency {
+    hammer(
+        32,
+        budget.list_requests_per_client,
+        budget.phase_deadline,
+        move |_| send(port, "POST", route, Some("application/json"), b"{}", gzip),
+    )
 }
 
 /// `clients` threads, each sending up to `per_client` requests until `deadline`.
@@ -982,15 +984,7 @@ fn measure(gpus: usize, upstream: &str, interval: u64, budget: &Budget) -> Run {
     let lists = routes
         .into_iter()
         .map(|(route, gzip)| {
-            let latency = hammer(
-                32,
-                budget.list_requests_per_client,
-                budget.phase_deadline,
-                move |_| {
-                    let ct = Some("application/json");
-                    send(port, "POST", route, ct, b"{}", gzip)
-                },
-            );
+            let latency = time_list_route(port, route, gzip, budget);
             let label = if gzip {
                 route.to_string()
             } else {

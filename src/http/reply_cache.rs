@@ -521,6 +521,24 @@ mod tests {
             })
     }
 
+    /// A snapshot-only reply for `request` at `generation`, offering an ungated build of
+    /// `text`.
+    fn plain<'a>(
+        cache: &'a Arc<ReplyCache>,
+        request: &'a str,
+        generation: u64,
+        builds: &Builds,
+        text: &str,
+    ) -> impl Future<Output = Result<Bytes, ApiError>> + 'a {
+        ask(
+            cache,
+            request,
+            generation,
+            Freshness::Snapshot,
+            builds.making(text, None),
+        )
+    }
+
     /// Asks (offering a build of `wanted`) until the reply reads `wanted`, failing after five
     /// seconds; the distinct replies seen, in order.
     async fn until_reply(
@@ -557,15 +575,7 @@ mod tests {
     async fn concurrent_identical_requests_build_once() {
         let cache = cache(MINUTE, Duration::from_secs(1));
         let builds = Builds::default();
-        let requests = (0..32).map(|_| {
-            ask(
-                &cache,
-                "{}",
-                7,
-                Freshness::Snapshot,
-                builds.making("reply", None),
-            )
-        });
+        let requests = (0..32).map(|_| plain(&cache, "{}", 7, &builds, "reply"));
         let replies = futures::future::join_all(requests).await;
         assert!(replies
             .iter()
@@ -577,13 +587,7 @@ mod tests {
     async fn after_a_change_the_kept_reply_is_served_while_one_build_runs() {
         let cache = cache(MINUTE, MINUTE);
         let builds = Builds::default();
-        let first = ask(
-            &cache,
-            "{}",
-            1,
-            Freshness::Snapshot,
-            builds.making("a", None),
-        );
+        let first = plain(&cache, "{}", 1, &builds, "a");
         assert_eq!(first.await.unwrap(), "a");
 
         // The snapshot changes and the next build is held: the first request after the
@@ -619,37 +623,13 @@ mod tests {
     async fn without_staleness_a_request_waits_for_the_build_of_its_generation() {
         let cache = cache(MINUTE, Duration::ZERO);
         let builds = Builds::default();
-        let first = ask(
-            &cache,
-            "{}",
-            1,
-            Freshness::Snapshot,
-            builds.making("a", None),
-        );
+        let first = plain(&cache, "{}", 1, &builds, "a");
         assert_eq!(first.await.unwrap(), "a");
-        let again = ask(
-            &cache,
-            "{}",
-            1,
-            Freshness::Snapshot,
-            builds.making("z", None),
-        );
+        let again = plain(&cache, "{}", 1, &builds, "z");
         assert_eq!(again.await.unwrap(), "a");
-        let newer = ask(
-            &cache,
-            "{}",
-            2,
-            Freshness::Snapshot,
-            builds.making("b", None),
-        );
+        let newer = plain(&cache, "{}", 2, &builds, "b");
         assert_eq!(newer.await.unwrap(), "b");
-        let other = ask(
-            &cache,
-            "{n}",
-            2,
-            Freshness::Snapshot,
-            builds.making("c", None),
-        );
+        let other = plain(&cache, "{n}", 2, &builds, "c");
         assert_eq!(other.await.unwrap(), "c");
         assert_eq!(builds.started(), 3);
     }
@@ -658,13 +638,7 @@ mod tests {
     async fn the_staleness_bound_ends_serving_the_kept_reply() {
         let cache = cache(MINUTE, Duration::from_millis(40));
         let builds = Builds::default();
-        let first = ask(
-            &cache,
-            "{}",
-            1,
-            Freshness::Snapshot,
-            builds.making("a", None),
-        );
+        let first = plain(&cache, "{}", 1, &builds, "a");
         assert_eq!(first.await.unwrap(), "a");
         let gate = Arc::new(Semaphore::new(0));
         let held = builds.making("b", Some(gate.clone()));
@@ -676,13 +650,7 @@ mod tests {
         );
         // Past the bound a request waits for the build in flight instead.
         actix_rt::time::sleep(Duration::from_millis(60)).await;
-        let waiting = ask(
-            &cache,
-            "{}",
-            2,
-            Freshness::Snapshot,
-            builds.making("x", None),
-        );
+        let waiting = plain(&cache, "{}", 2, &builds, "x");
         let release = async {
             actix_rt::task::yield_now().await;
             gate.add_permits(1);
@@ -696,13 +664,7 @@ mod tests {
     async fn staleness_counts_from_when_the_newer_snapshot_was_published() {
         let cache = cache(MINUTE, Duration::from_secs(1));
         let builds = Builds::default();
-        let first = ask(
-            &cache,
-            "{}",
-            1,
-            Freshness::Snapshot,
-            builds.making("a", None),
-        );
+        let first = plain(&cache, "{}", 1, &builds, "a");
         assert_eq!(first.await.unwrap(), "a");
         // Nobody asked while the cluster changed ten seconds ago: the first request waits
         // for the new build instead of getting a reply ten seconds out of date.
@@ -791,13 +753,7 @@ mod tests {
             |reply| matches!(reply, Err(ApiError::ReplyBuild(m)) if m.contains("store down"))
         ));
         let builds = Builds::default();
-        let next = ask(
-            &cache,
-            "{}",
-            1,
-            Freshness::Snapshot,
-            builds.making("ok", None),
-        );
+        let next = plain(&cache, "{}", 1, &builds, "ok");
         assert_eq!(next.await.unwrap(), "ok");
     }
 
