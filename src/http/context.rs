@@ -84,8 +84,8 @@ impl RestContext {
     ///
     /// A build is two halves so that no request-serving thread does its CPU work: `fetch`
     /// waits for what the reply needs from the metrics store (through [`StoreLookups`], as
-    /// the build outlives the request), and `render` builds and serializes it on the
-    /// blocking pool.
+    /// the build outlives the request), and `render` builds and serializes it on the build
+    /// thread ([`crate::http::builder`]), below the request threads' priority.
     pub async fn cached_json<Request, Inputs, Reply, Fetch, FetchFut, Render>(
         &self,
         route: &'static str,
@@ -106,13 +106,15 @@ impl RestContext {
         let lookups = StoreLookups {
             state: self.state.clone(),
         };
+        let build_thread = self.state.replies.build_thread();
         let build = move || async move {
             let inputs = fetch(lookups).await;
-            tokio::task::spawn_blocking(move || {
-                encode_json(&render(inputs)).map_err(ApiError::Render)
-            })
-            .await
-            .map_err(|_| ApiError::Unavailable("a reply build was cancelled"))?
+            build_thread
+                .run(move || encode_json(&render(inputs)).map_err(ApiError::Render))
+                .await
+                .ok_or(ApiError::Unavailable(
+                    "the reply build thread is not running",
+                ))?
         };
         let reply: ReplyBody = self
             .state

@@ -8,13 +8,14 @@
 //!
 //! - [`state`]: the application state; [`context`]: the REST handlers' extractor over it;
 //!   [`extract`]: request messages; [`encoding`]: gzip negotiation and large bodies;
-//!   [`reply_cache`]: kept list replies; [`warm`]: the first ones built before they are asked.
+//!   [`reply_cache`]: kept list replies, built on [`builder`]'s low-priority thread; [`warm`]: the first ones built before they are asked.
 //! - One file per group of routes: [`cards`], [`nodes`], [`containers`], [`summary`],
 //!   [`workloads`], [`scheduling`], [`monitor`], [`device_config`], [`metrics`],
 //!   [`health`], [`openapi`]; [`fallback`] answers what no route takes.
 //! - [`logging`]: one log line per request; [`pipelining`]: keeps pipelined requests moving;
 //!   [`public`]: the public listener and console.
 
+pub mod builder;
 pub mod cards;
 pub mod containers;
 pub mod context;

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::error::ApiError;
+use crate::http::builder::BuildThread;
 use crate::http::encoding::EncodedBody;
 
 /// Entries kept at most, whatever their size: the frontend asks a handful of distinct lists.
@@ -171,6 +172,8 @@ pub struct ReplyCache {
     builds: AtomicU64,
     /// Per route: builds in flight now, and the most there ever were at once.
     flights: Mutex<HashMap<&'static str, (u64, u64)>>,
+    /// Where builds do their CPU work.
+    build_thread: Arc<BuildThread>,
 }
 
 impl ReplyCache {
@@ -189,7 +192,13 @@ impl ReplyCache {
             entries: Mutex::new(HashMap::new()),
             builds: AtomicU64::new(0),
             flights: Mutex::new(HashMap::new()),
+            build_thread: Arc::new(BuildThread::new()),
         }
+    }
+
+    /// The thread builds do their CPU work on, below the request threads' priority.
+    pub fn build_thread(&self) -> Arc<BuildThread> {
+        Arc::clone(&self.build_thread)
     }
 
     /// Builds started so far.
