@@ -348,7 +348,14 @@ fn queries_of_first_cycle(nodes: usize, prometheus: &Prometheus) -> usize {
         &proxy.url(),
         "  interval: 1h\n  timeout: 20s\n",
     );
-    let series = wait_for_cycles(&server, "ok", 1.0, Duration::from_secs(30));
+    // The cycle counter and the query gauge are separate families, each read once per
+    // scrape: a scrape taken as the first cycle ends can see the count before the gauge.
+    let series = wait_for(Duration::from_secs(30), || {
+        let series = scrape(&server);
+        let queries = value(&series, "hami_webui_refresh_queries", &[]).unwrap_or_default();
+        (cycles(&series, "ok") >= 1.0 && queries > 0.0).then_some(series)
+    })
+    .unwrap_or_else(|| panic!("no ok cycle with its query count:\n{}", server.log()));
     let reported = value(&series, "hami_webui_refresh_queries", &[]).unwrap_or_default();
     assert_eq!(
         reported as usize,
