@@ -5,6 +5,7 @@
 pub mod allocation;
 pub mod catalog_watcher;
 pub mod claims;
+pub mod interning;
 pub mod inventory;
 pub mod kubernetes;
 pub mod leader_election;

@@ -192,7 +192,7 @@ impl NodeCache {
         for node in nodes {
             store.apply(
                 Event::Apply(node),
-                |object| self.decode(object),
+                |object, _| self.decode(object),
                 watch::object_key,
             );
         }
@@ -299,7 +299,7 @@ impl StreamHandler<WatchItem<ResourceSlice>> for NodeCache {
         };
         self.slice_health.on_event(&event);
         let mut slices = std::mem::take(&mut self.slices);
-        let change = slices.apply(event, |s| self.decode_slice(s), watch::object_key);
+        let change = slices.apply(event, |s, _| self.decode_slice(s), watch::object_key);
         self.slices = slices;
         match change {
             StoreChange::Changed => self.publish_soon(ctx),
@@ -332,7 +332,7 @@ impl StreamHandler<WatchItem<Node>> for NodeCache {
         };
         // Taken out for the call so the decoder may borrow the rest of `self`.
         let mut store = std::mem::take(&mut self.store);
-        let change = store.apply(event, |object| self.decode(object), watch::object_key);
+        let change = store.apply(event, |object, _| self.decode(object), watch::object_key);
         self.store = store;
         if let Some(key) = deleted {
             self.kept.remove(&key);

@@ -19,6 +19,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 
 use crate::cluster::claims::snapshot_with_claims;
+use crate::cluster::interning::PodInterner;
 use crate::cluster::inventory::Inventory;
 use crate::cluster::node_cache::InventoryChanged;
 use crate::cluster::publish::{Pending, Publisher};
@@ -60,6 +61,8 @@ pub struct PodCache {
     claims: KeyedStore<Arc<DraClaim>>,
     claim_health: WatchHealth,
     counted: CountedProblems,
+    /// One copy of the values that repeat across pods.
+    interner: PodInterner,
 }
 
 impl PodCache {
@@ -85,6 +88,7 @@ impl PodCache {
             claims: KeyedStore::default(),
             claim_health: WatchHealth::new(CLAIM_SOURCE, board, metrics),
             counted: CountedProblems::default(),
+            interner: PodInterner::default(),
         }
     }
 
@@ -116,12 +120,15 @@ impl PodCache {
         self
     }
 
-    fn decode(&self, pod: &Pod) -> (String, Option<Arc<TrackedPod>>) {
+    /// `previous` is what the cache keeps of the pod now: a pod without a `PodScheduled`
+    /// condition keeps the time it was first seen.
+    fn decode(
+        &mut self,
+        pod: &Pod,
+        previous: Option<&Arc<TrackedPod>>,
+    ) -> (String, Option<Arc<TrackedPod>>) {
         let key = watch::object_key(pod);
-        // Keep the first-seen time of a pod that has no PodScheduled condition.
-        let now = self
-            .store
-            .get(&key)
+        let now = previous
             .and_then(|t| t.record.as_ref())
             .map(|r| r.create_time)
             .unwrap_or_else(Timestamp::now);
@@ -135,7 +142,11 @@ impl PodCache {
                 vendor = vendor.provider(), %error, "pod annotation not decoded"
             );
         }
-        (key, record.map(Arc::new))
+        let record = record.map(|mut tracked| {
+            self.interner.share(&mut tracked);
+            Arc::new(tracked)
+        });
+        (key, record)
     }
 }
 
@@ -219,7 +230,7 @@ impl StreamHandler<WatchItem<ResourceClaim>> for PodCache {
         };
         self.claim_health.on_event(&event);
         let mut claims = std::mem::take(&mut self.claims);
-        let change = claims.apply(event, |c| self.decode_claim(c), watch::object_key);
+        let change = claims.apply(event, |c, _| self.decode_claim(c), watch::object_key);
         self.claims = claims;
         match change {
             StoreChange::Changed => self.publish_soon(ctx),
@@ -248,7 +259,11 @@ impl StreamHandler<WatchItem<Pod>> for PodCache {
         self.health.on_event(&event);
         // Taken out for the call so the decoder may borrow the rest of `self`.
         let mut store = std::mem::take(&mut self.store);
-        let change = store.apply(event, |object| self.decode(object), watch::object_key);
+        let change = store.apply(
+            event,
+            |object, previous| self.decode(object, previous),
+            watch::object_key,
+        );
         self.store = store;
         match change {
             StoreChange::Changed => self.publish_soon(ctx),

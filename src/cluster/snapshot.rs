@@ -66,8 +66,8 @@ pub struct ContainerRecord {
     /// Upstream 2.0's state of the container (`crate::cluster::scheduling::status`), shown by
     /// `/v1/workloads`; `state` keeps the 1.x vocabulary of `/v1/containers`.
     pub status: WorkloadStatus,
-    /// The evidence behind `status`.
-    pub status_detail: StatusDetail,
+    /// The evidence behind `status`; shared as in the scheduling view's requests.
+    pub status_detail: Arc<StatusDetail>,
     /// Names of the ResourceClaims (in the pod's namespace) the container uses; their
     /// HAMi-DRA shares join `allocations` when the snapshot is built.
     pub claims: Vec<String>,
@@ -260,7 +260,7 @@ pub(crate) mod tests {
                 priority: String::new(),
                 state: ContainerState::NoStatus,
                 status: WorkloadStatus::Waiting,
-                status_detail: StatusDetail::default(),
+                status_detail: Default::default(),
                 claims: Vec::new(),
             }],
         })

@@ -105,7 +105,7 @@ pub fn pod_record(
                 priority: c.priority,
                 state,
                 status,
-                status_detail,
+                status_detail: Arc::new(status_detail),
                 claims,
             }
         })

@@ -53,11 +53,13 @@ pub enum StoreChange {
 
 impl<R: PartialEq> KeyedStore<R> {
     /// Applies one event. `decode` gives an object's key and its record, or `None` when the
-    /// object is not tracked (which removes any record under that key).
+    /// object is not tracked (which removes any record under that key); it is shown the live
+    /// record under the object's key, so what a decoder first saw of an object can outlive
+    /// its changes.
     pub fn apply<K>(
         &mut self,
         event: Event<K>,
-        mut decode: impl FnMut(&K) -> (String, Option<R>),
+        mut decode: impl FnMut(&K, Option<&R>) -> (String, Option<R>),
         key_of: impl Fn(&K) -> String,
     ) -> StoreChange {
         match event {
@@ -66,7 +68,7 @@ impl<R: PartialEq> KeyedStore<R> {
                 StoreChange::RelistStarted
             }
             Event::InitApply(object) => {
-                let (key, record) = decode(&object);
+                let (key, record) = decode(&object, self.live.get(&key_of(&object)));
                 match (&mut self.relist, record) {
                     (Some(buffer), Some(record)) => {
                         buffer.insert(key, record);
@@ -84,7 +86,7 @@ impl<R: PartialEq> KeyedStore<R> {
                 StoreChange::RelistDone
             }
             Event::Apply(object) => {
-                let (key, record) = decode(&object);
+                let (key, record) = decode(&object, self.live.get(&key_of(&object)));
                 self.upsert(key, record)
             }
             Event::Delete(object) => {
@@ -373,7 +375,7 @@ impl WatchHealth {
 mod tests {
     use super::*;
 
-    fn decode(v: &(String, i32)) -> (String, Option<i32>) {
+    fn decode(v: &(String, i32), _: Option<&i32>) -> (String, Option<i32>) {
         (v.0.clone(), (v.1 >= 0).then_some(v.1))
     }
     fn key(v: &(String, i32)) -> String {
@@ -422,5 +424,20 @@ mod tests {
             store.apply(Event::Delete(obj("a", 1)), decode, key),
             StoreChange::Unchanged
         );
+    }
+
+    #[test]
+    fn decoders_see_the_live_record_of_the_object_while_relisted_too() {
+        let mut store = KeyedStore::default();
+        let mut seen = Vec::new();
+        let mut remember = |v: &(String, i32), before: Option<&i32>| {
+            seen.push(before.copied());
+            decode(v, before)
+        };
+        store.apply(Event::Apply(obj("a", 1)), &mut remember, key);
+        store.apply(Event::Apply(obj("a", 2)), &mut remember, key);
+        store.apply(Event::Init, &mut remember, key);
+        store.apply(Event::InitApply(obj("a", 3)), &mut remember, key);
+        assert_eq!(seen, [None, Some(1), Some(2)]);
     }
 }

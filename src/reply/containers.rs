@@ -208,7 +208,7 @@ fn base_reply(
         node_uid: snapshot.inventory.node_uid(&pod.node_name).to_string(),
         priority: container.priority.clone(),
         namespace: pod.namespace.clone(),
-        status_detail: Some(StatusDetailReply::from(&container.status_detail)),
+        status_detail: Some(StatusDetailReply::from(container.status_detail.as_ref())),
         ..ContainerReply::default()
     }
 }

@@ -125,8 +125,8 @@ impl From<&ContainerRequest> for RequestReply {
                 .resources
                 .iter()
                 .map(|r| ResourceReply {
-                    name: r.name.clone(),
-                    value: r.value.clone(),
+                    name: r.name.to_string(),
+                    value: r.value.to_string(),
                     unit: r.unit.to_string(),
                     kind: r.kind.to_string(),
                     vendor: r.vendor.to_string(),
@@ -221,8 +221,8 @@ pub fn scheduling_pod_reply(
             pod.constraints
                 .iter()
                 .map(|(name, value)| ConstraintReply {
-                    name: name.clone(),
-                    value: value.clone(),
+                    name: name.to_string(),
+                    value: value.to_string(),
                 })
                 .collect()
         } else {

@@ -310,7 +310,8 @@ fn row_reply(
                 pod_uid: view.uid.clone(),
                 node_uid: row.node_uid.to_string(),
                 namespace: view.namespace.clone(),
-                status_detail: (!pending).then(|| StatusDetailReply::from(&request.status_detail)),
+                status_detail: (!pending)
+                    .then(|| StatusDetailReply::from(request.status_detail.as_ref())),
                 pending,
                 scheduling: Some(scheduling_pod_reply(view, record, false, zone)),
                 request: Some(RequestReply::from(request)),

@@ -10,6 +10,7 @@ pub mod quantity;
 pub mod status;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::jiff::Timestamp;
@@ -88,8 +89,9 @@ impl ContainerKind {
 /// One requested resource of one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceRequest {
-    pub name: String,
-    pub value: String,
+    /// Shared with every other request of the same name and value (`cluster::interning`).
+    pub name: Arc<str>,
+    pub value: Arc<str>,
     pub unit: &'static str,
     /// `count`, `core`, `memory`, `memory_percentage`, or `raw`.
     pub kind: &'static str,
@@ -106,7 +108,8 @@ pub struct ContainerRequest {
     pub kind: ContainerKind,
     pub resources: Vec<ResourceRequest>,
     pub status: WorkloadStatus,
-    pub status_detail: StatusDetail,
+    /// Most containers read alike (running, ready, never restarted): one shared value each.
+    pub status_detail: Arc<StatusDetail>,
 }
 
 impl ContainerRequest {
@@ -145,8 +148,9 @@ pub struct SchedulingPod {
     /// Regular containers first, then init containers, in spec order.
     pub requests: Vec<ContainerRequest>,
     pub gates: Vec<String>,
-    /// `(name, value)`, sorted by name; shown by the detail view only.
-    pub constraints: Vec<(String, String)>,
+    /// `(name, value)`, sorted by name; shown by the detail view only. The values (pods of
+    /// one workload carry the same tolerations and affinity) are shared between pods.
+    pub constraints: Vec<(Arc<str>, Arc<str>)>,
     /// HAMi wrote `hami.io/vgpu-node` (a reservation, not a binding).
     pub preallocated: bool,
 }
@@ -326,10 +330,11 @@ pub fn scheduling_pod(pod: &Pod, resources: &SchedulingResources) -> Option<Sche
             )
         }));
     for (container, kind) in kinds {
-        let requested: Vec<ResourceRequest> = resources
+        let mut requested: Vec<ResourceRequest> = resources
             .iter()
             .filter_map(|name| Some(resource_request(name, container_quantity(container, name)?)))
             .collect();
+        requested.shrink_to_fit();
         if requested.is_empty() {
             continue;
         }
@@ -339,7 +344,7 @@ pub fn scheduling_pod(pod: &Pod, resources: &SchedulingResources) -> Option<Sche
             kind,
             resources: requested,
             status,
-            status_detail,
+            status_detail: Arc::new(status_detail),
         });
     }
     // Kept for the pod's life, one per GPU pod: no growth slack (a `Vec` of these grew to
@@ -363,8 +368,8 @@ fn resource_request(name: &str, quantity: &str) -> ResourceRequest {
         quantity_decimal(quantity).unwrap_or_else(|| quantity.trim().to_string())
     };
     ResourceRequest {
-        name: name.to_string(),
-        value,
+        name: name.into(),
+        value: value.into(),
         unit,
         kind,
         vendor: if kind == "raw" { "" } else { "NVIDIA" },
@@ -373,13 +378,13 @@ fn resource_request(name: &str, quantity: &str) -> ResourceRequest {
 }
 
 /// Scheduling constraints shown by the detail view, sorted by name.
-fn constraints(pod: &Pod) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
+fn constraints(pod: &Pod) -> Vec<(Arc<str>, Arc<str>)> {
+    let mut out: Vec<(Arc<str>, Arc<str>)> = Vec::new();
     let Some(spec) = pod.spec.as_ref() else {
         return out;
     };
     for (key, value) in spec.node_selector.iter().flatten() {
-        out.push((format!("nodeSelector.{key}"), value.clone()));
+        out.push((format!("nodeSelector.{key}").into(), value.as_str().into()));
     }
     for key in [
         "nvidia.com/use-gputype",
@@ -392,12 +397,12 @@ fn constraints(pod: &Pod) -> Vec<(String, String)> {
     ] {
         let value = annotation(pod, key);
         if !value.is_empty() {
-            out.push((key.to_string(), value.to_string()));
+            out.push((key.into(), value.into()));
         }
     }
     let mut json = |name: &str, value: Result<String, serde_json::Error>| {
         if let Ok(text) = value {
-            out.push((name.to_string(), text));
+            out.push((name.into(), text.into()));
         }
     };
     if let Some(affinity) = &spec.affinity {
@@ -414,7 +419,7 @@ fn constraints(pod: &Pod) -> Vec<(String, String)> {
         json("topologySpreadConstraints", serde_json::to_string(spread));
     }
     if let Some(class) = spec.priority_class_name.as_ref().filter(|c| !c.is_empty()) {
-        out.push(("priorityClassName".to_string(), class.clone()));
+        out.push(("priorityClassName".into(), class.as_str().into()));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
@@ -668,11 +673,11 @@ mod tests {
             ]
         );
         assert_eq!(view.requests[1].resources[0].unit, "MiB");
-        assert_eq!(view.requests[1].resources[0].value, "512");
+        assert_eq!(view.requests[1].resources[0].value.as_ref(), "512");
         let names: Vec<_> = view.requests[0]
             .resources
             .iter()
-            .map(|r| r.name.as_str())
+            .map(|r| r.name.as_ref())
             .collect();
         assert_eq!(
             names,

@@ -63,7 +63,7 @@ impl std::fmt::Display for WorkloadStatus {
 
 /// The evidence behind a container's state (upstream's `ContainerStatusDetail`). `None`
 /// marks a value Kubernetes did not report, as opposed to `false`/`0`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct StatusDetail {
     /// `Running`, `Waiting`, `Terminated`, or empty without a status entry.
     pub container_state: String,
