@@ -76,8 +76,15 @@ fn start() -> Option<mpsc::Sender<Job>> {
         .name("reply-builder".into())
         .spawn(move || {
             lower_own_priority();
+            let mut trimmed = std::time::Instant::now();
             for job in queue {
-                job();
+                crate::memory::LargeBuild::reply(job);
+                // A list build's row buffers are free now; hand their pages back, at most
+                // once a second however often the lists are rebuilt.
+                if trimmed.elapsed() >= std::time::Duration::from_secs(1) {
+                    crate::memory::release_free_pages();
+                    trimmed = std::time::Instant::now();
+                }
             }
         })
         .map_err(|error| tracing::error!(%error, "cannot start the reply build thread"))
