@@ -122,7 +122,10 @@ mod tests {
         reply_entering.recv().unwrap();
         release.send(()).unwrap();
         cycle.join().unwrap();
-        assert!(reply.join().unwrap(), "the reply built before the cycle ended");
+        assert!(
+            reply.join().unwrap(),
+            "the reply built before the cycle ended"
+        );
 
         // A reply build in progress does not hold a cycle back.
         let (inside, reply_inside) = mpsc::channel();
