@@ -349,16 +349,14 @@ async fn run_cycle(
     }
     let failed = results.values().filter(|r| r.is_err()).count();
     let built = tokio::task::spawn_blocking(move || {
-        crate::memory::LargeBuild::cycle(|| {
-            // The last cycle's transient and its replaced exposition are free by now.
-            crate::memory::release_free_pages();
-            let state = metrics::build_cycle(&snapshot, &results, &previous.state, stale_cycles);
-            let identities = metrics::identity_overrides(&snapshot, &results);
-            // The answers go before compressing: they are the cycle's largest transient.
-            drop(results);
-            let exposition = expose(Arc::new(state), &previous);
-            (exposition, identities)
-        })
+        // The last cycle's transient and its replaced exposition are free by now.
+        crate::memory::release_free_pages();
+        let state = metrics::build_cycle(&snapshot, &results, &previous.state, stale_cycles);
+        let identities = metrics::identity_overrides(&snapshot, &results);
+        // The answers go before compressing: they are the cycle's largest transient.
+        drop(results);
+        let exposition = expose(Arc::new(state), &previous);
+        (exposition, identities)
     })
     .await
     .ok()?;
