@@ -1244,6 +1244,20 @@ fn start_store(upstream: &str, exposition: &str, devices: usize, quick: bool) ->
             let prometheus =
                 Prometheus::start_with_intervals(&[&exporter.target()], scrape, evaluation);
             prometheus.wait_for_series("DCGM_FI_DEV_FB_USED", devices, Duration::from_secs(120));
+            // The container core query's `[10m:]` subquery sees a series only from its first
+            // evaluation step after the first scrape; a cycle before that publishes 0 for every
+            // container, which is a fresh store, not a figure of ours.
+            let core = hami_webui_server::metrics::queries::expression(
+                hami_webui_server::metrics::CycleQuery::TaskCore(
+                    hami_webui_server::device::Vendor::Nvidia,
+                ),
+            )
+            .expect("the NVIDIA core query");
+            prometheus.wait_for_series(
+                &core,
+                devices * realistic::ALLOCATIONS_PER_GPU,
+                Duration::from_secs(120),
+            );
             Store::Prometheus {
                 prometheus,
                 _exporter: exporter,

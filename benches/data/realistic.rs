@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 /// GPUs per node, as on the common 8-GPU servers.
 pub const GPUS_PER_NODE: usize = 8;
 /// Allocations per GPU on average (HAMi shares each GPU among `count` = 10 slots).
-const ALLOCATIONS_PER_GPU: usize = 4;
+pub const ALLOCATIONS_PER_GPU: usize = 4;
 
 /// Node pools: model name as HAMi registers it and the exporter reports it, memory (MiB).
 const MODELS: [(&str, u32, &str); 4] = [
