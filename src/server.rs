@@ -123,6 +123,7 @@ pub async fn start(config: Config, source: ClusterSource) -> Result<AppState, Se
         replies: Arc::new(ReplyCache::new(
             config.server.http.reply_cache_ttl,
             config.server.http.reply_max_staleness,
+            config.server.http.reply_store_staleness,
         )),
         config: Arc::new(config),
         metrics,

@@ -18,6 +18,8 @@ use support::kube_api::TestApiServer;
 
 const PATIENT: Duration = Duration::from_secs(300);
 const DEADLINE: Duration = Duration::from_secs(20);
+/// Lists built before ready: containers, workloads, cards and nodes.
+const WARMED: u64 = 4;
 
 fn job(i: usize) -> k8s_openapi::api::core::v1::Pod {
     let node = format!("gpu-{}", i % 2);
@@ -68,11 +70,11 @@ async fn after_a_change_the_first_list_request_gets_the_reply_built_before_it() 
     let replies = std::sync::Arc::clone(&h.state.replies);
     let app = atest::init_service(http::app(h.state.clone())).await;
 
-    // Ready means warmed: the container and workload lists were built.
-    assert_eq!(replies.builds_started(), 2);
+    // Ready means warmed: the container, workload, card and node lists were built.
+    assert_eq!(replies.builds_started(), WARMED);
     let before = containers!(app);
     assert_eq!(names(&before).len(), 20);
-    assert_eq!(replies.builds_started(), 2);
+    assert_eq!(replies.builds_started(), WARMED);
 
     // The cluster changes and the caches publish it.
     api.apply_pod(job(20));
@@ -81,14 +83,14 @@ async fn after_a_change_the_first_list_request_gets_the_reply_built_before_it() 
     // of the new one started on its behalf.
     let first = containers!(app);
     assert_eq!(first, before);
-    assert_eq!(replies.builds_started(), 3);
+    assert_eq!(replies.builds_started(), WARMED + 1);
     // The new reply follows without another build.
     let deadline = Instant::now() + DEADLINE;
     while names(&containers!(app)).len() != 21 {
         assert!(Instant::now() < deadline, "the new reply never came");
         actix_rt::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(replies.builds_started(), 3);
+    assert_eq!(replies.builds_started(), WARMED + 1);
 
     // A burst of 100 changes, the list asked for after each: never two builds at once, and
     // the list ends at the API's state.
@@ -106,7 +108,7 @@ async fn after_a_change_the_first_list_request_gets_the_reply_built_before_it() 
     }
     assert_eq!(replies.most_builds_in_flight("/v1/containers"), 1);
     assert!(
-        replies.builds_started() <= 3 + 101,
+        replies.builds_started() <= WARMED + 1 + 101,
         "{} builds for 101 requests",
         replies.builds_started()
     );
@@ -119,21 +121,25 @@ async fn readiness_waits_for_the_default_lists_to_be_built() {
     api.apply_many_pods((0..10).map(job).collect());
     let h = start(&api, PATIENT).await;
     let replies = std::sync::Arc::clone(&h.state.replies);
-    // Polled as the kubelet would: the first time it reads ready, the container and
-    // workload lists have been built.
+    // Polled as the kubelet would: the first time it reads ready, the container, workload,
+    // card and node lists have been built.
     let deadline = Instant::now() + DEADLINE;
     loop {
         match h.board.check() {
             Readiness::Ready => break,
             Readiness::Waiting(names) => {
                 assert!(Instant::now() < deadline, "never ready: {names:?}");
-                assert!(replies.builds_started() <= 2);
+                assert!(replies.builds_started() <= WARMED);
             }
         }
         actix_rt::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(replies.builds_started(), 2);
+    assert_eq!(replies.builds_started(), WARMED);
     let app = atest::init_service(http::app(h.state.clone())).await;
     assert_eq!(names(&containers!(app)).len(), 10);
-    assert_eq!(replies.builds_started(), 2, "served from the warmed reply");
+    assert_eq!(
+        replies.builds_started(),
+        WARMED,
+        "served from the warmed reply"
+    );
 }

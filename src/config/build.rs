@@ -86,6 +86,11 @@ impl Config {
                     raw.server.http.reply_max_staleness,
                     Duration::from_secs(3),
                 )?,
+                reply_store_staleness: duration(
+                    "server.http.reply_store_staleness",
+                    raw.server.http.reply_store_staleness,
+                    Duration::from_secs(60),
+                )?,
             },
             grpc_configured: raw.server.grpc.is_some(),
             timezone: match non_empty(raw.server.timezone) {

@@ -47,6 +47,7 @@ pub(super) struct RawListener {
     pub(super) keep_alive: Option<String>,
     pub(super) reply_cache_ttl: Option<String>,
     pub(super) reply_max_staleness: Option<String>,
+    pub(super) reply_store_staleness: Option<String>,
     pub(super) body_timeout: Option<String>,
     pub(super) max_connections: Option<i64>,
 }

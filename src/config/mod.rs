@@ -106,10 +106,16 @@ pub struct HttpConfig {
     /// identical request (ours; `0s` rebuilds every such reply). Replies built from the
     /// cluster snapshot alone are reused until the snapshot changes, whatever this says.
     pub reply_cache_ttl: Duration,
-    /// How long after the cluster changed (or a kept reply's store values aged out) the
-    /// previous reply may still be served while its successor is built in the background
-    /// (ours; `0s` makes every request after a change wait for the new build).
+    /// How long after the cluster changed the previous reply may still be served while its
+    /// successor is built in the background (ours; `0s` makes every request after a change
+    /// wait for the new build).
     pub reply_max_staleness: Duration,
+    /// How long after its store values aged out (`reply_cache_ttl`) a card or node list may
+    /// still be served while newer values are fetched in the background (ours). Those values
+    /// are capacity gauges the store itself holds a scrape interval old; the default is
+    /// Prometheus's default scrape interval, so that a browser coming back after a pause is
+    /// not the one that waits for the store. `0s` makes it wait.
+    pub reply_store_staleness: Duration,
 }
 
 /// What idle, slow or numerous clients may hold, so that a thousand idle sockets or a

@@ -7,8 +7,11 @@
 //! pods change many times a second. A kept reply is served by reference while it is current
 //! (built from the request's snapshot generation or newer and, for replies that also carry
 //! metrics-store values, younger than `server.http.reply_cache_ttl`). Once it is not, it is
-//! still served for at most `server.http.reply_max_staleness` while one build of its
-//! successor runs in the background; requests that find nothing servable wait for that build.
+//! still served while one build of its successor runs in the background: for at most
+//! `server.http.reply_max_staleness` after the cluster changed, and for at most
+//! `server.http.reply_store_staleness` after its store values aged out (stale-while-
+//! revalidate, RFC 5861: those values, capacity gauges, are themselves a scrape interval
+//! old). Requests that find nothing servable wait for that build.
 //! There is never more than one build per list in flight, however fast the cluster changes:
 //! a change that arrives during a build is picked up by the next one.
 //!
@@ -84,23 +87,17 @@ impl Kept {
         self.body.size()
     }
 
-    /// When it stopped being current for a request of `version`, if it has: at the latest
-    /// when that version was published.
-    fn stale_since(
-        &self,
-        version: SnapshotVersion,
-        ttl: Duration,
-        now: Instant,
-    ) -> Option<Instant> {
-        let expiry = match self.freshness {
+    /// When a newer snapshot than its own superseded it, as a request of `version` tells: at
+    /// the latest when that version was published.
+    fn superseded_since(&self, version: SnapshotVersion, now: Instant) -> Option<Instant> {
+        (version.generation > self.generation).then_some(version.published.min(now))
+    }
+
+    /// When its store values aged out (`ttl` after its build started), if they have.
+    fn expired_since(&self, ttl: Duration, now: Instant) -> Option<Instant> {
+        match self.freshness {
             Freshness::Snapshot => None,
             Freshness::WithUpstream => Some(self.started + ttl).filter(|at| *at <= now),
-        };
-        let superseded =
-            (version.generation > self.generation).then_some(version.published.min(now));
-        match (expiry, superseded) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
         }
     }
 }
@@ -120,10 +117,10 @@ struct Flight {
 #[derive(Default)]
 struct Entry {
     kept: Option<Arc<Kept>>,
-    /// When `kept` stopped being current: the first request for a newer generation, the
-    /// expiry of its store values, or (when newer generations were asked for during its
-    /// build) the start of its build, whichever came first.
-    stale_since: Option<Instant>,
+    /// When a newer snapshot superseded `kept`: as the first request for a newer generation
+    /// told, or (when newer generations were asked for during its build) the start of its
+    /// build, whichever came first.
+    superseded_since: Option<Instant>,
     /// The newest generation asked for.
     newest: u64,
     /// When the first snapshot newer than the build in flight was published, as the first
@@ -166,6 +163,7 @@ enum Step {
 pub struct ReplyCache {
     ttl: Duration,
     max_staleness: Duration,
+    store_staleness: Duration,
     max_bytes: usize,
     entries: Mutex<HashMap<ReplyKey, Entry>>,
     /// Builds started since the start, for the tests and the load driver's reading.
@@ -178,16 +176,23 @@ pub struct ReplyCache {
 
 impl ReplyCache {
     /// `ttl` bounds the age of replies with metrics-store values (zero disables reuse of
-    /// those); `max_staleness` how long a reply that is no longer current may still be served
-    /// while its successor is built.
-    pub fn new(ttl: Duration, max_staleness: Duration) -> Self {
-        Self::with_limit(ttl, max_staleness, MAX_BYTES)
+    /// those); `max_staleness` how long after the cluster changed a reply may still be served
+    /// while its successor is built, and `store_staleness` the same after its store values
+    /// aged out.
+    pub fn new(ttl: Duration, max_staleness: Duration, store_staleness: Duration) -> Self {
+        Self::with_limit(ttl, max_staleness, store_staleness, MAX_BYTES)
     }
 
-    fn with_limit(ttl: Duration, max_staleness: Duration, max_bytes: usize) -> Self {
+    fn with_limit(
+        ttl: Duration,
+        max_staleness: Duration,
+        store_staleness: Duration,
+        max_bytes: usize,
+    ) -> Self {
         ReplyCache {
             ttl,
             max_staleness,
+            store_staleness,
             max_bytes,
             entries: Mutex::new(HashMap::new()),
             builds: AtomicU64::new(0),
@@ -305,20 +310,36 @@ impl ReplyCache {
             entry.first_newer.get_or_insert(version.published.min(now));
         }
         if let Some(kept) = entry.kept.clone() {
-            match kept.stale_since(version, self.ttl, now) {
-                None => return Step::Serve(kept),
-                Some(since) => {
-                    let since = *entry.stale_since.get_or_insert(since);
-                    let flight = self.ensure_flight(key, entry, generation, freshness, build, now);
-                    if now.saturating_duration_since(since) < self.max_staleness {
-                        return Step::Serve(kept);
-                    }
-                    return Step::Wait(flight);
-                }
+            if let Some(since) = kept.superseded_since(version, now) {
+                entry.superseded_since.get_or_insert(since);
             }
+            let superseded = entry.superseded_since;
+            let expired = kept.expired_since(self.ttl, now);
+            if superseded.is_none() && expired.is_none() {
+                return Step::Serve(kept);
+            }
+            let flight = self.ensure_flight(key, entry, generation, freshness, build, now);
+            if self.servable(superseded, expired, now) {
+                return Step::Serve(kept);
+            }
+            return Step::Wait(flight);
         }
         let flight = self.ensure_flight(key, entry, generation, freshness, build, now);
         Step::Wait(flight)
+    }
+
+    /// Whether a reply superseded and expired at these times (if at all) may still be served
+    /// while its successor is built.
+    fn servable(
+        &self,
+        superseded: Option<Instant>,
+        expired: Option<Instant>,
+        now: Instant,
+    ) -> bool {
+        let within = |since: Option<Instant>, bound: Duration| {
+            since.is_none_or(|since| now.saturating_duration_since(since) < bound)
+        };
+        within(superseded, self.max_staleness) && within(expired, self.store_staleness)
     }
 
     /// The build in flight for this list; a new one from `build` when there is none. A
@@ -406,9 +427,9 @@ impl ReplyCache {
                 .is_some_and(|kept| kept.generation > generation);
             if !newer_kept {
                 entry.kept = Some(Arc::clone(reply));
-                // Newer generations asked for during the build: stale since the first of them
-                // was published (after the build started), as far as a request told.
-                entry.stale_since = (entry.newest > generation)
+                // Newer generations asked for during the build: superseded since the first of
+                // them was published (after the build started), as far as a request told.
+                entry.superseded_since = (entry.newest > generation)
                     .then(|| first_newer.unwrap_or(started).max(started));
             }
         }
@@ -419,12 +440,11 @@ impl ReplyCache {
     /// while over the bounds. A build in flight keeps its entry; their number is bounded by
     /// the number of entries.
     fn evict(&self, entries: &mut HashMap<ReplyKey, Entry>, now: Instant) {
-        let max_staleness = self.max_staleness;
         entries.retain(|_, entry| {
-            let servable = entry.kept.is_some()
-                && entry
-                    .stale_since
-                    .is_none_or(|since| now.saturating_duration_since(since) < max_staleness);
+            let servable = entry.kept.as_ref().is_some_and(|kept| {
+                let expired = kept.expired_since(self.ttl, now);
+                self.servable(entry.superseded_since, expired, now)
+            });
             servable || entry.flight.is_some()
         });
         let size = |entry: &Entry| entry.kept.as_ref().map_or(0, |kept| kept.size());
@@ -465,8 +485,9 @@ mod tests {
 
     const MINUTE: Duration = Duration::from_secs(60);
 
+    /// Store values are served stale for as long as a superseded reply.
     fn cache(ttl: Duration, max_staleness: Duration) -> Arc<ReplyCache> {
-        Arc::new(ReplyCache::new(ttl, max_staleness))
+        Arc::new(ReplyCache::new(ttl, max_staleness, max_staleness))
     }
 
     /// Counts builds and the most that ran at once; a build may be held at a gate.
@@ -726,6 +747,57 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn aged_out_store_values_are_served_while_newer_ones_are_fetched() {
+        // Store values age out after 10 ms; a reply with them is served for a minute after
+        // that, while a superseded one would be served for 10 ms only.
+        let cache = Arc::new(ReplyCache::new(
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+            MINUTE,
+        ));
+        let builds = Builds::default();
+        let upstream = |text: &str, gate: Option<Arc<Semaphore>>| {
+            ask(
+                &cache,
+                "{}",
+                1,
+                Freshness::WithUpstream,
+                builds.making(text, gate),
+            )
+        };
+        assert_eq!(upstream("old", None).await.unwrap(), "old");
+        actix_rt::time::sleep(Duration::from_millis(40)).await;
+        // Long past both the time to live and the staleness bound after a change: the first
+        // request is answered from the kept reply, and its successor is built meanwhile.
+        let gate = Arc::new(Semaphore::new(0));
+        assert_eq!(upstream("new", Some(gate.clone())).await.unwrap(), "old");
+        assert_eq!(upstream("never", None).await.unwrap(), "old");
+        assert_eq!(cache.builds_started(), 2);
+        gate.add_permits(1);
+        until_reply(&cache, 1, Freshness::WithUpstream, &builds, "new").await;
+        assert_eq!(builds.most_at_once.load(Ordering::SeqCst), 1);
+
+        // Without that allowance the request after the expiry waits for fresh values.
+        let strict = Arc::new(ReplyCache::new(
+            Duration::from_millis(10),
+            MINUTE,
+            Duration::ZERO,
+        ));
+        let ask_strict = |text: &str| {
+            ask(
+                &strict,
+                "{}",
+                1,
+                Freshness::WithUpstream,
+                builds.making(text, None),
+            )
+        };
+        assert_eq!(ask_strict("old").await.unwrap(), "old");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(ask_strict("new").await.unwrap(), "new");
+    }
+
+    #[actix_rt::test]
     async fn a_gzipped_reply_goes_as_kept_to_gzip_clients_and_inflated_to_the_rest() {
         let cache = cache(MINUTE, Duration::from_secs(1));
         let packed = Bytes::from_static(b"\x1f\x8b packed");
@@ -768,7 +840,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn kept_bytes_stay_under_the_bound() {
-        let cache = Arc::new(ReplyCache::with_limit(MINUTE, MINUTE, 1_000));
+        let cache = Arc::new(ReplyCache::with_limit(MINUTE, MINUTE, MINUTE, 1_000));
         let builds = Builds::default();
         let text = "x".repeat(400);
         for n in 0..10 {

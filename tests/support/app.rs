@@ -16,6 +16,7 @@ use hami_webui_server::cluster::pod_cache::GetSnapshot;
 use hami_webui_server::cluster::snapshot::ClusterSnapshot;
 use hami_webui_server::cluster::ClusterSource;
 use hami_webui_server::config::Config;
+use hami_webui_server::http::reply_cache::ReplyCache;
 use hami_webui_server::http::AppState;
 use hami_webui_server::query_client::RunQuery;
 use hami_webui_server::server;
@@ -49,10 +50,27 @@ pub async fn start(config: Config, source: ClusterSource) -> AppState {
 }
 
 /// `state` with another metrics store in place of the `QueryClient` (a recorded or scripted
-/// one); the refresher keeps the real client.
+/// one); the refresher keeps the real client. The list replies kept so far (the start's
+/// warm-up asked the configured store) are dropped with the store they were built from.
 pub fn with_query(mut state: AppState, query: Recipient<RunQuery>) -> AppState {
+    let http = &state.config.server.http;
+    state.replies = Arc::new(ReplyCache::new(
+        http.reply_cache_ttl,
+        http.reply_max_staleness,
+        http.reply_store_staleness,
+    ));
     state.query = query;
     state
+}
+
+/// Waits until `state` reports ready: its caches synced and the start's list replies built
+/// (the warm-up asks the configured store for the card and node capacities).
+pub async fn until_ready(state: &AppState, deadline: Duration) {
+    let end = Instant::now() + deadline;
+    while state.board.check() != hami_webui_server::readiness::Readiness::Ready {
+        assert!(Instant::now() < end, "not ready within {deadline:?}");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The snapshot the pod cache publishes now.
