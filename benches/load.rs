@@ -104,6 +104,7 @@ struct Run {
     /// The same bytes from a [`TransferFloor`], same clients, while the server keeps cycling:
     /// the gzip `/metrics` body (8 clients) and the plain container list (32 clients).
     floor_metrics: Latency,
+    floor_containers_gzip: Latency,
     floor_containers_plain: Latency,
     ready_s: f64,
     peak_rss_mib: f64,
@@ -1390,20 +1391,20 @@ fn measure(gpus: usize, upstream: &str, interval: u64, budget: &Budget) -> Run {
         move |_| send(port, "GET", "/metrics", None, b"", true),
     );
 
-    let list_body = |headers: &[(&str, &str)]| {
-        let mut headers = headers.to_vec();
-        headers.push(("Content-Type", "application/json"));
-        request(port, "POST", "/v1/containers", &headers, b"{}").map_or(0, |r| r.body.len())
-    };
     let containers_plain = {
         let headers = [("Content-Type", "application/json")];
         request(port, "POST", "/v1/containers", &headers, b"{}")
             .map_or_else(|_| Vec::new(), |r| r.body)
     };
-    let containers_bytes = (
-        containers_plain.len(),
-        list_body(&[("Accept-Encoding", "gzip")]),
-    );
+    let containers_gzip = {
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Accept-Encoding", "gzip"),
+        ];
+        request(port, "POST", "/v1/containers", &headers, b"{}")
+            .map_or_else(|_| Vec::new(), |r| r.body)
+    };
+    let containers_bytes = (containers_plain.len(), containers_gzip.len());
 
     // List routes: 32 concurrent clients each, asking for gzip as browsers do; the container
     // list once more without it.
@@ -1438,9 +1439,10 @@ fn measure(gpus: usize, upstream: &str, interval: u64, budget: &Budget) -> Run {
             move |_| send(port, "GET", "/metrics", None, b"", true),
         )
     };
-    let floor_containers_plain = {
-        let floor = TransferFloor::start("application/json", None, &containers_plain);
+    let list_floor = |encoding: Option<&str>, body: &[u8]| {
+        let floor = TransferFloor::start("application/json", encoding, body);
         let port = floor.port;
+        let gzip = encoding.is_some();
         hammer(
             32,
             budget.list_requests_per_client,
@@ -1452,11 +1454,13 @@ fn measure(gpus: usize, upstream: &str, interval: u64, budget: &Budget) -> Run {
                     "/v1/containers",
                     Some("application/json"),
                     b"{}",
-                    false,
+                    gzip,
                 )
             },
         )
     };
+    let floor_containers_gzip = list_floor(Some("gzip"), &containers_gzip);
+    let floor_containers_plain = list_floor(None, &containers_plain);
 
     // Published values against the exporters', from the plain scrape above (taken after the
     // idle cycles, each published from the store's answers); compared once nothing is timed.
@@ -1488,6 +1492,7 @@ fn measure(gpus: usize, upstream: &str, interval: u64, budget: &Budget) -> Run {
         lists,
         containers_bytes,
         floor_metrics,
+        floor_containers_gzip,
         floor_containers_plain,
         ready_s,
         peak_rss_mib: peak_rss_mib(pid),
@@ -1589,14 +1594,23 @@ fn print_tables(runs: &[Run]) {
     println!("| GPUs | store | reply | clients | requests (failed) | p50 (ms) | p99 (ms) | ours: p50 / p99 (ms) |");
     println!("|---:|---|---|---:|---:|---:|---:|---:|");
     for r in runs {
-        let ours_plain = r
-            .lists
-            .iter()
-            .find(|(route, _)| route.ends_with("(no gzip)"))
-            .map(|(_, l)| l.clone())
-            .unwrap_or_default();
+        let ours = |label: &str| {
+            r.lists
+                .iter()
+                .find(|(route, _)| route == label)
+                .map(|(_, l)| l.clone())
+                .unwrap_or_default()
+        };
+        let ours_plain = ours("/v1/containers (no gzip)");
+        let ours_gzip = ours("/v1/containers");
         for (reply, clients, floor, ours) in [
             ("`/metrics` gzip", 8, &r.floor_metrics, &r.metrics),
+            (
+                "`/v1/containers` gzip",
+                32,
+                &r.floor_containers_gzip,
+                &ours_gzip,
+            ),
             (
                 "`/v1/containers` plain",
                 32,

@@ -65,12 +65,18 @@ pub fn pieces(bytes: Bytes) -> impl Iterator<Item = Bytes> {
 /// Replies shorter than this are kept plain: compressing them saves less than it costs.
 pub const MIN_GZIP_BYTES: usize = 1024;
 
+/// The compression of kept replies. A reply is built once, in the background, and sent to
+/// every client that asks until the next build, so bytes saved count once per client: at
+/// 10,000 GPUs the container list (37 MB of JSON) is 6.1 MB at the fast level and 3.8 MB at
+/// zlib's default, for about 0.3 s more of the build thread's (nice +10) CPU.
+const REPLY_LEVEL: flate2::Compression = flate2::Compression::new(6);
+
 /// A serialized reply as it is kept: only one encoding of it.
 #[derive(Debug, Clone)]
 pub enum EncodedBody {
     /// Under [`MIN_GZIP_BYTES`].
     Plain(Bytes),
-    /// Larger: gzipped (fast level) as it was serialized; the plain text never existed whole.
+    /// Larger: gzipped as it was serialized; the plain text never existed whole.
     Gzip { packed: Bytes, plain_len: usize },
 }
 
@@ -92,10 +98,15 @@ pub fn encode_json<T: serde::Serialize>(value: &T) -> serde_json::Result<Encoded
     serde_json::to_writer(&mut sink, value)?;
     Ok(match sink {
         Sink::Plain(plain) => EncodedBody::Plain(Bytes::from(plain)),
-        Sink::Gzip { encoder, plain_len } => EncodedBody::Gzip {
-            packed: Bytes::from(encoder.finish().map_err(serde_json::Error::io)?),
-            plain_len,
-        },
+        Sink::Gzip { encoder, plain_len } => {
+            let mut packed = encoder.finish().map_err(serde_json::Error::io)?;
+            // The buffer doubled as it grew; kept for as long as the reply is served.
+            packed.shrink_to_fit();
+            EncodedBody::Gzip {
+                packed: Bytes::from(packed),
+                plain_len,
+            }
+        }
     })
 }
 
@@ -115,8 +126,7 @@ impl Write for Sink {
             Sink::Plain(plain) => {
                 plain.extend_from_slice(data);
                 if plain.len() >= MIN_GZIP_BYTES {
-                    let mut encoder =
-                        Box::new(GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+                    let mut encoder = Box::new(GzEncoder::new(Vec::new(), REPLY_LEVEL));
                     encoder.write_all(plain)?;
                     let plain_len = plain.len();
                     *self = Sink::Gzip { encoder, plain_len };
