@@ -4,66 +4,107 @@
 //! each. As a `BTreeMap<String, String>` every sample cost one eleven-slot tree node (~540 B)
 //! plus a heap string per name and value, whatever its label count: 113 MB of a cycle's peak
 //! heap (heaptrack). Here a sample holds one boxed slice of `(name, value)` pairs sorted by
-//! name, and the text is shared across the answer through a [`LabelInterner`]: a device's
-//! UUID appears once however many metrics name it, `__name__` once per metric.
+//! name, each a pair of positions in one table of the answer's distinct texts
+//! ([`LabelInterner`]): a device's UUID is held once however many metrics name it,
+//! `__name__` once per metric.
 
-use std::collections::HashSet;
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// A series' labels, sorted by name, each name at most once.
 ///
-/// Compares and orders as the `BTreeMap<String, String>` it replaces did: pair by pair.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SeriesLabels(Box<[(Arc<str>, Arc<str>)]>);
+/// Compares and orders as the `BTreeMap<String, String>` it replaces did: pair by pair. Each
+/// pair is two positions in the answer's table of distinct texts (8 bytes, where two shared
+/// strings took 32): at 10,000 GPUs that is about 13 MB less at the cycle's peak.
+#[derive(Clone, Default)]
+pub struct SeriesLabels {
+    texts: Arc<LabelTexts>,
+    pairs: Box<[(u32, u32)]>,
+}
+
+/// The distinct label texts of one answer, by position.
+#[derive(Default)]
+pub(super) struct LabelTexts(Vec<Box<str>>);
+
+impl LabelTexts {
+    fn text(&self, at: u32) -> &str {
+        self.0.get(at as usize).map_or("", |text| text)
+    }
+}
 
 impl SeriesLabels {
+    /// Points the labels at their answer's finished table of texts; until then they read
+    /// empty.
+    pub(super) fn bind(&mut self, texts: &Arc<LabelTexts>) {
+        self.texts = Arc::clone(texts);
+    }
+
     /// The value of label `name`, if the series has it.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_ref().cmp(name))
+        self.pairs
+            .binary_search_by(|(k, _)| self.texts.text(*k).cmp(name))
             .ok()
-            .map(|i| self.0[i].1.as_ref())
+            .map(|i| self.texts.text(self.pairs[i].1))
     }
 
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+        self.pairs
+            .iter()
+            .map(|(k, v)| (self.texts.text(*k), self.texts.text(*v)))
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.pairs.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.pairs.is_empty()
     }
+}
 
-    /// Sorts by name; of repeated names the last one stays, as a JSON object decoded into a
-    /// map keeps it.
-    fn from_pairs(mut pairs: Vec<(Arc<str>, Arc<str>)>) -> Self {
-        // Stable: equal names keep their input order, so the last is the last of each run.
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut unique: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(pairs.len());
-        for pair in pairs {
-            match unique.last_mut() {
-                Some(last) if last.0 == pair.0 => *last = pair,
-                _ => unique.push(pair),
-            }
+impl PartialEq for SeriesLabels {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for SeriesLabels {}
+
+impl PartialOrd for SeriesLabels {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SeriesLabels {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.iter().cmp(other.iter())
+    }
+}
+
+impl Hash for SeriesLabels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.len().hash(state);
+        for pair in self.iter() {
+            pair.hash(state);
         }
-        SeriesLabels(unique.into_boxed_slice())
     }
 }
 
 impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for SeriesLabels {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
-        SeriesLabels::from_pairs(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (Arc::from(k.as_ref()), Arc::from(v.as_ref())))
-                .collect(),
-        )
+        let mut interner = LabelInterner::default();
+        for (name, value) in pairs {
+            interner.push(name.as_ref(), value.as_ref());
+        }
+        let mut labels = interner.finish();
+        labels.bind(&interner.into_texts());
+        labels
     }
 }
 
@@ -84,22 +125,39 @@ impl Serialize for SeriesLabels {
     }
 }
 
-/// The distinct label texts of one answer. Dropped with the decoder; the labels keep what
-/// they share alive.
+/// The distinct label texts of one answer as it is read: a device's UUID is held once
+/// however many metrics name it, `__name__` once per metric. The labels it makes read
+/// empty until [`SeriesLabels::bind`] gives them [`LabelInterner::into_texts`].
 #[derive(Default)]
 pub(super) struct LabelInterner {
-    texts: HashSet<Arc<str>, foldhash::fast::RandomState>,
-    pairs: Vec<(Arc<str>, Arc<str>)>,
+    /// Positions in `texts`, found by the text's hash.
+    positions: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    texts: Vec<Box<str>>,
+    pairs: Vec<(u32, u32)>,
+    unbound: Arc<LabelTexts>,
 }
 
 impl LabelInterner {
-    pub(super) fn intern(&mut self, text: &str) -> Arc<str> {
-        if let Some(shared) = self.texts.get(text) {
-            return Arc::clone(shared);
+    fn intern(&mut self, text: &str) -> u32 {
+        let hash = self.hasher.hash_one(text);
+        let texts = &self.texts;
+        if let Some(at) = self.positions.find(hash, |&at| {
+            texts.get(at as usize).is_some_and(|t| **t == *text)
+        }) {
+            return *at;
         }
-        let shared: Arc<str> = Arc::from(text);
-        self.texts.insert(Arc::clone(&shared));
-        shared
+        // Past four billion distinct texts in one answer the rest read empty; the decoder's
+        // body limit stops far below that.
+        let Ok(at) = u32::try_from(self.texts.len()) else {
+            return u32::MAX;
+        };
+        self.texts.push(Box::from(text));
+        let (texts, hasher) = (&self.texts, &self.hasher);
+        self.positions.insert_unique(hash, at, |&at| {
+            hasher.hash_one(texts.get(at as usize).map_or("", |t| &**t))
+        });
+        at
     }
 
     /// Adds one pair to the labels being read.
@@ -108,9 +166,32 @@ impl LabelInterner {
         self.pairs.push(pair);
     }
 
-    /// The labels read since the last call.
+    /// The labels read since the last call: sorted by name, and of repeated names the last
+    /// one kept, as a JSON object decoded into a map keeps it.
     pub(super) fn finish(&mut self) -> SeriesLabels {
-        SeriesLabels::from_pairs(std::mem::take(&mut self.pairs))
+        let mut pairs = std::mem::take(&mut self.pairs);
+        let texts = &self.texts;
+        let name = |at: u32| texts.get(at as usize).map_or("", |t| &**t);
+        // Stable: equal names keep their input order, so the last is the last of each run.
+        pairs.sort_by(|a, b| name(a.0).cmp(name(b.0)));
+        let mut unique: Vec<(u32, u32)> = Vec::with_capacity(pairs.len());
+        for pair in pairs {
+            match unique.last_mut() {
+                Some(last) if last.0 == pair.0 => *last = pair,
+                _ => unique.push(pair),
+            }
+        }
+        SeriesLabels {
+            texts: Arc::clone(&self.unbound),
+            pairs: unique.into_boxed_slice(),
+        }
+    }
+
+    /// The answer's table of texts, for [`SeriesLabels::bind`].
+    pub(super) fn into_texts(self) -> Arc<LabelTexts> {
+        let mut texts = self.texts;
+        texts.shrink_to_fit();
+        Arc::new(LabelTexts(texts))
     }
 }
 
@@ -158,13 +239,43 @@ mod tests {
         let mut interner = LabelInterner::default();
         interner.push("UUID", "GPU-1");
         interner.push("__name__", "DCGM_FI_DEV_FB_USED");
-        let first = interner.finish();
+        let mut first = interner.finish();
         interner.push("__name__", "DCGM_FI_DEV_FB_FREE");
         interner.push("UUID", "GPU-1");
-        let second = interner.finish();
+        let mut second = interner.finish();
+        assert_eq!(
+            first.pairs[0], second.pairs[0],
+            "one position for UUID=GPU-1"
+        );
+        assert_eq!(
+            first.pairs[1].0, second.pairs[1].0,
+            "one position for __name__"
+        );
+        assert_eq!(first.get("UUID"), None, "unbound labels read empty");
+        let texts = interner.into_texts();
+        assert_eq!(texts.0.len(), 5);
+        first.bind(&texts);
+        second.bind(&texts);
         assert_eq!(second.get("UUID"), Some("GPU-1"));
-        assert!(Arc::ptr_eq(&first.0[0].1, &second.0[0].1));
-        assert!(Arc::ptr_eq(&first.0[1].0, &second.0[1].0));
+        assert_eq!(first.get("__name__"), Some("DCGM_FI_DEV_FB_USED"));
         assert_eq!(first.len(), 2);
+        // Equal UUIDs, then `…FB_FREE` < `…FB_USED`.
+        assert!(second < first);
+    }
+
+    #[test]
+    fn labels_of_different_answers_compare_by_text() {
+        use std::hash::BuildHasher;
+        let a: SeriesLabels = [("pod", "p"), ("ns", "n")].into_iter().collect();
+        let b: SeriesLabels = [("ns", "n"), ("x", "y"), ("pod", "p")]
+            .into_iter()
+            .collect();
+        let c: SeriesLabels = [("ns", "n"), ("pod", "p")].into_iter().collect();
+        assert_eq!(a, c);
+        assert_ne!(a, b);
+        let state = std::collections::hash_map::RandomState::new();
+        assert_eq!(state.hash_one(&a), state.hash_one(&c));
+        // Equal up to the end of `a`: the shorter orders first.
+        assert!(a < b);
     }
 }

@@ -193,6 +193,13 @@ impl<'de> Visitor<'de> for VectorVisitor {
                 });
             }
         }
+        let texts = interner.into_texts();
+        for sample in &mut samples {
+            sample.metric.bind(&texts);
+        }
+        // Grown by doubling, it held up to twice its samples' size for the whole cycle: at
+        // 10,000 GPUs about 4 MB of the cycle's peak.
+        samples.shrink_to_fit();
         Ok(samples)
     }
 }
@@ -226,6 +233,10 @@ impl<'de> Visitor<'de> for MatrixVisitor {
                 metric: element.labels,
                 values,
             });
+        }
+        let texts = interner.into_texts();
+        for one in &mut series {
+            one.metric.bind(&texts);
         }
         Ok(series)
     }
@@ -272,14 +283,16 @@ impl<'de> Visitor<'de> for ElementSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Element<'de>, A::Error> {
-        let mut labels = SeriesLabels::default();
+        let mut labels = None;
         let mut points = match self.points {
             PointsField::Value => Points::Value(None),
             PointsField::Values => Points::Values(None),
         };
         while let Some(key) = map.next_key::<Text<'de>>()? {
             match (key.0.as_ref(), self.points) {
-                ("metric", _) => labels = map.next_value_seed(LabelsSeed(&mut *self.interner))?,
+                ("metric", _) => {
+                    labels = Some(map.next_value_seed(LabelsSeed(&mut *self.interner))?)
+                }
                 ("value", PointsField::Value) => points = Points::Value(map.next_value()?),
                 ("values", PointsField::Values) => points = Points::Values(map.next_value()?),
                 _ => {
@@ -287,7 +300,10 @@ impl<'de> Visitor<'de> for ElementSeed<'_> {
                 }
             }
         }
-        Ok(Element { labels, points })
+        Ok(Element {
+            labels: labels.unwrap_or_default(),
+            points,
+        })
     }
 }
 
