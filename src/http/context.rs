@@ -21,7 +21,7 @@ use jiff::tz::TimeZone;
 use crate::cluster::pod_cache::GetSnapshot;
 use crate::cluster::snapshot::ClusterSnapshot;
 use crate::error::ApiError;
-use crate::http::encoding::{accepts_gzip, encode_json, in_pieces, inflated};
+use crate::http::encoding::{accepts_gzip, encode_json, in_pieces, inflated, EncodedBody};
 use crate::http::reply_cache::{Freshness, ReplyBody, SnapshotVersion};
 use crate::http::state::AppState;
 use crate::query_client::{Lane, Query, QueryOutput, RunQuery};
@@ -103,19 +103,48 @@ impl RestContext {
         Render: FnOnce(Inputs) -> Reply + Send + 'static,
         Reply: serde::Serialize,
     {
+        self.cached_encoded(
+            route,
+            request,
+            snapshot,
+            freshness,
+            fetch,
+            move |inputs, _| encode_json(&render(inputs)).map_err(ApiError::Render),
+        )
+        .await
+    }
+
+    /// [`Self::cached_json`] for a reply that encodes itself: `encode` is also told the
+    /// cache key, under which it may keep pieces of its work for the next build (as the
+    /// container list does, [`crate::http::list_pieces`]).
+    pub async fn cached_encoded<Request, Inputs, Fetch, FetchFut, Encode>(
+        &self,
+        route: &'static str,
+        request: &Request,
+        snapshot: &ClusterSnapshot,
+        freshness: Freshness,
+        fetch: Fetch,
+        encode: Encode,
+    ) -> Result<HttpResponse, ApiError>
+    where
+        Request: std::fmt::Debug,
+        Fetch: FnOnce(StoreLookups) -> FetchFut + 'static,
+        FetchFut: Future<Output = Inputs> + 'static,
+        Inputs: Send + 'static,
+        Encode: FnOnce(Inputs, &str) -> Result<EncodedBody, ApiError> + Send + 'static,
+    {
         let lookups = StoreLookups {
             state: self.state.clone(),
         };
         let build_thread = self.state.replies.build_thread();
-        let build = move || async move {
-            let inputs = fetch(lookups).await;
-            build_thread
-                .run(move || encode_json(&render(inputs)).map_err(ApiError::Render))
-                .await
-                .ok_or(ApiError::Unavailable(
-                    "the reply build thread is not running",
-                ))?
-        };
+        let key = format!("{route} {request:?}");
+        let build =
+            move || async move {
+                let inputs = fetch(lookups).await;
+                build_thread.run(move || encode(inputs, &key)).await.ok_or(
+                    ApiError::Unavailable("the reply build thread is not running"),
+                )?
+            };
         let reply: ReplyBody = self
             .state
             .replies

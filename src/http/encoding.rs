@@ -69,7 +69,7 @@ pub const MIN_GZIP_BYTES: usize = 1024;
 /// every client that asks until the next build, so bytes saved count once per client: at
 /// 10,000 GPUs the container list (37 MB of JSON) is 6.1 MB at the fast level and 3.8 MB at
 /// zlib's default, for about 0.3 s more of the build thread's (nice +10) CPU.
-const REPLY_LEVEL: flate2::Compression = flate2::Compression::new(6);
+pub(crate) const REPLY_LEVEL: flate2::Compression = flate2::Compression::new(6);
 
 /// A serialized reply as it is kept: only one encoding of it.
 #[derive(Debug, Clone)]

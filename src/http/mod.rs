@@ -8,7 +8,9 @@
 //!
 //! - [`state`]: the application state; [`context`]: the REST handlers' extractor over it;
 //!   [`extract`]: request messages; [`encoding`]: gzip negotiation and large bodies;
-//!   [`reply_cache`]: kept list replies, built on [`builder`]'s low-priority thread; [`warm`]: the first ones built before they are asked.
+//!   [`reply_cache`]: kept list replies, built on [`builder`]'s low-priority thread, the
+//!   container list in [`list_pieces`] reused across builds; [`warm`]: the first ones built
+//!   before they are asked.
 //! - One file per group of routes: [`cards`], [`nodes`], [`containers`], [`summary`],
 //!   [`workloads`], [`scheduling`], [`monitor`], [`device_config`], [`metrics`],
 //!   [`health`], [`openapi`]; [`fallback`] answers what no route takes.
@@ -24,6 +26,7 @@ pub mod encoding;
 pub mod extract;
 pub mod fallback;
 pub mod health;
+pub mod list_pieces;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;

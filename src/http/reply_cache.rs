@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use crate::error::ApiError;
 use crate::http::builder::BuildThread;
 use crate::http::encoding::EncodedBody;
+use crate::http::list_pieces::ListPieces;
 
 /// Entries kept at most, whatever their size: the frontend asks a handful of distinct lists.
 const MAX_ENTRIES: usize = 256;
@@ -172,6 +173,8 @@ pub struct ReplyCache {
     flights: Mutex<HashMap<&'static str, (u64, u64)>>,
     /// Where builds do their CPU work.
     build_thread: Arc<BuildThread>,
+    /// What builds keep of their work for the next one, for lists built in pieces.
+    list_pieces: Arc<ListPieces>,
 }
 
 impl ReplyCache {
@@ -198,12 +201,19 @@ impl ReplyCache {
             builds: AtomicU64::new(0),
             flights: Mutex::new(HashMap::new()),
             build_thread: Arc::new(BuildThread::new()),
+            list_pieces: Arc::default(),
         }
     }
 
     /// The thread builds do their CPU work on, below the request threads' priority.
     pub fn build_thread(&self) -> Arc<BuildThread> {
         Arc::clone(&self.build_thread)
+    }
+
+    /// The pieces lists built in pieces keep between builds; belongs with the replies they
+    /// were built into, so a fresh cache starts without them.
+    pub fn list_pieces(&self) -> Arc<ListPieces> {
+        Arc::clone(&self.list_pieces)
     }
 
     /// Builds started so far.

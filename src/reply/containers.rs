@@ -387,6 +387,32 @@ impl ContainerRows<'_> {
             allocated_container(self.snapshot, pod, container, self.device_id, self.zone)
         })
     }
+
+    /// Rows chosen.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Each row's identity: the address of its container's record. A record is replaced,
+    /// never changed, when its pod changes, so while it lives an equal address means an
+    /// equal item (for the same inventory, filters and zone).
+    pub fn row_ids(&self) -> Vec<usize> {
+        self.rows
+            .iter()
+            .map(|(_, container)| std::ptr::from_ref::<ContainerRecord>(container) as usize)
+            .collect()
+    }
+
+    /// The item of row `row`, as [`Self::replies`] makes it; `None` past the end or when the
+    /// row lists no allocation.
+    pub fn item(&self, row: usize) -> Option<ContainerReply> {
+        let (pod, container) = self.rows.get(row)?;
+        allocated_container(self.snapshot, pod, container, self.device_id, self.zone)
+    }
 }
 
 /// The container list owning what it is made from, for a build that outlives its request:
