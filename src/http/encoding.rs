@@ -62,6 +62,12 @@ pub fn pieces(bytes: Bytes) -> impl Iterator<Item = Bytes> {
         .map(move |start| bytes.slice(start..(start + PIECE_BYTES).min(size)))
 }
 
+/// How much plain text one connection of a client that does not take gzip inflates at a
+/// time. Each such connection holds a piece and actix-http's copy of it: with
+/// [`PIECE_BYTES`], 32 plain clients of a large list could hold 16 MB of them (32 × 2 ×
+/// 256 KiB). These clients (scripts, not the console) pay in throughput instead.
+const INFLATE_PIECE_BYTES: usize = 64 * 1024;
+
 /// Replies shorter than this are kept plain: compressing them saves less than it costs.
 pub const MIN_GZIP_BYTES: usize = 1024;
 
@@ -146,7 +152,7 @@ impl Write for Sink {
 }
 
 /// The plain text of a gzipped kept reply, for a client that does not take gzip: inflated
-/// [`PIECE_BYTES`] at a time as the socket drains, so no whole plain copy is made.
+/// [`INFLATE_PIECE_BYTES`] at a time as the socket drains, so no whole plain copy is made.
 pub fn inflated(
     packed: Bytes,
     plain_len: usize,
@@ -154,9 +160,9 @@ pub fn inflated(
     let decoder = flate2::read::GzDecoder::new(std::io::Cursor::new(packed));
     let pieces = futures::stream::unfold(Some(decoder), |decoder| async move {
         let mut decoder = decoder?;
-        let mut piece = vec![0; PIECE_BYTES];
+        let mut piece = vec![0; INFLATE_PIECE_BYTES];
         let mut filled = 0;
-        while filled < PIECE_BYTES {
+        while filled < INFLATE_PIECE_BYTES {
             match decoder.read(&mut piece[filled..]) {
                 Ok(0) => break,
                 Ok(read) => filled += read,
@@ -243,7 +249,7 @@ mod tests {
             .read_to_end(&mut unpacked)
             .unwrap();
         assert_eq!(unpacked, text);
-        // Inflated for a plain client: the same text, in pieces no larger than PIECE_BYTES.
+        // Inflated for a plain client: the same text.
         let sent = actix_web::body::to_bytes(inflated(packed.clone(), plain_len))
             .await
             .unwrap();
