@@ -275,6 +275,9 @@ struct ChurnRun {
     asked_per_s: u32,
     achieved_per_s: f64,
     routes: Vec<(String, Latency)>,
+    /// The container list's gzip bytes of that moment from a bare server, the same clients,
+    /// while pods keep changing.
+    floor_containers: Latency,
 }
 
 /// Churn pods kept at once: each event adds one and, past this many, deletes the oldest.
@@ -393,6 +396,12 @@ fn measure_api_start(gpus: usize, pods: usize, rates: &[u32], budget: &Budget) -
     for &asked in rates {
         rate.store(asked, Ordering::Relaxed);
         let (t0, a0) = (Instant::now(), applied.load(Ordering::Relaxed));
+        // Timed once pods are changing: at 2 events/s a phase is shorter than one event.
+        if asked > 0 {
+            let _ = wait_for(Duration::from_secs(10), || {
+                (applied.load(Ordering::Relaxed) >= a0 + 2).then_some(())
+            });
+        }
         let routes = ["/v1/gpus", "/v1/nodes", "/v1/containers"]
             .into_iter()
             .map(|route| {
@@ -402,10 +411,36 @@ fn measure_api_start(gpus: usize, pods: usize, rates: &[u32], budget: &Budget) -
             .collect();
         let achieved_per_s =
             (applied.load(Ordering::Relaxed) - a0) as f64 / t0.elapsed().as_secs_f64();
+        let floor_containers = {
+            let headers = [
+                ("Content-Type", "application/json"),
+                ("Accept-Encoding", "gzip"),
+            ];
+            let body = request(server_port, "POST", "/v1/containers", &headers, b"{}")
+                .map_or_else(|_| Vec::new(), |r| r.body);
+            let floor = TransferFloor::start("application/json", Some("gzip"), &body);
+            let port = floor.port;
+            hammer(
+                32,
+                budget.list_requests_per_client,
+                budget.phase_deadline,
+                move |_| {
+                    send(
+                        port,
+                        "POST",
+                        "/v1/containers",
+                        Some("application/json"),
+                        b"{}",
+                        true,
+                    )
+                },
+            )
+        };
         churn.push(ChurnRun {
             asked_per_s: asked,
             achieved_per_s,
             routes,
+            floor_containers,
         });
     }
     rate.store(0, Ordering::Relaxed);
@@ -438,9 +473,18 @@ fn print_api_start(start: &ApiStart) {
     );
     println!("|---:|---:|---|---:|---:|---:|");
     for run in &start.churn {
-        for (route, l) in &run.routes {
+        let floor = (
+            "the same container-list bytes from a bare server (floor)".to_string(),
+            run.floor_containers.clone(),
+        );
+        for (route, l) in run.routes.iter().chain([&floor]) {
+            let route = if route.starts_with('/') {
+                format!("`{route}`")
+            } else {
+                route.clone()
+            };
             println!(
-                "| {} | {} ({:.0}) | `{route}` | {} ({}) | {:.1} | {:.1} |",
+                "| {} | {} ({:.0}) | {route} | {} ({}) | {:.1} | {:.1} |",
                 start.gpus,
                 run.asked_per_s,
                 run.achieved_per_s,
