@@ -143,3 +143,94 @@ async fn readiness_waits_for_the_default_lists_to_be_built() {
         "served from the warmed reply"
     );
 }
+
+/// The pods named in a container list reply, sorted.
+fn pods_listed(reply: &Value) -> Vec<String> {
+    let mut pods: Vec<String> = reply["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item["appName"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    pods.sort();
+    pods
+}
+
+#[actix_rt::test]
+async fn a_long_list_kept_in_pieces_follows_the_cluster_through_changes() {
+    use std::io::Read;
+
+    // 300 containers: long enough for the list to be kept in stretches of rows.
+    let api = TestApiServer::start().await;
+    api.apply_node(nvidia_node("gpu-0", 4));
+    api.apply_node(nvidia_node("gpu-1", 4));
+    api.apply_many_pods((0..300).map(job).collect());
+    let h = start(&api, PATIENT).await;
+    h.until_ready(DEADLINE).await;
+    h.until(DEADLINE, "300 pods", |s| s.pods.len() == 300).await;
+    let app = atest::init_service(http::app(h.state.clone())).await;
+    macro_rules! gzipped_containers {
+        () => {{
+            let request = atest::TestRequest::post()
+                .uri("/v1/containers")
+                .insert_header(("Content-Type", "application/json"))
+                .insert_header(("Accept-Encoding", "gzip"))
+                .set_payload(json!({}).to_string());
+            let response = atest::call_service(&app, request.to_request()).await;
+            assert_eq!(response.status(), 200);
+            assert_eq!(
+                response
+                    .headers()
+                    .get("content-encoding")
+                    .map(|v| v.as_bytes()),
+                Some(&b"gzip"[..])
+            );
+            let packed = atest::read_body(response).await;
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&packed[..])
+                .read_to_string(&mut text)
+                .expect("one whole gzip member");
+            serde_json::from_str::<Value>(&text).expect("JSON reply")
+        }};
+    }
+    let expected = |range: std::ops::Range<usize>, gone: &[usize]| -> Vec<String> {
+        let mut pods: Vec<String> = range
+            .filter(|i| !gone.contains(i))
+            .map(|i| format!("job-{i:03}"))
+            .collect();
+        pods.sort();
+        pods
+    };
+    let first = gzipped_containers!();
+    assert_eq!(pods_listed(&first), expected(0..300, &[]));
+    // The same text as a client without gzip gets.
+    assert_eq!(containers!(app), first);
+
+    // Pods leave, arrive and change (a new record with the same content) between requests.
+    let gone = [0, 77, 150, 299];
+    for (step, i) in gone.iter().enumerate() {
+        api.delete_pod("default", &format!("job-{i:03}"));
+        api.apply_pod(job(300 + step));
+        let mut changed = job(10 + step);
+        changed.metadata.labels = Some([("step".to_string(), step.to_string())].into());
+        api.apply_pod(changed);
+        let reply = gzipped_containers!();
+        assert!((296..=304).contains(&pods_listed(&reply).len()));
+    }
+    h.until(DEADLINE, "300 pods again", |s| s.pods.len() == 300)
+        .await;
+    let want = expected(0..304, &gone);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let reply = gzipped_containers!();
+        if pods_listed(&reply) == want {
+            assert_eq!(containers!(app), reply);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the list never caught up");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
