@@ -28,6 +28,7 @@
 //! - `synthetic` (feature `synthetic`, tests and benches only): generated clusters and
 //!   exporter data.
 
+pub mod background;
 pub mod catalog;
 pub mod cli;
 pub mod cluster;

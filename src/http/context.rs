@@ -85,7 +85,7 @@ impl RestContext {
     /// A build is two halves so that no request-serving thread does its CPU work: `fetch`
     /// waits for what the reply needs from the metrics store (through [`StoreLookups`], as
     /// the build outlives the request), and `render` builds and serializes it on the build
-    /// thread ([`crate::http::builder`]), below the request threads' priority.
+    /// thread ([`crate::background`]), below the request threads' priority.
     pub async fn cached_json<Request, Inputs, Reply, Fetch, FetchFut, Render>(
         &self,
         route: &'static str,

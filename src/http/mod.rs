@@ -17,7 +17,6 @@
 //! - [`logging`]: one log line per request; [`pipelining`]: keeps pipelined requests moving;
 //!   [`public`]: the public listener and console.
 
-pub mod builder;
 pub mod cards;
 pub mod containers;
 pub mod context;

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::background::BuildThread;
 use crate::error::ApiError;
-use crate::http::builder::BuildThread;
 use crate::http::encoding::EncodedBody;
 use crate::http::list_pieces::ListPieces;
 
@@ -200,7 +200,7 @@ impl ReplyCache {
             entries: Mutex::new(HashMap::new()),
             builds: AtomicU64::new(0),
             flights: Mutex::new(HashMap::new()),
-            build_thread: Arc::new(BuildThread::new()),
+            build_thread: Arc::new(BuildThread::new("reply-builder")),
             list_pieces: Arc::default(),
         }
     }

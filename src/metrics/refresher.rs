@@ -3,7 +3,7 @@
 //! A cycle takes the current `ClusterSnapshot`, sends the fixed list of batched queries of
 //! `metrics::queries` to the `QueryClient` (all under the cycle's deadline,
 //! `exporter.timeout`), builds a complete new state aside (`metrics::build_cycle`, on
-//! a blocking thread), compresses its text once (`metrics::publication::expose`: one gzip
+//! its own lower-priority thread, [`BuildThread`]), compresses its text once (`metrics::publication::expose`: one gzip
 //! member per family, a
 //! family whose series did not change keeps the previous cycle's member), and swaps the
 //! published `Arc` in one step. A scrape ([`GetExposition`]) gets the last published `Arc`
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::background::BuildThread;
 use crate::cluster::inventory::IdentityMap;
 use crate::cluster::leader_election::LeadershipChanged;
 use crate::cluster::node_cache::SetIdentities;
@@ -71,6 +72,10 @@ pub struct MetricsRefresher {
     leading: bool,
     /// Leadership was gained while a refresh was running: a publishing cycle follows it.
     cycle_after_this: bool,
+    /// Where a cycle's state is built and compressed: below the request threads' priority,
+    /// so the workers sending scrapes and lists keep the cores while it runs. Scrapes are
+    /// served the last published exposition meanwhile, so none waits for it.
+    builds: Arc<BuildThread>,
 }
 
 impl MetricsRefresher {
@@ -97,6 +102,7 @@ impl MetricsRefresher {
             queries_failing: false,
             leading: true,
             cycle_after_this: false,
+            builds: Arc::new(BuildThread::new("cycle-builder")),
         })
     }
 
@@ -128,10 +134,19 @@ impl MetricsRefresher {
         let previous = Arc::clone(&self.published);
         let held = self.window.clone();
         let stale_cycles = self.config.stale_cycles;
+        let builds = Arc::clone(&self.builds);
         let work = async move {
             tokio::time::timeout_at(
                 deadline.into(),
-                run_cycle(pods, queries, previous, held, stale_cycles, deadline),
+                run_cycle(
+                    pods,
+                    queries,
+                    previous,
+                    held,
+                    stale_cycles,
+                    deadline,
+                    builds,
+                ),
             )
             .await
         };
@@ -326,6 +341,7 @@ async fn run_cycle(
     held: QueryResults,
     stale_cycles: u32,
     deadline: Instant,
+    builds: Arc<BuildThread>,
 ) -> Option<FinishedCycle> {
     let snapshot = pods.send(GetSnapshot).await.ok()?;
     let vendors = vendors_present(&snapshot);
@@ -348,18 +364,18 @@ async fn run_cycle(
         }
     }
     let failed = results.values().filter(|r| r.is_err()).count();
-    let built = tokio::task::spawn_blocking(move || {
-        // The last cycle's transient and its replaced exposition are free by now.
-        crate::memory::release_free_pages();
-        let state = metrics::build_cycle(&snapshot, &results, &previous.state, stale_cycles);
-        let identities = metrics::identity_overrides(&snapshot, &results);
-        // The answers go before compressing: they are the cycle's largest transient.
-        drop(results);
-        let exposition = expose(Arc::new(state), &previous);
-        (exposition, identities)
-    })
-    .await
-    .ok()?;
+    let built = builds
+        .run(move || {
+            // The last cycle's transient and its replaced exposition are free by now.
+            crate::memory::release_free_pages();
+            let state = metrics::build_cycle(&snapshot, &results, &previous.state, stale_cycles);
+            let identities = metrics::identity_overrides(&snapshot, &results);
+            // The answers go before compressing: they are the cycle's largest transient.
+            drop(results);
+            let exposition = expose(Arc::new(state), &previous);
+            (exposition, identities)
+        })
+        .await?;
     Some(FinishedCycle {
         exposition: Arc::new(built.0),
         queries: count,
