@@ -84,6 +84,7 @@ macro_rules! serve {
             .client_request_timeout(limits.client_request_timeout)
             .keep_alive(limits.keep_alive)
             .max_connections(limits.max_connections)
+            .workers($config.server.http.workers)
             .listen($listener)
             .map(|server| {
                 server

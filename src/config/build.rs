@@ -76,6 +76,14 @@ impl Config {
                         1,
                     )?,
                 },
+                workers: count(
+                    "server.http.workers",
+                    raw.server.http.workers,
+                    super::default_workers(
+                        std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    ),
+                    1,
+                )?,
                 reply_cache_ttl: duration(
                     "server.http.reply_cache_ttl",
                     raw.server.http.reply_cache_ttl,

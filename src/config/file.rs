@@ -50,6 +50,7 @@ pub(super) struct RawListener {
     pub(super) reply_store_staleness: Option<String>,
     pub(super) body_timeout: Option<String>,
     pub(super) max_connections: Option<i64>,
+    pub(super) workers: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -102,6 +102,8 @@ pub struct HttpConfig {
     pub timeout: Duration,
     /// Limits on what one client connection may hold; see [`ConnectionLimits`].
     pub limits: ConnectionLimits,
+    /// Threads serving each listener's connections (ours). See [`default_workers`].
+    pub workers: usize,
     /// How long a list reply that depends on the metrics store may be served again to an
     /// identical request (ours; `0s` rebuilds every such reply). Replies built from the
     /// cluster snapshot alone are reused until the snapshot changes, whatever this says.
@@ -132,6 +134,23 @@ pub struct ConnectionLimits {
     /// Concurrent connections per worker thread; further ones wait in the accept backlog.
     pub max_connections: usize,
 }
+
+/// The default of `server.http.workers`: one per core, and at least [`MIN_WORKERS`].
+///
+/// A reply is copied into its connection's buffer and then to the socket on the thread that
+/// serves the connection, and the largest ones take milliseconds (at 10,000 GPUs a gzip
+/// scrape is 15 MB, the container list 3.8 MB). With one worker per core on a two-core
+/// node, eight Prometheus scrapes queued four deep behind each other and behind whatever
+/// else ran on the node: `/metrics` p99 was 118–138 ms against 44–54 ms for a bare
+/// thread-per-connection server sending the same bytes. With eight workers the kernel
+/// shares the cores between the transfers as it does for that server: 62–68 ms, and the
+/// peak RSS did not move (each worker is an event loop; an idle one holds a few KiB).
+pub fn default_workers(cores: usize) -> usize {
+    cores.max(MIN_WORKERS)
+}
+
+/// See [`default_workers`].
+pub const MIN_WORKERS: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct PrometheusConfig {
@@ -399,6 +418,15 @@ ascend: {annotationless_pod_mode: template}
     }
 
     #[test]
+    fn workers_are_read_and_default_to_one_per_core_but_at_least_eight() {
+        assert_eq!(default_workers(1), MIN_WORKERS);
+        assert_eq!(default_workers(2), MIN_WORKERS);
+        assert_eq!(default_workers(64), 64);
+        let config = load("server:\n  http:\n    workers: 3\n", &[]).unwrap();
+        assert_eq!(config.server.http.workers, 3);
+    }
+
+    #[test]
     fn defaults_apply_to_an_empty_file() {
         let config = load("", &[]).unwrap();
         assert_eq!(config.server.http.addr, "0.0.0.0:8000");
@@ -417,6 +445,8 @@ ascend: {annotationless_pod_mode: template}
         assert_eq!(limits.client_request_timeout, Duration::from_secs(5));
         assert_eq!(limits.keep_alive, Duration::from_secs(75));
         assert_eq!(limits.max_connections, 10_000);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(config.server.http.workers, cores.max(MIN_WORKERS));
         // Go vendors without a key match every node; HCU/AMD get upstream 2.0 defaults.
         assert_eq!(config.node_selectors.text[&Vendor::Nvidia], "gpu=on");
         assert_eq!(config.node_selectors.text[&Vendor::Hcu], "hcu=on");
@@ -482,6 +512,7 @@ ascend: {annotationless_pod_mode: template}
                 "prometheus:\n  max_concurrency: 0\n",
                 "prometheus.max_concurrency",
             ),
+            ("server:\n  http:\n    workers: 0\n", "server.http.workers"),
             (
                 "node_selectors:\n  NVIDIA: \"gpu in (a\"\n",
                 "node_selectors.NVIDIA",
