@@ -4,7 +4,9 @@
 //!
 //! Once an answer is held, cycles publish with it while the store is still evaluating a newer
 //! one; at most one windowed request is out at a time; and the newer answer reaches a later
-//! publication. Every wait polls a condition until a deadline.
+//! publication. With `exporter.window_refresh` longer than the interval, a good answer is
+//! not asked again before it passes, and a failed one is asked again at once. Every wait
+//! polls a condition until a deadline.
 
 use std::io::Read as _;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,8 @@ use hami_webui_server::telemetry::SelfMetrics;
 #[derive(Default)]
 struct Window {
     value: Option<f64>,
+    /// Answer with an error instead.
+    fail: bool,
     asked: usize,
     outstanding: usize,
     most_outstanding: usize,
@@ -63,6 +67,10 @@ impl Handler<RunQuery> for HoldingStore {
             window.asked += 1;
             window.outstanding += 1;
             window.most_outstanding = window.most_outstanding.max(window.outstanding);
+            if window.fail {
+                window.outstanding -= 1;
+                return Box::pin(async { Err(QueryError::Timeout) });
+            }
         }
         let window = Arc::clone(&self.window);
         let labels = self.labels.clone();
@@ -105,12 +113,14 @@ impl Handler<hami_webui_server::cluster::node_cache::SetIdentities> for Sink {
     }
 }
 
-fn config() -> Config {
+fn config_with(window_refresh: &str) -> Config {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("config.yaml");
     std::fs::write(
         &path,
-        "prometheus:\n  address: http://127.0.0.1:9\nexporter:\n  interval: 1s\n  timeout: 30s\n",
+        format!(
+            "prometheus:\n  address: http://127.0.0.1:9\nexporter:\n  interval: 1s\n  timeout: 30s\n  window_refresh: {window_refresh}\n"
+        ),
     )
     .expect("write config");
     Config::load_with_env(&path, Vec::new()).expect("valid config")
@@ -152,11 +162,15 @@ async fn until_published(
     }
 }
 
-#[actix_rt::test]
-async fn cycles_publish_with_the_held_window_answer_while_the_store_evaluates_a_newer_one() {
+/// A refresher on the real caches of a one-GPU cluster, asking a [`HoldingStore`] that starts
+/// from `window`; returns it with the pod the windowed sample names.
+async fn start_refresher(
+    window_refresh: &str,
+    window: &Arc<Mutex<Window>>,
+) -> (Addr<MetricsRefresher>, String) {
     let shape = ClusterShape::gpus(1);
     let export = snapshot_file::parse("synthetic", &shape.list().to_string()).expect("cluster");
-    let config = config();
+    let config = config_with(window_refresh);
     let metrics = SelfMetrics::new().expect("metrics");
     let board = ReadinessBoard::new(&SOURCES, Duration::from_secs(300));
     let caches = start_caches(&config, &metrics, &board, ClusterSource::Snapshot(export)).await;
@@ -184,14 +198,8 @@ async fn cycles_publish_with_the_held_window_answer_while_the_store_evaluates_a_
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .to_vec();
-    let pod_name = pod.name.clone();
-
-    let window = Arc::new(Mutex::new(Window {
-        value: Some(0.5),
-        ..Window::default()
-    }));
     let store = HoldingStore {
-        window: Arc::clone(&window),
+        window: Arc::clone(window),
         labels,
     }
     .start();
@@ -205,6 +213,16 @@ async fn cycles_publish_with_the_held_window_answer_while_the_store_evaluates_a_
     )
     .expect("refresher")
     .start();
+    (refresher, pod.name.clone())
+}
+
+#[actix_rt::test]
+async fn cycles_publish_with_the_held_window_answer_while_the_store_evaluates_a_newer_one() {
+    let window = Arc::new(Mutex::new(Window {
+        value: Some(0.5),
+        ..Window::default()
+    }));
+    let (refresher, pod_name) = start_refresher("0s", &window).await;
 
     // The first cycle waits for the windowed answer: its publication carries it.
     let mut last = Arc::new(Exposition::default());
@@ -268,4 +286,60 @@ async fn cycles_publish_with_the_held_window_answer_while_the_store_evaluates_a_
         },
     )
     .await;
+}
+
+#[actix_rt::test]
+async fn a_good_windowed_answer_waits_for_its_refresh_time_and_a_failed_one_does_not() {
+    let window = Arc::new(Mutex::new(Window {
+        value: Some(0.5),
+        fail: true,
+        ..Window::default()
+    }));
+    // Cycles every second; a good windowed answer is kept for an hour.
+    let (refresher, pod_name) = start_refresher("1h", &window).await;
+
+    // Failed answers are asked again cycle after cycle.
+    let end = Instant::now() + Duration::from_secs(20);
+    while window.lock().unwrap().asked < 3 {
+        assert!(
+            Instant::now() < end,
+            "a failed windowed answer was not asked again"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Once one succeeds, it reaches a publication and is not asked again for the hour.
+    window.lock().unwrap().fail = false;
+    let mut last = Arc::new(Exposition::default());
+    let mut held = None;
+    until_published(
+        &refresher,
+        &mut last,
+        Duration::from_secs(20),
+        "the windowed answer",
+        |e| {
+            held = core_util(e, &pod_name);
+            held.is_some()
+        },
+    )
+    .await;
+    let asked = window.lock().unwrap().asked;
+    let mut published = 0;
+    until_published(
+        &refresher,
+        &mut last,
+        Duration::from_secs(20),
+        "three more publications",
+        |e| {
+            assert_eq!(core_util(e, &pod_name), held, "the held answer");
+            published += 1;
+            published == 3
+        },
+    )
+    .await;
+    assert_eq!(
+        window.lock().unwrap().asked,
+        asked,
+        "asked again within the hour"
+    );
 }

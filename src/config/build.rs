@@ -219,6 +219,11 @@ impl Config {
                 0,
             )?)
             .map_err(|e| ConfigError::invalid("exporter.stale_cycles", e))?,
+            window_refresh: duration(
+                "exporter.window_refresh",
+                raw.exporter.window_refresh,
+                Duration::from_secs(30),
+            )?,
         };
 
         let node_selectors = node_selectors(raw.node_selectors)?;

@@ -100,6 +100,7 @@ pub(super) struct RawExporter {
     pub(super) interval: Option<String>,
     pub(super) timeout: Option<String>,
     pub(super) stale_cycles: Option<i64>,
+    pub(super) window_refresh: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

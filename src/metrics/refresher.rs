@@ -62,6 +62,9 @@ pub struct MetricsRefresher {
     window: QueryResults,
     /// A windowed query asked after the last publication is still out.
     window_in_flight: bool,
+    /// When the windowed queries were last asked; they are asked again only once
+    /// `exporter.window_refresh` has passed (or an answer failed).
+    window_asked_at: Option<Instant>,
     running: bool,
     first_cycle_started: bool,
     /// The last published cycle had failed queries (logged once per failing streak).
@@ -97,6 +100,7 @@ impl MetricsRefresher {
             published: Arc::new(Exposition::default()),
             window: QueryResults::new(),
             window_in_flight: false,
+            window_asked_at: None,
             running: false,
             first_cycle_started: false,
             queries_failing: false,
@@ -211,6 +215,9 @@ impl MetricsRefresher {
             .chain(cycle.window_reused.iter().map(|(q, _)| *q))
             .collect();
         self.window.retain(|q, _| planned.contains(q));
+        if !cycle.window_asked.is_empty() {
+            self.window_asked_at = Some(cycle.started);
+        }
         self.window.extend(cycle.window_asked);
         self.ask_window(cycle.window_reused, ctx);
         self.metrics
@@ -230,10 +237,22 @@ impl MetricsRefresher {
     /// replaces the held one: the next cycle then carries the family over as for any failed
     /// query (`exporter.stale_cycles`).
     fn ask_window(&mut self, plan: Plan, ctx: &mut Context<Self>) {
-        if plan.is_empty() || self.window_in_flight {
+        let held_ok = plan
+            .iter()
+            .all(|(q, _)| self.window.get(q).is_some_and(|a| a.is_ok()));
+        if plan.is_empty()
+            || self.window_in_flight
+            || (held_ok
+                && !window_due(
+                    self.window_asked_at,
+                    self.config.window_refresh,
+                    Instant::now(),
+                ))
+        {
             return;
         }
         self.window_in_flight = true;
+        self.window_asked_at = Some(Instant::now());
         let deadline = Instant::now() + self.config.timeout;
         let keys: Vec<CycleQuery> = plan.iter().map(|(q, _)| *q).collect();
         let asked = ask_all(self.queries.clone(), plan, deadline);
@@ -290,6 +309,8 @@ struct FinishedCycle {
     window_asked: QueryResults,
     /// Windowed queries the cycle answered from held answers: asked again after publication.
     window_reused: Plan,
+    /// When the cycle sent its queries.
+    started: Instant,
 }
 
 /// Splits a cycle's plan into the queries to ask now and the windowed queries answered from
@@ -331,6 +352,11 @@ async fn ask_all(
     .await
 }
 
+/// Whether windowed queries last asked at `asked_at` are due again at `now`.
+fn window_due(asked_at: Option<Instant>, refresh: Duration, now: Instant) -> bool {
+    asked_at.is_none_or(|at| now.saturating_duration_since(at) >= refresh)
+}
+
 /// One cycle: snapshot, queries (concurrently, each bounded by the cycle deadline), build and
 /// render off the actor's thread. Windowed queries with a `held` answer are not waited for.
 /// `None` when the snapshot could not be read.
@@ -349,6 +375,7 @@ async fn run_cycle(
     let plan = metrics::queries::plan(&vendors, &alloc_types);
     let count = plan.len();
     let (ask_now, window_reused) = split_plan(plan, &held);
+    let started = Instant::now();
     let mut results: QueryResults = ask_all(queries, ask_now, deadline)
         .await
         .into_iter()
@@ -383,6 +410,7 @@ async fn run_cycle(
         identities: built.1,
         window_asked,
         window_reused,
+        started,
     })
 }
 
@@ -523,6 +551,24 @@ mod tests {
 
     fn cluster() -> crate::cluster::snapshot::ClusterSnapshot {
         cluster_of(2)
+    }
+
+    #[test]
+    fn windowed_queries_are_due_once_their_refresh_time_passed() {
+        let now = Instant::now();
+        let refresh = Duration::from_secs(30);
+        assert!(window_due(None, refresh, now), "never asked");
+        let asked = now - Duration::from_secs(29);
+        assert!(!window_due(Some(asked), refresh, now));
+        assert!(window_due(
+            Some(asked),
+            refresh,
+            now + Duration::from_secs(1)
+        ));
+        assert!(
+            window_due(Some(now), Duration::ZERO, now),
+            "0s: every cycle"
+        );
     }
 
     fn cluster_of(nodes: usize) -> crate::cluster::snapshot::ClusterSnapshot {
