@@ -184,6 +184,7 @@ def key_paths(node, prefix: str = "") -> set[str]:
 # documents in comments (credential files, TLS, time zone).
 SERVER_KEYS = key_paths(yaml.safe_load(SERVER_CONFIG.read_text())) | {
     "server.timezone",
+    "server.http.workers",
     "prometheus.authorization",
     "prometheus.authorization.type",
     "prometheus.authorization.credentials_file",
@@ -497,7 +498,7 @@ def _default_config():
             "max_queue": 256, "max_response_bytes": 67108864, "path_prefix": "",
             "tls": {"insecure_skip_verify": False},
         },
-        "exporter": {"interval": "30s", "timeout": "60s", "stale_cycles": 3},
+        "exporter": {"interval": "30s", "timeout": "60s", "stale_cycles": 3, "window_refresh": "30s"},
         "node_selectors": {"NVIDIA": "gpu=on", "Ascend": "ascend=on", "DCU": "dcu=on", "HCU": "hcu=on",
                            "MLU": "mlu=on", "Metax": "metax-tech.com/gpu.installed=true"},
         "scheduling": {"resource_names": []},
@@ -518,6 +519,7 @@ def _default_matches_server_file():
     config = config_of(DEFAULT)
     for section, key in [("server", "shutdown_timeout"), ("exporter", "interval"),
                          ("exporter", "timeout"), ("exporter", "stale_cycles"),
+                         ("exporter", "window_refresh"),
                          ("prometheus", "max_concurrency"), ("prometheus", "max_queue"),
                          ("prometheus", "max_response_bytes"), ("kubernetes", "unready_after")]:
         expect_eq(config[section][key], server[section][key], f"{section}.{key}")
@@ -668,15 +670,15 @@ def _basic_auth():
     }, "mounted secret files")
 
 
-@check("our keys: limits, stale cycles, time zone, shutdown, unready_after, logging")
+@check("our keys: limits, workers, stale cycles, window refresh, time zone, shutdown, unready_after, logging")
 def _our_keys():
     objects = render({
         "externalPrometheus": {"maxConcurrency": 3, "maxQueue": 10, "maxResponseBytes": 1048576,
                                "pathPrefix": "/select/0/prometheus"},
-        "metricsExporter": {"staleCycles": 0},
+        "metricsExporter": {"staleCycles": 0, "windowRefresh": "0s"},
         "backend": {"timezone": "Asia/Shanghai", "shutdownTimeout": "10s", "logFormat": "json",
                     "logLevel": "debug", "kubernetes": {"unreadyAfter": "2m"},
-                    "http": {"maxConnections": 500}},
+                    "http": {"maxConnections": 500, "workers": 4}},
         "terminationGracePeriodSeconds": 15,
     })
     config = config_of(objects)
@@ -684,6 +686,9 @@ def _our_keys():
     expect_eq((prom["max_concurrency"], prom["max_queue"], prom["max_response_bytes"], prom["path_prefix"]),
               (3, 10, 1048576, "/select/0/prometheus"), "prometheus limits")
     expect_eq(config["exporter"]["stale_cycles"], 0, "exporter.stale_cycles")
+    expect_eq(config["exporter"]["window_refresh"], "0s", "exporter.window_refresh")
+    expect_eq(config["server"]["http"]["workers"], 4, "server.http.workers")
+    expect("server.http.workers" in SERVER_KEYS, "server.http.workers is a server key")
     expect_eq(config["server"]["timezone"], "Asia/Shanghai", "server.timezone")
     expect_eq(config["server"]["shutdown_timeout"], "10s", "server.shutdown_timeout")
     expect_eq(config["server"]["http"]["max_connections"], 500, "server.http.max_connections")

@@ -144,6 +144,9 @@ app.kubernetes.io/component: backend
 {{- if $b.timezone }}
 {{- $_ := set $server "timezone" $b.timezone }}
 {{- end }}
+{{- if $b.http.workers }}
+{{- $_ := set (index $server "http") "workers" (int64 $b.http.workers) }}
+{{- end }}
 {{- $prom := dict "address" $address "timeout" $p.timeout "max_concurrency" (int64 $p.maxConcurrency) "max_queue" (int64 $p.maxQueue) "max_response_bytes" (int64 $p.maxResponseBytes) "path_prefix" $p.pathPrefix }}
 {{- $authz := include "hami-webui-server.authorizationEnabled" . }}
 {{- $basic := include "hami-webui-server.basicAuthEnabled" . }}
@@ -170,7 +173,7 @@ app.kubernetes.io/component: backend
 {{- end }}
 {{- end }}
 {{- $_ := set $prom "tls" $tls }}
-{{- $exporter := dict "interval" .Values.metricsExporter.interval "timeout" .Values.metricsExporter.timeout "stale_cycles" (int64 .Values.metricsExporter.staleCycles) }}
+{{- $exporter := dict "interval" .Values.metricsExporter.interval "timeout" .Values.metricsExporter.timeout "stale_cycles" (int64 .Values.metricsExporter.staleCycles) "window_refresh" .Values.metricsExporter.windowRefresh }}
 {{- $dc := .Values.hami.deviceConfig }}
 {{- $config := dict "server" $server "prometheus" $prom "exporter" $exporter "node_selectors" (.Values.vendorNodeSelectors | default dict) "scheduling" (dict "resource_names" (.Values.scheduling.resourceNames | default list)) "device_config" (dict "enabled" $dc.enabled "namespace" $dc.namespace "name" $dc.name "key" $dc.key) "ascend" (dict "annotationless_pod_mode" .Values.ascend.annotationlessPodMode) "kubernetes" (dict "unready_after" $b.kubernetes.unreadyAfter) "monitor" (dict "allowed_metric_prefixes" (.Values.monitor.allowedMetricPrefixes | default list) "max_query_length" (int64 .Values.monitor.maxQueryLength)) "leader_election" (include "hami-webui-server.leaderElection" . | fromYaml) }}
 {{- toYaml $config }}
