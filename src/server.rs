@@ -95,6 +95,54 @@ macro_rules! serve {
     }};
 }
 
+/// The internal listener: [`serve!`]'s settings, assembled by hand so that connections
+/// whose first request is `GET /metrics` take [`http::direct_scrape`]'s path. As
+/// `HttpServer` does, with one difference: the app's configured host (used only for
+/// requests without a `Host` header) is actix-web's default, as its constructor is private.
+fn serve_internal(
+    listener: TcpListener,
+    config: &Config,
+    state: AppState,
+) -> Result<Server, ServeError> {
+    let limits = config.server.http.limits;
+    let scrape = http::direct_scrape::ScrapePath {
+        request_timeout: limits.client_request_timeout,
+        send_buffer: config.server.http.scrape_send_buffer,
+    };
+    let addr = listener.local_addr()?;
+    let builder = actix_server::Server::build();
+    let shutdown = builder.graceful_shutdown_signal();
+    let server = builder
+        .workers(config.server.http.workers)
+        .max_concurrent_connections(limits.max_connections)
+        .disable_signals()
+        .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1))
+        .listen("internal", listener, move || {
+            let shutdown = shutdown.clone();
+            let app = actix_service::map_config(http::app(state.clone()), |_| {
+                actix_web::dev::AppConfig::default()
+            });
+            let http = actix_http::HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                .keep_alive(limits.keep_alive)
+                .client_request_timeout(limits.client_request_timeout)
+                .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                .h1_allow_half_closed(true)
+                .local_addr(addr)
+                .finish(app)
+                .tcp();
+            http::direct_scrape::route(http, state.clone(), scrape)
+        })?
+        .run();
+    Ok(server)
+}
+
+/// actix-web's default: how long a closing connection waits for the client's side.
+const CLIENT_DISCONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Starts the actors on the current actix system: the cluster caches on `source`, the query
 /// client and the refresher. The caches start empty and fill as their watchers sync.
 pub async fn start(config: Config, source: ClusterSource) -> Result<AppState, ServeError> {
@@ -194,10 +242,7 @@ pub async fn run(
     };
     let state = start(config, source).await?;
     let config = Arc::clone(&state.config);
-    let internal = {
-        let state = state.clone();
-        serve!(listeners.internal, config, move || http::app(state.clone()))?
-    };
+    let internal = serve_internal(listeners.internal, &config, state.clone())?;
     let addr = config.server.http.addr.as_str();
     tracing::info!(%addr, "listening");
     let public = match (listeners.public, console) {

@@ -84,6 +84,12 @@ impl Config {
                     ),
                     1,
                 )?,
+                scrape_send_buffer: count(
+                    "server.http.scrape_send_buffer",
+                    raw.server.http.scrape_send_buffer,
+                    super::DEFAULT_SCRAPE_SEND_BUFFER,
+                    0,
+                )?,
                 reply_cache_ttl: duration(
                     "server.http.reply_cache_ttl",
                     raw.server.http.reply_cache_ttl,

@@ -51,6 +51,7 @@ pub(super) struct RawListener {
     pub(super) body_timeout: Option<String>,
     pub(super) max_connections: Option<i64>,
     pub(super) workers: Option<i64>,
+    pub(super) scrape_send_buffer: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

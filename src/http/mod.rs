@@ -21,6 +21,7 @@ pub mod cards;
 pub mod containers;
 pub mod context;
 pub mod device_config;
+pub mod direct_scrape;
 pub mod encoding;
 pub mod extract;
 pub mod fallback;
