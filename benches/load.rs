@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use hami_webui_server::config::DEFAULT_SCRAPE_SEND_BUFFER;
 use realistic::RealisticCluster;
 use support::process::{request, wait_for, Launch, ServerProcess};
 use support::upstream::{CountingProxy, FixtureExporter, Prometheus, VictoriaMetrics};
@@ -104,6 +105,8 @@ struct Run {
     /// The same bytes from a [`TransferFloor`], same clients, while the server keeps cycling:
     /// the gzip `/metrics` body (8 clients) and the plain container list (32 clients).
     floor_metrics: Latency,
+    /// The same floor with the send buffer our scrape connections use.
+    floor_metrics_same_buffer: Latency,
     floor_containers_gzip: Latency,
     floor_containers_plain: Latency,
     ready_s: f64,
@@ -418,7 +421,7 @@ fn measure_api_start(gpus: usize, pods: usize, rates: &[u32], budget: &Budget) -
             ];
             let body = request(server_port, "POST", "/v1/containers", &headers, b"{}")
                 .map_or_else(|_| Vec::new(), |r| r.body);
-            let floor = TransferFloor::start("application/json", Some("gzip"), &body);
+            let floor = TransferFloor::start("application/json", Some("gzip"), &body, None);
             let port = floor.port;
             hammer(
                 32,
@@ -1132,7 +1135,12 @@ struct TransferFloor {
 }
 
 impl TransferFloor {
-    fn start(content_type: &str, content_encoding: Option<&str>, body: &[u8]) -> Self {
+    fn start(
+        content_type: &str,
+        content_encoding: Option<&str>,
+        body: &[u8],
+        send_buffer: Option<usize>,
+    ) -> Self {
         use std::sync::atomic::{AtomicBool, Ordering};
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind floor");
         let port = listener.local_addr().expect("floor address").port();
@@ -1159,6 +1167,9 @@ impl TransferFloor {
                     let reply = Arc::clone(&reply);
                     std::thread::spawn(move || {
                         let _ = stream.set_nodelay(true);
+                        if let Some(bytes) = send_buffer {
+                            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(bytes);
+                        }
                         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
                         if read_request(&mut stream).is_ok() {
                             let _ = stream.write_all(&reply);
@@ -1473,8 +1484,13 @@ fn measure(gpus: usize, upstream: &str, interval: u64, budget: &Budget) -> Run {
 
     // The floor: the same bytes from a bare server, the same clients, while ours keeps cycling
     // against the store.
-    let floor_metrics = {
-        let floor = TransferFloor::start("text/plain; version=0.0.4", Some("gzip"), &gzip.body);
+    let metrics_floor = |send_buffer: Option<usize>| {
+        let floor = TransferFloor::start(
+            "text/plain; version=0.0.4",
+            Some("gzip"),
+            &gzip.body,
+            send_buffer,
+        );
         let port = floor.port;
         hammer(
             8,
@@ -1483,8 +1499,12 @@ fn measure(gpus: usize, upstream: &str, interval: u64, budget: &Budget) -> Run {
             move |_| send(port, "GET", "/metrics", None, b"", true),
         )
     };
+    let floor_metrics = metrics_floor(None);
+    // Our scrape connections fix their send buffer (`server.http.scrape_send_buffer`), which
+    // on its own makes moving the bytes cheaper; this floor does the same.
+    let floor_metrics_same_buffer = metrics_floor(Some(DEFAULT_SCRAPE_SEND_BUFFER));
     let list_floor = |encoding: Option<&str>, body: &[u8]| {
-        let floor = TransferFloor::start("application/json", encoding, body);
+        let floor = TransferFloor::start("application/json", encoding, body, None);
         let port = floor.port;
         let gzip = encoding.is_some();
         hammer(
@@ -1536,6 +1556,7 @@ fn measure(gpus: usize, upstream: &str, interval: u64, budget: &Budget) -> Run {
         lists,
         containers_bytes,
         floor_metrics,
+        floor_metrics_same_buffer,
         floor_containers_gzip,
         floor_containers_plain,
         ready_s,
@@ -1649,6 +1670,12 @@ fn print_tables(runs: &[Run]) {
         let ours_gzip = ours("/v1/containers");
         for (reply, clients, floor, ours) in [
             ("`/metrics` gzip", 8, &r.floor_metrics, &r.metrics),
+            (
+                "`/metrics` gzip, the floor with our 128 KiB send buffer",
+                8,
+                &r.floor_metrics_same_buffer,
+                &r.metrics,
+            ),
             (
                 "`/v1/containers` gzip",
                 32,
