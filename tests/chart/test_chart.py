@@ -678,7 +678,7 @@ def _our_keys():
         "metricsExporter": {"staleCycles": 0, "windowRefresh": "0s"},
         "backend": {"timezone": "Asia/Shanghai", "shutdownTimeout": "10s", "logFormat": "json",
                     "logLevel": "debug", "kubernetes": {"unreadyAfter": "2m"},
-                    "http": {"maxConnections": 500, "workers": 4}},
+                    "http": {"maxConnections": 500, "workers": 4, "scrapeSendBuffer": 0}},
         "terminationGracePeriodSeconds": 15,
     })
     config = config_of(objects)
@@ -688,6 +688,7 @@ def _our_keys():
     expect_eq(config["exporter"]["stale_cycles"], 0, "exporter.stale_cycles")
     expect_eq(config["exporter"]["window_refresh"], "0s", "exporter.window_refresh")
     expect_eq(config["server"]["http"]["workers"], 4, "server.http.workers")
+    expect_eq(config["server"]["http"]["scrape_send_buffer"], 0, "server.http.scrape_send_buffer")
     expect("server.http.workers" in SERVER_KEYS, "server.http.workers is a server key")
     expect_eq(config["server"]["timezone"], "Asia/Shanghai", "server.timezone")
     expect_eq(config["server"]["shutdown_timeout"], "10s", "server.shutdown_timeout")

@@ -147,6 +147,9 @@ app.kubernetes.io/component: backend
 {{- if $b.http.workers }}
 {{- $_ := set (index $server "http") "workers" (int64 $b.http.workers) }}
 {{- end }}
+{{- if not (kindIs "invalid" $b.http.scrapeSendBuffer) }}
+{{- $_ := set (index $server "http") "scrape_send_buffer" (int64 $b.http.scrapeSendBuffer) }}
+{{- end }}
 {{- $prom := dict "address" $address "timeout" $p.timeout "max_concurrency" (int64 $p.maxConcurrency) "max_queue" (int64 $p.maxQueue) "max_response_bytes" (int64 $p.maxResponseBytes) "path_prefix" $p.pathPrefix }}
 {{- $authz := include "hami-webui-server.authorizationEnabled" . }}
 {{- $basic := include "hami-webui-server.basicAuthEnabled" . }}
