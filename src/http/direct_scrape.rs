@@ -6,7 +6,7 @@
 //! CPU per scrape against 2.1 ms for a bare server sending the same bytes. And with the
 //! kernel's send-buffer autotuning (up to 4 MB here) a scrape's bytes wait in the socket
 //! queue long enough to leave the CPU caches before the scraper's side copies them again; on
-//! one machine that copy cost the scrapers 40 % more CPU. With 8 scrapers on 2 cores the
+//! the benchmark machine that copy cost the scrapers 45 % more CPU. With 8 scrapers on 2 cores the
 //! scrape p99 was 1.2–1.6× the bare server's.
 //!
 //! So the listener looks at each new connection's first bytes without taking them. When
