@@ -108,6 +108,7 @@ fn serve_internal(
     let scrape = http::direct_scrape::ScrapePath {
         request_timeout: limits.client_request_timeout,
         send_buffer: config.server.http.scrape_send_buffer,
+        linger: CLIENT_DISCONNECT_TIMEOUT,
     };
     let addr = listener.local_addr()?;
     let builder = actix_server::Server::build();

@@ -32,7 +32,7 @@ use actix_http::{ConnectionType, HttpMessage, Response, ServiceConfig, StatusCod
 use actix_rt::net::TcpStream;
 use actix_service::{fn_factory, fn_service, Service, ServiceFactory};
 use futures::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::http::encoding::accepts_gzip;
 use crate::http::metrics::{scrape_body, EXPOSITION_CONTENT_TYPE};
@@ -48,6 +48,8 @@ pub struct ScrapePath {
     pub request_timeout: Duration,
     /// `SO_SNDBUF` of a scrape's socket in bytes; 0 leaves the kernel's autotuning.
     pub send_buffer: usize,
+    /// How long a closing connection waits for the client's side, as actix-web's do.
+    pub linger: Duration,
 }
 
 /// How long to wait between looks at a request line that is arriving in pieces.
@@ -179,9 +181,13 @@ async fn answer_scrape(
             stream.write_all(&part).await?;
         }
         stream.shutdown().await
-    };
+    }
+    .await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    match sent.await {
+    if sent.is_ok() {
+        linger(framed.io_mut(), path.linger).await;
+    }
+    match sent {
         Ok(()) => tracing::debug!(
             method = "GET",
             path = "/metrics",
@@ -191,6 +197,15 @@ async fn answer_scrape(
         ),
         Err(error) => tracing::debug!(%error, elapsed_ms, "scrape not sent in full"),
     }
+}
+
+/// After the answer and our FIN: reads and drops what the client still sends until it
+/// closes, for at most `wait`. Closing a socket with unread bytes makes the kernel
+/// send a reset, which can cut off the end of the answer still on its way to the client.
+async fn linger(stream: &mut TcpStream, wait: Duration) {
+    let mut sink = [0u8; 1024];
+    let drained = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = actix_rt::time::timeout(wait, drained).await;
 }
 
 /// Writes a response head that closes the connection, with the headers actix-web's answer
